@@ -1,0 +1,129 @@
+import { isIP } from 'node:net';
+import type { AuditRecord } from '../../core/audit-event.ts';
+import { ECS_VERSION, OBSERVER } from '../observer.ts';
+
+const EVENT_TYPE: Record<AuditRecord['action'], string[]> = {
+  'egress-permitted': ['connection', 'allowed', 'start'],
+  'egress-closed': ['connection', 'allowed', 'end'],
+  'egress-rejected': ['connection', 'denied'],
+  'identity-rejected': ['connection', 'denied'],
+};
+
+/** `TLSv1.3` → { version: '1.3', version_protocol: 'tls' }, as ECS wants. */
+function tlsVersion(version: string | undefined): { version?: string; version_protocol?: string } {
+  const match = /^TLSv(\d(?:\.\d)?)$/.exec(version ?? '');
+  return match ? { version: match[1] as string, version_protocol: 'tls' } : {};
+}
+
+function compact<T extends Record<string, unknown>>(object: T): T {
+  for (const key of Object.keys(object)) {
+    const value = object[key];
+    if (value === undefined) delete object[key];
+    else if (value && typeof value === 'object' && !Array.isArray(value)) {
+      compact(value as Record<string, unknown>);
+      if (Object.keys(value).length === 0) delete object[key];
+    }
+  }
+  return object;
+}
+
+function message(record: AuditRecord): string {
+  const who = record.identity?.spiffeId ?? `${record.source.ip}:${record.source.port}`;
+  const where = record.destination ? ` -> ${record.destination.domain ?? record.destination.ip}:${record.destination.port}` : '';
+  return `${record.action} ${who}${where}: ${record.reason}`;
+}
+
+/**
+ * Elastic Common Schema document for one record. Allow/deny is `event.type` (allowed/denied);
+ * `event.outcome` says whether the gateway did what it decided (success), or an upstream or
+ * handshake failure stopped it (failure). Field choices are listed in docs/audit.md.
+ */
+export function toEcs(record: AuditRecord): Record<string, unknown> {
+  const failed = record.code !== undefined && record.code !== 'EGW_POLICY_DENIED' && record.code !== 'EGW_POLICY_DESTINATION_PROHIBITED';
+  const sourceType = isIP(record.source.ip) === 6 ? 'ipv6' : 'ipv4';
+  const cert = record.certificate;
+  return compact({
+    '@timestamp': record.timestamp,
+    ecs: { version: ECS_VERSION },
+    message: message(record),
+    event: {
+      kind: 'event',
+      category: ['network'],
+      type: EVENT_TYPE[record.action],
+      action: record.action,
+      outcome: failed ? 'failure' : 'success',
+      reason: record.reason,
+      id: record.id,
+      start: record.start,
+      end: record.end,
+      duration: record.durationNs,
+      dataset: 'egress_gateway.audit',
+      module: 'egress_gateway',
+    },
+    error: record.code ? { code: record.code } : undefined,
+    source: {
+      ip: record.source.ip,
+      port: record.source.port,
+      address: record.source.ip,
+      bytes: record.bytesFromClient,
+      nat: record.snat ? { ip: record.snat.ip || undefined, port: record.snat.port } : undefined,
+      user: record.identity
+        ? { id: record.identity.spiffeId, name: record.identity.serviceAccount, domain: record.identity.trustDomain }
+        : undefined,
+    },
+    destination: record.destination
+      ? {
+          domain: record.destination.domain && isIP(record.destination.domain) === 0 ? record.destination.domain : undefined,
+          address: record.destination.domain ?? record.destination.ip,
+          ip: record.destination.ip,
+          port: record.destination.port,
+          bytes: record.bytesToClient,
+        }
+      : undefined,
+    network: {
+      transport: 'tcp',
+      type: sourceType,
+      direction: 'egress',
+      protocol: record.http ? 'http' : undefined,
+      bytes: record.bytesFromClient !== undefined && record.bytesToClient !== undefined ? record.bytesFromClient + record.bytesToClient : undefined,
+    },
+    http: record.http
+      ? { request: { method: record.http.method }, response: record.http.statusCode ? { status_code: record.http.statusCode } : undefined }
+      : undefined,
+    url: record.http?.url && record.http.method !== 'CONNECT' ? { full: record.http.url } : undefined,
+    tls: record.tls || cert
+      ? {
+          ...tlsVersion(record.tls?.version),
+          cipher: record.tls?.cipher,
+          established: record.action !== 'identity-rejected' || cert !== undefined ? true : undefined,
+          client: {
+            server_name: record.tls?.serverName,
+            hash: cert ? { sha256: cert.sha256 } : undefined,
+            x509: cert
+              ? {
+                  serial_number: cert.serialNumber,
+                  issuer: { distinguished_name: cert.issuer || undefined },
+                  subject: { distinguished_name: cert.subject || undefined },
+                  alternative_names: [...cert.alternativeNames],
+                  not_before: cert.notBefore,
+                  not_after: cert.notAfter,
+                }
+              : undefined,
+          },
+        }
+      : undefined,
+    orchestrator: record.identity?.namespace ? { type: 'kubernetes', namespace: record.identity.namespace } : undefined,
+    rule: record.rule ? { name: record.rule.name } : undefined,
+    observer: { ...OBSERVER, ingress: { zone: record.listener } },
+    labels: { listener: record.listener, mode: record.mode, connection_id: record.connectionId },
+    related: {
+      ip: [record.source.ip, record.destination?.ip, record.snat?.ip].filter((v): v is string => Boolean(v)),
+      user: record.identity ? [record.identity.spiffeId] : undefined,
+      hosts: record.destination?.domain ? [record.destination.domain] : undefined,
+    },
+  });
+}
+
+export function formatEcs(record: AuditRecord): string {
+  return JSON.stringify(toEcs(record));
+}

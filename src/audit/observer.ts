@@ -1,0 +1,12 @@
+import { hostname } from 'node:os';
+
+/** Describes the gateway itself in every record (ECS `observer.*`). */
+export const OBSERVER = Object.freeze({
+  type: 'proxy',
+  vendor: 'mesh-egress-gateway',
+  product: 'mesh-egress-gateway',
+  version: '0.1.0',
+  hostname: hostname(),
+});
+
+export const ECS_VERSION = '9.4.0';

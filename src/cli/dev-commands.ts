@@ -1,0 +1,8 @@
+import { splitHostPort } from '../config/build-state.ts';
+import { startEchoServer } from '../devtools/echo-server.ts';
+
+export async function runDevEchoServer(listen: string): Promise<void> {
+  const { host, port } = splitHostPort(listen);
+  await startEchoServer(host, port);
+  process.stderr.write(`echo server on http://${listen}/ (answers with the peer address it sees)\n`);
+}

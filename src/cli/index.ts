@@ -1,0 +1,78 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { runConfigValidate, runPolicyCheck, runServe } from './gateway-commands.ts';
+import { runDevEchoServer } from './dev-commands.ts';
+import { runPkiInit, runPkiInspect, runPkiIssue } from './pki-commands.ts';
+import { failWith } from './report.ts';
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+/** The CLI only parses arguments and calls into commands; it holds no gateway logic. */
+const program = new Command('egress-gateway')
+  .description('mTLS identity-aware egress gateway for Kubernetes service meshes')
+  .version('0.1.0')
+  .showHelpAfterError();
+
+program
+  .command('serve')
+  .description('start the gateway')
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .action((opts) => runServe(opts.config));
+
+program
+  .command('config')
+  .description('configuration tools')
+  .command('validate')
+  .description('validate a configuration file and its certificates, then exit')
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .action((opts) => runConfigValidate(opts.config));
+
+program
+  .command('policy')
+  .description('policy tools')
+  .command('check')
+  .description('print the decision for an identity and destination; exit 0 allow, 1 deny')
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .requiredOption('--spiffe-id <id>', 'caller SPIFFE ID, e.g. spiffe://cluster.local/ns/bookinfo/sa/productpage')
+  .option('--listener <name>', 'listener name (default: the first listener)')
+  .option('--dest <host:port>', 'destination (connect mode); omitted for tcp listeners')
+  .action((opts) => runPolicyCheck(opts));
+
+const pki = program.command('pki').description('mint and inspect mesh certificates');
+pki
+  .command('init')
+  .description("write a root and an intermediate CA in Istio's cacerts layout")
+  .requiredOption('--dir <dir>', 'output directory')
+  .option('--trust-domain <td>', 'trust domain', 'cluster.local')
+  .addOption(new Option('--key-type <type>', 'key algorithm').choices(['ecdsa', 'rsa']).default('ecdsa'))
+  .option('--force', 'replace an existing CA')
+  .action((opts) => runPkiInit(opts));
+pki
+  .command('issue')
+  .description('issue an X.509-SVID signed by the CA in --ca-dir')
+  .requiredOption('--ca-dir <dir>', "directory in Istio's cacerts layout")
+  .requiredOption('--spiffe-id <id>', 'SPIFFE ID for the URI SAN')
+  .requiredOption('--out <dir>', 'writes cert.pem (leaf + chain) and key.pem here')
+  .option('--dns <name>', 'DNS SAN (repeatable)', collect, [])
+  .option('--ip <address>', 'IP SAN (repeatable)', collect, [])
+  .option('--ttl <duration>', 'validity, e.g. 24h, 90d', '24h')
+  .addOption(new Option('--key-type <type>', 'key algorithm').choices(['ecdsa', 'rsa']).default('ecdsa'))
+  .option('--include-root', 'append cert-chain.pem (intermediate + root) instead of the intermediate only')
+  .action((opts) => runPkiIssue(opts));
+pki
+  .command('inspect')
+  .description('print identity, validity, SANs and X.509-SVID rule violations of a certificate')
+  .argument('<file>', 'PEM file; the first certificate is the leaf, the rest its chain')
+  .option('--trust-domain <td>', 'expected trust domain (default: the one in the SPIFFE ID)')
+  .option('--anchors <file>', 'also verify the chain against these trust anchors')
+  .action((file, opts) => runPkiInspect(file, opts));
+
+program
+  .command('dev')
+  .description('development helpers')
+  .command('echo-server')
+  .description('HTTP target that answers with the address it was reached from (shows the SNAT address)')
+  .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8080')
+  .action((opts) => runDevEchoServer(opts.listen));
+
+program.parseAsync(process.argv).catch(failWith);

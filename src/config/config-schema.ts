@@ -1,0 +1,101 @@
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { parseDuration } from '../core/duration.ts';
+
+/**
+ * The configuration file's contract (YAML). Unknown keys are errors, so a typo never silently
+ * falls back to a default. Durations are strings like "10s"/"5m" or numbers of milliseconds.
+ */
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:3128');
+const ipAddress = z.string().refine((v) => isIP(v) !== 0, 'expected an IP address');
+const duration = z
+  .union([z.string(), z.number()])
+  .transform((value, ctx) => {
+    const ms = parseDuration(value);
+    if (ms === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected a duration like "500ms", "10s", "5m", got ${JSON.stringify(value)}` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+const name = z.string().regex(/^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$/i, 'expected a name of letters, digits, "-", "_" or "."');
+
+const sinkFormat = z.enum(['ecs', 'cef', 'text']);
+const stdoutSink = z.strictObject({ type: z.literal('stdout'), format: sinkFormat.default('ecs') });
+const fileSink = z.strictObject({ type: z.literal('file'), path: z.string().min(1), format: sinkFormat.default('ecs') });
+
+export const configSchema = z.strictObject({
+  identity: z.strictObject({
+    trustDomain: z.string().min(1),
+    trustAnchors: z.string().min(1),
+    cert: z.string().min(1),
+    key: z.string().min(1),
+    /** Dev only: mint a throw-away PKI into `dir` when the files above are missing. */
+    devPki: z.strictObject({ generateIfMissing: z.boolean().default(false), dir: z.string().min(1) }).optional(),
+  }),
+  listeners: z
+    .array(
+      z.strictObject({
+        name,
+        listen: hostPort,
+        mode: z.enum(['connect', 'tcp']),
+        snat: ipAddress.optional(),
+        upstream: hostPort.optional(),
+        maxConnections: z.number().int().min(0).default(10_000),
+      }),
+    )
+    .min(1, 'at least one listener is required'),
+  rules: z
+    .array(
+      z.strictObject({
+        name,
+        listeners: z.array(z.string()).min(1).optional(),
+        from: z
+          .strictObject({
+            namespaces: z.array(z.string()).min(1).optional(),
+            serviceAccounts: z.array(z.string()).min(1).optional(),
+            spiffeIds: z.array(z.string()).min(1).optional(),
+          })
+          .optional(),
+        to: z
+          .strictObject({
+            hosts: z.array(z.string()).min(1).optional(),
+            ports: z.array(z.number().int().min(1).max(65535)).min(1).optional(),
+            cidrs: z.array(z.string()).min(1).optional(),
+          })
+          .optional(),
+        action: z.enum(['allow', 'deny']),
+        snat: ipAddress.optional(),
+      }),
+    )
+    .default([]),
+  resolver: z
+    .strictObject({
+      /** Static name → IP answers consulted before DNS, like curl --resolve or /etc/hosts. */
+      hosts: z.record(z.string(), ipAddress).default({}),
+      timeout: duration.default(5_000),
+    })
+    .default({ hosts: {}, timeout: 5_000 }),
+  timeouts: z
+    .strictObject({
+      handshake: duration.default(10_000),
+      requestHead: duration.default(10_000),
+      connect: duration.default(10_000),
+      idle: duration.default(300_000),
+      drain: duration.default(30_000),
+    })
+    .default({ handshake: 10_000, requestHead: 10_000, connect: 10_000, idle: 300_000, drain: 30_000 }),
+  limits: z
+    .strictObject({
+      maxHeaderBytes: z.number().int().min(1024).max(1_048_576).default(16_384),
+    })
+    .default({ maxHeaderBytes: 16_384 }),
+  audit: z
+    .strictObject({
+      sinks: z.array(z.discriminatedUnion('type', [stdoutSink, fileSink])).default([{ type: 'stdout', format: 'ecs' }]),
+    })
+    .default({ sinks: [{ type: 'stdout', format: 'ecs' }] }),
+});
+
+export type GatewayConfig = z.output<typeof configSchema>;
+export type AuditSinkConfig = GatewayConfig['audit']['sinks'][number];

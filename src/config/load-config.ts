@@ -1,0 +1,75 @@
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { GatewayError } from '../core/errors.ts';
+import { type GatewayConfig, configSchema } from './config-schema.ts';
+
+export interface LoadedConfig {
+  readonly path: string;
+  readonly config: GatewayConfig;
+}
+
+function keyPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const part of path) out += typeof part === 'number' ? `[${part}]` : out === '' ? String(part) : `.${String(part)}`;
+  return out || '(root)';
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** Cross-field rules the schema cannot express. Each problem names its key path. */
+function crossCheck(config: GatewayConfig): string[] {
+  const problems: string[] = [];
+  const names = new Set<string>();
+  const binds = new Set<string>();
+  config.listeners.forEach((listener, i) => {
+    if (names.has(listener.name)) problems.push(`listeners[${i}].name: duplicate listener name ${JSON.stringify(listener.name)}`);
+    names.add(listener.name);
+    if (binds.has(listener.listen) && !listener.listen.endsWith(":0")) problems.push(`listeners[${i}].listen: ${listener.listen} is used by another listener`);
+    binds.add(listener.listen);
+    if (listener.mode === 'tcp' && !listener.upstream) problems.push(`listeners[${i}].upstream: required when mode is tcp`);
+    if (listener.mode === 'connect' && listener.upstream) problems.push(`listeners[${i}].upstream: only valid when mode is tcp (connect mode dials the requested host)`);
+  });
+  return problems;
+}
+
+/** Turns a relative path from the config into an absolute one (relative to the working directory). */
+export function resolveConfigPath(path: string): string {
+  return isAbsolute(path) ? path : resolve(process.cwd(), path);
+}
+
+/**
+ * Parses and validates a configuration text. Errors list every problem as `file: key.path: message`,
+ * then the result is deep-frozen. Nothing is compiled or opened here.
+ */
+export function parseConfig(text: string, source: string): GatewayConfig {
+  const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (document.errors.length > 0) {
+    throw new GatewayError('EGW_CONFIG_INVALID', `${source}: YAML error: ${document.errors.map((e) => e.message).join('; ')}`);
+  }
+  const result = configSchema.safeParse(document.toJS() ?? {});
+  if (!result.success) {
+    const issues = (result.error as z.ZodError).issues.map((issue) => `${source}: ${keyPath(issue.path)}: ${issue.message}`);
+    throw new GatewayError('EGW_CONFIG_INVALID', `invalid configuration\n  ${issues.join('\n  ')}`, { details: { issues } });
+  }
+  const problems = crossCheck(result.data).map((p) => `${source}: ${p}`);
+  if (problems.length > 0) throw new GatewayError('EGW_CONFIG_INVALID', `invalid configuration\n  ${problems.join('\n  ')}`, { details: { issues: problems } });
+  return deepFreeze(result.data);
+}
+
+export function loadConfig(path: string): LoadedConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new GatewayError('EGW_CONFIG_READ', `${path}: ${(cause as Error).message}`, { cause });
+  }
+  return { path, config: parseConfig(text, path) };
+}

@@ -1,0 +1,76 @@
+import { randomUUID } from 'node:crypto';
+import diagnosticsChannel from 'node:diagnostics_channel';
+import type { ErrorCode } from './errors.ts';
+
+/**
+ * The format-neutral audit record. The data path builds these and publishes them on a
+ * diagnostics_channel; sinks subscribe (src/audit/). Publishing never blocks and never throws
+ * into the data path, and nothing is built when no sink listens.
+ */
+export type AuditAction = 'egress-permitted' | 'egress-rejected' | 'egress-closed' | 'identity-rejected';
+
+export interface AuditPeerCertificate {
+  readonly serialNumber: string;
+  readonly issuer: string;
+  readonly subject: string;
+  readonly sha256: string;
+  readonly notBefore: string;
+  readonly notAfter: string;
+  readonly alternativeNames: readonly string[];
+}
+
+export interface AuditRecord {
+  /** Unique per record, for at-least-once de-duplication downstream. */
+  readonly id: string;
+  /** Shared by every record of one client connection (decision and close). */
+  readonly connectionId: string;
+  readonly action: AuditAction;
+  readonly timestamp: string;
+  readonly reason: string;
+  readonly code?: ErrorCode;
+  readonly listener: string;
+  readonly mode: 'connect' | 'tcp';
+  readonly source: { readonly ip: string; readonly port: number };
+  readonly identity?: {
+    readonly spiffeId: string;
+    readonly trustDomain: string;
+    readonly namespace?: string;
+    readonly serviceAccount?: string;
+  };
+  readonly certificate?: AuditPeerCertificate;
+  readonly tls?: { readonly version?: string; readonly cipher?: string; readonly serverName?: string };
+  readonly destination?: { readonly domain?: string; readonly ip?: string; readonly port?: number };
+  readonly snat?: { readonly ip: string; readonly port?: number };
+  readonly rule?: { readonly name: string };
+  readonly http?: { readonly method: string; readonly url?: string; readonly statusCode?: number };
+  readonly start?: string;
+  readonly end?: string;
+  /** Nanoseconds, as ECS `event.duration`. */
+  readonly durationNs?: number;
+  /** Bytes the client sent towards the destination. */
+  readonly bytesFromClient?: number;
+  /** Bytes the destination sent back to the client. */
+  readonly bytesToClient?: number;
+}
+
+export const AUDIT_CHANNEL_NAME = 'mesh-egress-gateway:audit';
+const channel = diagnosticsChannel.channel(AUDIT_CHANNEL_NAME);
+
+export function hasAuditSubscribers(): boolean {
+  return channel.hasSubscribers;
+}
+
+export function newAuditId(): string {
+  return randomUUID();
+}
+
+export function publishAudit(record: Omit<AuditRecord, 'id' | 'timestamp'> & { timestamp?: string }): void {
+  if (!channel.hasSubscribers) return;
+  channel.publish({ id: randomUUID(), timestamp: new Date().toISOString(), ...record } satisfies AuditRecord);
+}
+
+export function subscribeAudit(listener: (record: AuditRecord) => void): () => void {
+  const handler = (message: unknown) => listener(message as AuditRecord);
+  channel.subscribe(handler);
+  return () => channel.unsubscribe(handler);
+}

@@ -1,0 +1,58 @@
+/**
+ * The one table of stable error codes. Callers, audit records and the admin API match on `code`,
+ * never on message text or `instanceof`. A code, once shipped, is never reused for another meaning.
+ */
+export const ERROR_CODES = {
+  // configuration and start-up
+  EGW_CONFIG_READ: 'the configuration file could not be read',
+  EGW_CONFIG_INVALID: 'the configuration is invalid',
+  EGW_SNAT_UNBINDABLE: 'a SNAT source address is not bindable on this host',
+  EGW_LISTEN_FAILED: 'a listener could not bind its address',
+  // PKI (certificate files and minting)
+  EGW_PKI_FILE: 'a certificate or key file could not be read or parsed',
+  EGW_PKI_ARGUMENT: 'a PKI command argument is invalid',
+  // identity: why a client certificate was refused
+  EGW_IDENTITY_NO_CERT: 'the client presented no certificate',
+  EGW_IDENTITY_CHAIN_UNTRUSTED: 'the client chain does not lead to a configured trust anchor',
+  EGW_IDENTITY_EXPIRED: 'a certificate in the client chain has expired',
+  EGW_IDENTITY_NOT_YET_VALID: 'a certificate in the client chain is not yet valid',
+  EGW_IDENTITY_LEAF_IS_CA: 'the client leaf certificate is a CA',
+  EGW_IDENTITY_LEAF_KEY_USAGE: 'the client leaf KeyUsage violates the X.509-SVID rules',
+  EGW_IDENTITY_ISSUER_NOT_CA: 'a certificate in the client chain is signed by a non-CA certificate',
+  EGW_IDENTITY_PATH_LENGTH: 'the client chain exceeds an issuer pathLenConstraint',
+  EGW_IDENTITY_URI_SAN_COUNT: 'the client leaf does not have exactly one URI SAN',
+  EGW_IDENTITY_SPIFFE_ID_INVALID: 'the client URI SAN is not a valid SPIFFE ID',
+  EGW_IDENTITY_TRUST_DOMAIN: 'the client SPIFFE ID is not in the configured trust domain',
+  EGW_IDENTITY_MALFORMED: 'the client certificate could not be parsed',
+  EGW_TLS_HANDSHAKE: 'the TLS handshake failed',
+  EGW_TLS_HANDSHAKE_TIMEOUT: 'the TLS handshake did not finish in time',
+  // policy
+  EGW_POLICY_DENIED: 'the request was denied by policy',
+  EGW_POLICY_DESTINATION_PROHIBITED: 'the destination IP is in a prohibited range',
+  // proxying
+  EGW_PROXY_BAD_REQUEST: 'the proxy request is malformed',
+  EGW_UPSTREAM_DNS: 'the destination host name could not be resolved',
+  EGW_UPSTREAM_TIMEOUT: 'the upstream connection timed out',
+  EGW_UPSTREAM_REFUSED: 'the upstream refused the connection',
+  EGW_UPSTREAM_UNREACHABLE: 'the upstream could not be reached',
+  EGW_UPSTREAM_ERROR: 'the upstream connection failed',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Every error the gateway raises on purpose. `details` is structured context for logs and tests. */
+export class GatewayError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super(message ?? ERROR_CODES[code], options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'GatewayError';
+    this.code = code;
+    this.details = Object.freeze({ ...(options?.details ?? {}) });
+  }
+}
+
+export function isGatewayError(value: unknown, code?: ErrorCode): value is GatewayError {
+  return value instanceof GatewayError && (code === undefined || value.code === code);
+}

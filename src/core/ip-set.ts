@@ -1,0 +1,58 @@
+import { BlockList, isIP } from 'node:net';
+
+export type IpFamily = 'ipv4' | 'ipv6';
+
+/** Parses "a.b.c.d/n", "x::/n" or a bare address (as /32 or /128). Returns undefined if malformed. */
+export function parseCidr(input: string): { address: string; prefix: number; family: IpFamily } | undefined {
+  const [address, prefixText, extra] = input.trim().split('/');
+  if (address === undefined || extra !== undefined) return undefined;
+  const version = isIP(address);
+  if (version === 0) return undefined;
+  const family: IpFamily = version === 4 ? 'ipv4' : 'ipv6';
+  const max = version === 4 ? 32 : 128;
+  if (prefixText === undefined) return { address, prefix: max, family };
+  if (!/^\d{1,3}$/.test(prefixText)) return undefined;
+  const prefix = Number(prefixText);
+  return prefix <= max ? { address, prefix, family } : undefined;
+}
+
+/**
+ * IPv4 addresses hidden inside IPv6 forms (IPv4-mapped ::ffff:0:0/96 and NAT64 64:ff9b::/96) are
+ * returned too, so a range check cannot be bypassed by re-spelling an address.
+ */
+export function embeddedIpv4(ip: string): string | undefined {
+  if (isIP(ip) !== 6) return undefined;
+  const lower = ip.toLowerCase();
+  const dotted = /^(?:::ffff:|64:ff9b::)(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
+  if (dotted) return dotted[1];
+  const hex = /^(?:::ffff:|64:ff9b::)([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(lower);
+  if (hex) {
+    const high = Number.parseInt(hex[1] as string, 16);
+    const low = Number.parseInt(hex[2] as string, 16);
+    return `${high >> 8}.${high & 0xff}.${low >> 8}.${low & 0xff}`;
+  }
+  return undefined;
+}
+
+/** A set of CIDR ranges. `has` also checks the IPv4 address embedded in mapped/NAT64 IPv6 forms. */
+export class IpSet {
+  readonly #list = new BlockList();
+  readonly ranges: readonly string[];
+
+  constructor(cidrs: readonly string[]) {
+    for (const cidr of cidrs) {
+      const parsed = parseCidr(cidr);
+      if (!parsed) throw new TypeError(`not a CIDR range: ${cidr}`);
+      this.#list.addSubnet(parsed.address, parsed.prefix, parsed.family);
+    }
+    this.ranges = Object.freeze([...cidrs]);
+  }
+
+  has(ip: string): boolean {
+    const version = isIP(ip);
+    if (version === 0) return false;
+    if (this.#list.check(ip, version === 4 ? 'ipv4' : 'ipv6')) return true;
+    const v4 = embeddedIpv4(ip);
+    return v4 !== undefined && this.#list.check(v4, 'ipv4');
+  }
+}

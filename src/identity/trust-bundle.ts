@@ -1,0 +1,35 @@
+import type { X509Certificate } from 'node:crypto';
+import { GatewayError } from '../core/errors.ts';
+import { type CertificateFacts, KeyUsage, certificateFacts } from '../pki/certificate-facts.ts';
+import { readCertificateBundle } from '../pki/pem-bundle.ts';
+import { parseTrustDomain } from './spiffe-id.ts';
+
+/**
+ * The X.509 authorities trusted for one trust domain. Every certificate in it is a full trust
+ * anchor, whether it is a self-signed root or an intermediate: a mesh that hands out only its
+ * signing intermediate (Istio `ca-cert.pem`) is served without its root.
+ */
+export interface TrustBundle {
+  readonly trustDomain: string;
+  readonly anchors: readonly CertificateFacts[];
+  readonly source: string;
+}
+
+export function trustBundleFromCertificates(trustDomain: string, certs: readonly X509Certificate[], source: string): TrustBundle {
+  parseTrustDomain(trustDomain);
+  const anchors = certs.map((cert, index) => {
+    const facts = certificateFacts(cert);
+    if (!facts.isCa) {
+      throw new GatewayError('EGW_PKI_FILE', `${source}: certificate #${index + 1} (${facts.subject || 'empty subject'}) is not a CA (basicConstraints cA is false)`);
+    }
+    if (facts.keyUsage !== undefined && (facts.keyUsage & KeyUsage.keyCertSign) === 0) {
+      throw new GatewayError('EGW_PKI_FILE', `${source}: certificate #${index + 1} (${facts.subject}) lacks keyCertSign`);
+    }
+    return facts;
+  });
+  return Object.freeze({ trustDomain, anchors: Object.freeze(anchors), source });
+}
+
+export function loadTrustBundle(trustDomain: string, path: string): TrustBundle {
+  return trustBundleFromCertificates(trustDomain, readCertificateBundle(path), path);
+}

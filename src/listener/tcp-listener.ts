@@ -1,0 +1,79 @@
+import { type Server, type Socket, createServer } from 'node:net';
+import { GatewayError } from '../core/errors.ts';
+
+export interface TcpListenerOptions {
+  readonly name: string;
+  readonly host: string;
+  readonly port: number;
+  /** Connections above this are reset at accept time (0 = unlimited). */
+  readonly maxConnections: number;
+  readonly onConnection: (socket: Socket) => void;
+}
+
+/**
+ * The first stage: accepts TCP connections and hands raw sockets on. It knows nothing of TLS or
+ * policy; it only tracks open sockets so the gateway can drain them.
+ */
+export class TcpListener {
+  readonly name: string;
+  readonly #server: Server;
+  readonly #sockets = new Set<Socket>();
+  readonly #options: TcpListenerOptions;
+
+  constructor(options: TcpListenerOptions) {
+    this.name = options.name;
+    this.#options = options;
+    // allowHalfOpen: a client that shuts down its write side may still receive the response.
+    this.#server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.#accept(socket));
+    if (options.maxConnections > 0) this.#server.maxConnections = options.maxConnections;
+  }
+
+  #accept(socket: Socket): void {
+    this.#sockets.add(socket);
+    socket.once('close', () => this.#sockets.delete(socket));
+    socket.on('error', () => {}); // errors are reported by the stage that owns the socket
+    this.#options.onConnection(socket);
+  }
+
+  get openConnections(): number {
+    return this.#sockets.size;
+  }
+
+  /** The bound address, useful when port 0 was asked for. */
+  get address(): { host: string; port: number } {
+    const address = this.#server.address();
+    if (address === null || typeof address === 'string') return { host: this.#options.host, port: this.#options.port };
+    return { host: address.address, port: address.port };
+  }
+
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onError = (error: NodeJS.ErrnoException) => {
+        reject(new GatewayError('EGW_LISTEN_FAILED', `listener ${this.name}: cannot listen on ${this.#options.host}:${this.#options.port} (${error.code ?? error.message})`, { cause: error }));
+      };
+      this.#server.once('error', onError);
+      this.#server.listen({ host: this.#options.host, port: this.#options.port }, () => {
+        this.#server.removeListener('error', onError);
+        resolve();
+      });
+    });
+  }
+
+  /** Stops accepting; open connections are left to finish (see `destroyAll`). */
+  stopAccepting(): Promise<void> {
+    return new Promise((resolve) => {
+      // close()'s callback waits for every open connection; only the listening socket matters here.
+      if (this.#server.listening) this.#server.close();
+      resolve();
+    });
+  }
+
+  /** Waits until every connection has closed, or the deadline passes; returns how many were still open. */
+  async drain(deadlineMs: number): Promise<number> {
+    const until = Date.now() + deadlineMs;
+    while (this.#sockets.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    const left = this.#sockets.size;
+    for (const socket of this.#sockets) socket.destroy();
+    return left;
+  }
+}

@@ -1,0 +1,143 @@
+import { isIP } from 'node:net';
+import { IpSet } from '../core/ip-set.ts';
+import { parseSpiffeId } from '../identity/spiffe-id.ts';
+import { type SegmentGlob, compileHostGlob, compileSpiffeGlob } from './glob.ts';
+
+/** One allow/deny rule as written in the configuration (`rules[]`). */
+export interface RuleSpec {
+  readonly name: string;
+  readonly listeners?: readonly string[];
+  readonly from?: {
+    readonly namespaces?: readonly string[];
+    readonly serviceAccounts?: readonly string[];
+    readonly spiffeIds?: readonly string[];
+  };
+  readonly to?: {
+    readonly hosts?: readonly string[];
+    readonly ports?: readonly number[];
+    readonly cidrs?: readonly string[];
+  };
+  readonly action: 'allow' | 'deny';
+  readonly snat?: string;
+}
+
+export interface CompiledRule {
+  readonly name: string;
+  readonly index: number;
+  readonly action: 'allow' | 'deny';
+  readonly listeners?: ReadonlySet<string>;
+  readonly from?: {
+    readonly namespaces?: ReadonlySet<string>;
+    readonly serviceAccounts?: ReadonlySet<string>;
+    readonly spiffeIds?: readonly SegmentGlob[];
+  };
+  readonly to?: {
+    readonly hosts?: readonly SegmentGlob[];
+    readonly ports?: ReadonlySet<number>;
+    readonly cidrs?: IpSet;
+  };
+  readonly snat?: string;
+}
+
+export interface CompiledPolicy {
+  readonly trustDomain: string;
+  readonly rules: readonly CompiledRule[];
+}
+
+/** A problem found while compiling, with the key path inside `rules`, e.g. `rules[2].to.cidrs[0]`. */
+export class PolicyCompileError extends Error {
+  constructor(
+    readonly path: string,
+    message: string,
+  ) {
+    super(`${path}: ${message}`);
+  }
+}
+
+const LABEL = /^(\*\*?|[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)$/i;
+const SA_REF = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+const K8S_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+function compileHost(pattern: string, path: string): SegmentGlob {
+  if (isIP(pattern) !== 0) return [pattern];
+  const labels = pattern.split('.');
+  if (pattern.length === 0 || pattern.length > 253 || !labels.every((l) => LABEL.test(l) || /[^\x00-\x7f]/.test(l))) {
+    throw new PolicyCompileError(path, `not a host name or host glob: ${JSON.stringify(pattern)}`);
+  }
+  return compileHostGlob(pattern);
+}
+
+function compileSpiffe(pattern: string, trustDomain: string, path: string): SegmentGlob {
+  // Validate the glob by substituting a legal segment for each wildcard and parsing the result.
+  const probe = pattern.replace(/\/\*\*?(?=\/|$)/g, '/x');
+  let id: ReturnType<typeof parseSpiffeId>;
+  try {
+    id = parseSpiffeId(probe);
+  } catch (error) {
+    throw new PolicyCompileError(path, (error as Error).message);
+  }
+  if (id.trustDomain !== trustDomain) {
+    throw new PolicyCompileError(path, `${pattern} is outside the configured trust domain ${trustDomain}; it could never match`);
+  }
+  const glob = compileSpiffeGlob(pattern);
+  const doubleStar = glob.indexOf('**');
+  if (doubleStar !== -1 && doubleStar !== glob.length - 1) throw new PolicyCompileError(path, '`**` is only allowed as the last segment');
+  return glob;
+}
+
+export function compilePolicy(rules: readonly RuleSpec[], trustDomain: string, listenerNames: readonly string[]): CompiledPolicy {
+  const seen = new Set<string>();
+  const compiled = rules.map((rule, index): CompiledRule => {
+    const at = `rules[${index}]`;
+    if (seen.has(rule.name)) throw new PolicyCompileError(`${at}.name`, `duplicate rule name ${JSON.stringify(rule.name)}`);
+    seen.add(rule.name);
+    rule.listeners?.forEach((name, i) => {
+      if (!listenerNames.includes(name)) throw new PolicyCompileError(`${at}.listeners[${i}]`, `no listener is named ${JSON.stringify(name)}`);
+    });
+    const from = rule.from;
+    from?.namespaces?.forEach((ns, i) => {
+      if (!K8S_NAME.test(ns)) throw new PolicyCompileError(`${at}.from.namespaces[${i}]`, `not a Kubernetes namespace name: ${JSON.stringify(ns)}`);
+    });
+    from?.serviceAccounts?.forEach((sa, i) => {
+      if (!SA_REF.test(sa)) throw new PolicyCompileError(`${at}.from.serviceAccounts[${i}]`, `expected "<namespace>/<service-account>", got ${JSON.stringify(sa)}`);
+    });
+    const to = rule.to;
+    let cidrs: IpSet | undefined;
+    if (to?.cidrs) {
+      to.cidrs.forEach((cidr, i) => {
+        try {
+          new IpSet([cidr]);
+        } catch {
+          throw new PolicyCompileError(`${at}.to.cidrs[${i}]`, `not a CIDR range: ${JSON.stringify(cidr)}`);
+        }
+      });
+      cidrs = new IpSet(to.cidrs);
+    }
+    return Object.freeze({
+      name: rule.name,
+      index,
+      action: rule.action,
+      ...(rule.listeners ? { listeners: new Set(rule.listeners) } : {}),
+      ...(from
+        ? {
+            from: Object.freeze({
+              ...(from.namespaces ? { namespaces: new Set(from.namespaces) } : {}),
+              ...(from.serviceAccounts ? { serviceAccounts: new Set(from.serviceAccounts) } : {}),
+              ...(from.spiffeIds ? { spiffeIds: from.spiffeIds.map((p, i) => compileSpiffe(p, trustDomain, `${at}.from.spiffeIds[${i}]`)) } : {}),
+            }),
+          }
+        : {}),
+      ...(to
+        ? {
+            to: Object.freeze({
+              ...(to.hosts ? { hosts: to.hosts.map((h, i) => compileHost(h, `${at}.to.hosts[${i}]`)) } : {}),
+              ...(to.ports ? { ports: new Set(to.ports) } : {}),
+              ...(cidrs ? { cidrs } : {}),
+            }),
+          }
+        : {}),
+      ...(rule.snat ? { snat: rule.snat } : {}),
+    });
+  });
+  return Object.freeze({ trustDomain, rules: Object.freeze(compiled) });
+}

@@ -1,0 +1,265 @@
+import { type IncomingMessage, type ServerResponse, STATUS_CODES, createServer } from 'node:http';
+import { isIP } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { TLSSocket } from 'node:tls';
+import { publishAudit } from '../core/audit-event.ts';
+import type { ErrorCode } from '../core/errors.ts';
+import { pipeSockets } from '../pipe/pipe-sockets.ts';
+import { dialUpstream } from '../upstream/dial-upstream.ts';
+import type { HttpForwarder } from '../upstream/http-forwarder.ts';
+import { type Authorization, type ProxyStatusError, authorizeDestination, proxyStatusHeader, refusalForUpstreamError } from './authorize-destination.ts';
+import type { ConnectionContext } from './connection-context.ts';
+import { type ModeHandler, elapsedNs } from './handle-connection.ts';
+
+/** RFC 7230 §6.1 hop-by-hop headers, plus the proxy-only ones, never forwarded either way. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+
+export function stripHopByHop(headers: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+  const named = new Set(
+    String(headers.connection ?? '')
+      .split(',')
+      .map((token) => token.trim().toLowerCase())
+      .filter(Boolean),
+  );
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase();
+    if (value === undefined || HOP_BY_HOP.has(lower) || named.has(lower)) continue;
+    out[lower] = value;
+  }
+  return out;
+}
+
+/** Parses CONNECT's authority-form target: `host:port` or `[v6]:port`. */
+export function parseAuthority(target: string | undefined): { host: string; port: number } | undefined {
+  if (!target) return undefined;
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:/?#[\]@]+)):(\d{1,5})$/.exec(target);
+  if (!match) return undefined;
+  const host = match[1] ?? match[2];
+  const port = Number(match[3]);
+  if (!host || port < 1 || port > 65535) return undefined;
+  if (match[1] !== undefined && isIP(host) !== 6) return undefined;
+  return { host, port };
+}
+
+function refusalBody(status: number, reason: string): string {
+  return `${status} ${STATUS_CODES[status] ?? ''}: ${reason}\n`;
+}
+
+/** Writes a refusal on a socket that node:http has handed over (after CONNECT). */
+function refuseOnSocket(socket: Duplex, status: number, proxyStatus: ProxyStatusError, reason: string): void {
+  const body = refusalBody(status, reason);
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
+      `Proxy-Status: ${proxyStatusHeader(proxyStatus, reason)}\r\n` +
+      'Content-Type: text/plain; charset=utf-8\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+      'Connection: close\r\n\r\n' +
+      body,
+  );
+}
+
+function refuseOnResponse(res: ServerResponse, status: number, proxyStatus: ProxyStatusError, reason: string): void {
+  const body = refusalBody(status, reason);
+  if (res.headersSent) return void res.destroy();
+  res.writeHead(status, {
+    'proxy-status': proxyStatusHeader(proxyStatus, reason),
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+  });
+  res.end(body);
+}
+
+function auditRefusal(ctx: ConnectionContext, refusal: Extract<Authorization, { allow: false }>, destination: { domain?: string; ip?: string; port?: number }, http?: { method: string; url?: string }) {
+  publishAudit({
+    ...ctx.auditBase,
+    action: 'egress-rejected',
+    reason: refusal.reason,
+    code: refusal.code,
+    destination,
+    ...(refusal.decision?.rule ? { rule: { name: refusal.decision.rule.name } } : {}),
+    ...(http ? { http: { ...http, statusCode: refusal.status } } : {}),
+  });
+}
+
+/**
+ * connect mode: an HTTPS forward proxy. node:http parses each authenticated TLS socket (without
+ * listening itself), so header limits and keep-alive are node's; the gateway answers CONNECT
+ * with a tunnel and absolute-form `http://` requests by forwarding them with undici.
+ */
+export function createConnectModeHandler(options: { forwarder: HttpForwarder; maxHeaderBytes: number; requestHeadTimeoutMs: number }): ModeHandler {
+  const contexts = new WeakMap<Duplex, ConnectionContext>();
+  const headTimeouts = new WeakMap<Duplex, () => void>();
+  const firstRequestArrived = (socket: Duplex) => {
+    const onTimeout = headTimeouts.get(socket);
+    if (!onTimeout) return;
+    headTimeouts.delete(socket);
+    socket.removeListener('timeout', onTimeout);
+    (socket as TLSSocket).setTimeout(0);
+  };
+  const server = createServer({ maxHeaderSize: options.maxHeaderBytes, requireHostHeader: false, keepAliveTimeout: 5_000 });
+
+  server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const ctx = contexts.get(socket);
+    if (!ctx) return void socket.destroy();
+    firstRequestArrived(socket);
+    void handleConnect(ctx, req, socket, head);
+  });
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const ctx = contexts.get(req.socket);
+    if (!ctx) return void res.destroy();
+    firstRequestArrived(req.socket);
+    void handleAbsoluteForm(ctx, req, res, options.forwarder);
+  });
+
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+    const ctx = contexts.get(socket);
+    if (ctx && error.code !== 'ECONNRESET') {
+      publishAudit({ ...ctx.auditBase, action: 'egress-rejected', reason: `malformed proxy request: ${error.code ?? error.message}`, code: 'EGW_PROXY_BAD_REQUEST' });
+    }
+    if (socket.writable) {
+      const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      refuseOnSocket(socket, status, 'http_request_error', `malformed proxy request (${error.code ?? 'parse error'})`);
+    }
+    socket.destroy();
+  });
+
+  return (ctx) => {
+    contexts.set(ctx.tls, ctx);
+    // Slowloris guard until the first request head arrives; node:http only runs its own header
+    // timers on servers that listen, and this one is fed sockets instead.
+    const onHeadTimeout = () => {
+      publishAudit({ ...ctx.auditBase, action: 'egress-rejected', reason: `no request within ${options.requestHeadTimeoutMs} ms`, code: 'EGW_PROXY_BAD_REQUEST' });
+      ctx.tls.destroy();
+    };
+    headTimeouts.set(ctx.tls, onHeadTimeout);
+    ctx.tls.setTimeout(options.requestHeadTimeoutMs);
+    ctx.tls.once('timeout', onHeadTimeout);
+    server.emit('connection', ctx.tls);
+  };
+}
+
+async function handleConnect(ctx: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  const target = parseAuthority(req.url);
+  if (!target) {
+    const reason = `CONNECT target must be host:port, got ${JSON.stringify(req.url?.slice(0, 100))}`;
+    auditRefusal(ctx, { allow: false, status: 400, proxyStatus: 'http_request_error', code: 'EGW_PROXY_BAD_REQUEST', reason }, {});
+    return refuseOnSocket(socket, 400, 'http_request_error', reason);
+  }
+  const destination = { domain: target.host, port: target.port };
+  const auth = await authorizeDestination(ctx.state, ctx.listener, ctx.peer.spiffeId, target.host, target.port);
+  if (!auth.allow) {
+    auditRefusal(ctx, auth, { ...destination, ...(auth.ip ? { ip: auth.ip } : {}) });
+    return refuseOnSocket(socket, auth.status, auth.proxyStatus, auth.reason);
+  }
+  const rule = auth.decision.rule ? { rule: { name: auth.decision.rule.name } } : {};
+  const dest = { ...destination, ip: auth.ip };
+  let upstream: Awaited<ReturnType<typeof dialUpstream>>;
+  try {
+    upstream = await dialUpstream({ ip: auth.ip, port: target.port, timeoutMs: ctx.state.timeouts.connectMs, ...(auth.snat ? { localAddress: auth.snat } : {}) });
+  } catch (error) {
+    const refusal = refusalForUpstreamError(error);
+    publishAudit({ ...ctx.auditBase, action: 'egress-rejected', reason: refusal.reason, code: refusal.code, destination: dest, ...rule });
+    return refuseOnSocket(socket, refusal.status, refusal.proxyStatus, refusal.reason);
+  }
+  const snat = { snat: { ip: upstream.localAddress ?? auth.snat ?? '', ...(upstream.localPort ? { port: upstream.localPort } : {}) } };
+  publishAudit({ ...ctx.auditBase, action: 'egress-permitted', reason: auth.decision.reason, destination: dest, ...rule, ...snat, http: { method: 'CONNECT', url: req.url ?? '' } });
+  socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+  if (head.length > 0) upstream.write(head);
+  const startedNs = process.hrtime.bigint();
+  const started = new Date();
+  const result = await pipeSockets(socket, upstream, { idleTimeoutMs: ctx.state.timeouts.idleMs });
+  publishAudit({
+    ...ctx.auditBase,
+    action: 'egress-closed',
+    reason: result.error ?? 'closed',
+    destination: dest,
+    ...rule,
+    ...snat,
+    start: started.toISOString(),
+    end: new Date().toISOString(),
+    durationNs: elapsedNs(startedNs),
+    bytesFromClient: result.bytesFromClient + head.length,
+    bytesToClient: result.bytesToClient,
+  });
+}
+
+async function handleAbsoluteForm(ctx: ConnectionContext, req: IncomingMessage, res: ServerResponse, forwarder: HttpForwarder): Promise<void> {
+  const method = req.method ?? 'GET';
+  let url: URL | undefined;
+  try {
+    url = req.url && /^[a-z][a-z0-9+.-]*:\/\//i.test(req.url) ? new URL(req.url) : undefined;
+  } catch {
+    url = undefined;
+  }
+  const refuseBadRequest = (reason: string, code: ErrorCode = 'EGW_PROXY_BAD_REQUEST') => {
+    auditRefusal(ctx, { allow: false, status: 400, proxyStatus: 'http_request_error', code, reason }, {}, { method, url: req.url?.slice(0, 2048) ?? '' });
+    refuseOnResponse(res, 400, 'http_request_error', reason);
+  };
+  if (!url) return refuseBadRequest('this is a forward proxy: send CONNECT host:port or an absolute-form http:// request');
+  if (url.protocol !== 'http:') return refuseBadRequest(`absolute-form ${url.protocol}// is not supported; use CONNECT for TLS destinations`);
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  const port = url.port ? Number(url.port) : 80;
+  const destination = { domain: host, port };
+  const http = { method, url: url.href };
+  const auth = await authorizeDestination(ctx.state, ctx.listener, ctx.peer.spiffeId, host, port);
+  if (!auth.allow) {
+    auditRefusal(ctx, auth, { ...destination, ...(auth.ip ? { ip: auth.ip } : {}) }, http);
+    return refuseOnResponse(res, auth.status, auth.proxyStatus, auth.reason);
+  }
+  const rule = auth.decision.rule ? { rule: { name: auth.decision.rule.name } } : {};
+  const dest = { ...destination, ip: auth.ip };
+  const startedNs = process.hrtime.bigint();
+  const started = new Date();
+  let bytesFromClient = 0;
+  req.on('data', (chunk: Buffer) => {
+    bytesFromClient += chunk.length;
+  });
+  const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+  let response: Awaited<ReturnType<HttpForwarder['forward']>>;
+  try {
+    response = await forwarder.forward({
+      ip: auth.ip,
+      port,
+      hostHeader: url.host,
+      method,
+      path: `${url.pathname}${url.search}`,
+      headers: stripHopByHop(req.headers),
+      ...(hasBody ? { body: req } : {}),
+      ...(auth.snat ? { localAddress: auth.snat } : {}),
+    });
+  } catch (error) {
+    const refusal = refusalForUpstreamError(error);
+    publishAudit({ ...ctx.auditBase, action: 'egress-rejected', reason: refusal.reason, code: refusal.code, destination: dest, ...rule, http: { ...http, statusCode: refusal.status } });
+    return refuseOnResponse(res, refusal.status, refusal.proxyStatus, refusal.reason);
+  }
+  const snat = { snat: { ip: response.localAddress ?? auth.snat ?? '', ...(response.localPort ? { port: response.localPort } : {}) } };
+  publishAudit({ ...ctx.auditBase, action: 'egress-permitted', reason: auth.decision.reason, destination: dest, ...rule, ...snat, http: { ...http, statusCode: response.statusCode } });
+  let bytesToClient = 0;
+  response.body.on('data', (chunk: Buffer) => {
+    bytesToClient += chunk.length;
+  });
+  res.writeHead(response.statusCode, stripHopByHop(response.headers));
+  let error: string | undefined;
+  try {
+    await pipeline(response.body, res);
+  } catch (cause) {
+    error = `response relay failed: ${(cause as Error).message}`;
+  }
+  publishAudit({
+    ...ctx.auditBase,
+    action: 'egress-closed',
+    reason: error ?? 'closed',
+    destination: dest,
+    ...rule,
+    ...snat,
+    http: { ...http, statusCode: response.statusCode },
+    start: started.toISOString(),
+    end: new Date().toISOString(),
+    durationNs: elapsedNs(startedNs),
+    bytesFromClient,
+    bytesToClient,
+  });
+}

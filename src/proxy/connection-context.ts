@@ -1,0 +1,80 @@
+import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { AuditRecord } from '../core/audit-event.ts';
+import type { PeerIdentity } from '../identity/verify-svid.ts';
+import type { GatewayState, ListenerSettings } from './gateway-state.ts';
+
+/** The one object passed down the data path for an authenticated client connection. */
+export interface ConnectionContext {
+  readonly id: string;
+  readonly listener: ListenerSettings;
+  /** The state snapshot the connection started with; a reload does not change it. */
+  readonly state: GatewayState;
+  readonly raw: Socket;
+  readonly tls: TLSSocket;
+  readonly peer: PeerIdentity;
+  readonly source: { readonly ip: string; readonly port: number };
+  readonly startedAt: Date;
+  readonly startedNs: bigint;
+  /** Audit fields every record of this connection carries. */
+  readonly auditBase: Pick<AuditRecord, 'connectionId' | 'listener' | 'mode' | 'source' | 'identity' | 'certificate' | 'tls'>;
+}
+
+export function newConnectionId(): string {
+  return randomUUID();
+}
+
+export function sourceOf(raw: Socket): { ip: string; port: number } {
+  return { ip: raw.remoteAddress ?? '', port: raw.remotePort ?? 0 };
+}
+
+export function auditBaseFor(
+  id: string,
+  listener: ListenerSettings,
+  source: { ip: string; port: number },
+  tls: TLSSocket | undefined,
+  peer: PeerIdentity | undefined,
+): ConnectionContext['auditBase'] {
+  const leaf = peer?.leaf;
+  const protocol = tls?.getProtocol?.() ?? undefined;
+  const cipher = tls?.getCipher?.();
+  return {
+    connectionId: id,
+    listener: listener.name,
+    mode: listener.mode,
+    source,
+    ...(peer
+      ? {
+          identity: {
+            spiffeId: peer.spiffeId.uri,
+            trustDomain: peer.spiffeId.trustDomain,
+            ...(peer.spiffeId.namespace ? { namespace: peer.spiffeId.namespace } : {}),
+            ...(peer.spiffeId.serviceAccount ? { serviceAccount: peer.spiffeId.serviceAccount } : {}),
+          },
+        }
+      : {}),
+    ...(leaf
+      ? {
+          certificate: {
+            serialNumber: leaf.serialNumber,
+            issuer: leaf.issuer,
+            subject: leaf.subject,
+            sha256: leaf.sha256,
+            notBefore: leaf.notBefore.toISOString(),
+            notAfter: leaf.notAfter.toISOString(),
+            alternativeNames: [...leaf.uris, ...leaf.dnsNames, ...leaf.ipAddresses],
+          },
+        }
+      : {}),
+    ...(tls
+      ? {
+          tls: {
+            ...(protocol ? { version: protocol } : {}),
+            ...(cipher ? { cipher: cipher.standardName ?? cipher.name } : {}),
+            ...(typeof tls.servername === 'string' && tls.servername ? { serverName: tls.servername } : {}),
+          },
+        }
+      : {}),
+  };
+}

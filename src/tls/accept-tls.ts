@@ -1,0 +1,80 @@
+import { X509Certificate } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { type PeerCertificate, type SecureContext, TLSSocket } from 'node:tls';
+import { GatewayError } from '../core/errors.ts';
+
+/**
+ * Runs the server side of a TLS handshake on an accepted TCP socket and resolves once it is
+ * secure. The socket is a hand-built TLSSocket (not tls.Server) so that the SecureContext's
+ * `allowPartialTrustChain` applies: see docs/design.md. A client without a certificate is refused
+ * by OpenSSL inside the handshake (`requestCert` + `rejectUnauthorized`); the chain itself is
+ * judged afterwards by the identity stage, which the caller must run before using the socket.
+ *
+ * No ALPN is configured on purpose: with ALPN set and no overlap Node aborts the handshake, and
+ * Istio sidecars offer `istio-peer-exchange`, which must never be selected. Selecting nothing is
+ * always accepted by Envoy and curl.
+ */
+export function acceptTls(raw: Socket, context: SecureContext, timeoutMs: number): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = new TLSSocket(raw, {
+      isServer: true,
+      secureContext: context,
+      requestCert: true,
+      rejectUnauthorized: true,
+    });
+    const timer = setTimeout(() => {
+      fail(new GatewayError('EGW_TLS_HANDSHAKE_TIMEOUT', `TLS handshake did not finish within ${timeoutMs} ms`));
+    }, timeoutMs);
+    let settled = false;
+    const fail = (error: GatewayError) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.removeListener('secure', onSecure);
+      socket.destroy();
+      raw.destroy();
+      reject(error);
+    };
+    const onError = (error: NodeJS.ErrnoException) => {
+      const noCert = /PEER_DID_NOT_RETURN_A_CERTIFICATE|certificate required/i.test(`${error.code} ${error.message}`);
+      fail(
+        noCert
+          ? new GatewayError('EGW_IDENTITY_NO_CERT', 'client presented no certificate', { cause: error })
+          : new GatewayError('EGW_TLS_HANDSHAKE', `TLS handshake failed: ${error.code ?? error.message}`, { cause: error }),
+      );
+    };
+    const onSecure = () => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.removeListener('error', onError);
+      resolve(socket);
+    };
+    socket.once('error', onError);
+    socket.once('secure', onSecure);
+    raw.once('close', () => fail(new GatewayError('EGW_TLS_HANDSHAKE', 'client closed the connection during the TLS handshake')));
+  });
+}
+
+/** The chain the peer sent, leaf first, as node:crypto certificates. */
+export function presentedChain(socket: TLSSocket): X509Certificate[] {
+  const chain: X509Certificate[] = [];
+  const seen = new Set<string>();
+  let current: PeerCertificate | undefined = socket.getPeerCertificate(true);
+  while (current?.raw && !seen.has(current.fingerprint256)) {
+    seen.add(current.fingerprint256);
+    chain.push(new X509Certificate(current.raw));
+    current = (current as PeerCertificate & { issuerCertificate?: PeerCertificate }).issuerCertificate;
+  }
+  return chain;
+}
+
+/**
+ * OpenSSL's verify result for this connection. tls.Server reads it through this same internal
+ * handle; a hand-built TLSSocket leaves it unread. Used as a second opinion after our own check.
+ */
+export function opensslVerifyError(socket: TLSSocket): string | undefined {
+  const handle = (socket as unknown as { _handle?: { verifyError?: () => (Error & { code?: string }) | null } })._handle;
+  const error = handle?.verifyError?.();
+  return error ? (error.code ?? error.message) : undefined;
+}

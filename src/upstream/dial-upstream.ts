@@ -1,0 +1,50 @@
+import { type Socket, connect } from 'node:net';
+import { type ErrorCode, GatewayError } from '../core/errors.ts';
+
+export interface DialOptions {
+  readonly ip: string;
+  readonly port: number;
+  /** SNAT source address; undefined lets the OS choose. */
+  readonly localAddress?: string;
+  readonly timeoutMs: number;
+}
+
+function codeFor(error: NodeJS.ErrnoException): ErrorCode {
+  switch (error.code) {
+    case 'ECONNREFUSED':
+      return 'EGW_UPSTREAM_REFUSED';
+    case 'ETIMEDOUT':
+      return 'EGW_UPSTREAM_TIMEOUT';
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'EADDRNOTAVAIL':
+      return 'EGW_UPSTREAM_UNREACHABLE';
+    default:
+      return 'EGW_UPSTREAM_ERROR';
+  }
+}
+
+/** Opens a TCP connection to exactly `ip:port` from `localAddress`. Rejects with EGW_UPSTREAM_* codes. */
+export function dialUpstream(options: DialOptions): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({
+      host: options.ip,
+      port: options.port,
+      ...(options.localAddress ? { localAddress: options.localAddress } : {}),
+      noDelay: true,
+    });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new GatewayError('EGW_UPSTREAM_TIMEOUT', `connect to ${options.ip}:${options.port} timed out after ${options.timeoutMs} ms`));
+    }, options.timeoutMs);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      resolve(socket);
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(new GatewayError(codeFor(error), `connect to ${options.ip}:${options.port} failed: ${error.code ?? error.message}`, { cause: error }));
+    });
+  });
+}

@@ -1,0 +1,37 @@
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { GatewayError } from '../core/errors.ts';
+
+export interface HostResolver {
+  /** Resolves once; the caller dials exactly the address it checked (no second lookup). */
+  resolve(host: string): Promise<string>;
+}
+
+/**
+ * getaddrinfo (so /etc/hosts works) with optional static overrides from `resolver.hosts`, like
+ * curl's --resolve. IP literals are returned as they are.
+ */
+export function createHostResolver(overrides: Readonly<Record<string, string>> = {}, timeoutMs = 5000): HostResolver {
+  const table = new Map(Object.entries(overrides).map(([name, ip]) => [name.toLowerCase(), ip]));
+  return {
+    async resolve(host: string): Promise<string> {
+      if (isIP(host) !== 0) return host;
+      const fixed = table.get(host.toLowerCase());
+      if (fixed) return fixed;
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        const answer = await Promise.race([
+          lookup(host, { all: false }),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`lookup timed out after ${timeoutMs} ms`)), timeoutMs);
+          }),
+        ]);
+        return answer.address;
+      } catch (cause) {
+        throw new GatewayError('EGW_UPSTREAM_DNS', `cannot resolve ${host}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`, { cause });
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+}
