@@ -1,8 +1,8 @@
 import { resolve } from 'node:path';
-import { AuditHub, FORMATTERS } from './audit/audit-hub.ts';
-import { StreamSink, openAppendFile } from './audit/sinks/stream-sink.ts';
+import type { AuditHub } from './audit/audit-hub.ts';
+import { buildAuditHub } from './audit/build-audit-hub.ts';
 import { buildGatewayState } from './config/build-state.ts';
-import type { AuditSinkConfig, GatewayConfig } from './config/config-schema.ts';
+import type { GatewayConfig } from './config/config-schema.ts';
 import { loadConfig, resolveConfigPath } from './config/load-config.ts';
 import { ensureDevPki } from './devtools/dev-pki.ts';
 import { TcpListener } from './listener/tcp-listener.ts';
@@ -32,17 +32,6 @@ export interface Gateway {
   close(drainMs?: number): Promise<{ forcedClosed: number }>;
 }
 
-function buildAuditHub(sinks: readonly AuditSinkConfig[]): AuditHub {
-  const hub = new AuditHub();
-  sinks.forEach((sink, index) => {
-    const format = FORMATTERS[sink.format];
-    if (!format) throw new Error(`audit.sinks[${index}].format: ${sink.format} is not available`);
-    if (sink.type === 'stdout') hub.add(new StreamSink(`stdout#${index}`, () => process.stdout), format);
-    else hub.add(new StreamSink(`file#${index}:${sink.path}`, openAppendFile(resolveConfigPath(sink.path)), { reopenable: true }), format);
-  });
-  return hub;
-}
-
 /** The composition root: config → state → audit → listeners. The only module that imports them all. */
 export async function startGateway(options: StartOptions): Promise<Gateway> {
   const log = options.log ?? ((message: string) => process.stderr.write(`${message}\n`));
@@ -52,7 +41,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
     log(`generated a development PKI in ${resolve(devPki.dir)} (never use it in production)`);
   }
   let current = await buildGatewayState(config, path);
-  const audit = options.auditHub ?? buildAuditHub(config.audit.sinks);
+  const audit = options.auditHub ?? buildAuditHub(config.audit);
   audit.start();
   const forwarder = new HttpForwarder({ connectTimeoutMs: current.timeouts.connectMs, responseTimeoutMs: 60_000 });
   const getState = () => current;

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { auditConfigSchema } from '../audit/audit-config-schema.ts';
 import { parseDuration } from '../core/duration.ts';
 
 /**
@@ -20,9 +21,6 @@ const duration = z
   });
 const name = z.string().regex(/^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$/i, 'expected a name of letters, digits, "-", "_" or "."');
 
-const sinkFormat = z.enum(['ecs', 'cef', 'text']);
-const stdoutSink = z.strictObject({ type: z.literal('stdout'), format: sinkFormat.default('ecs') });
-const fileSink = z.strictObject({ type: z.literal('file'), path: z.string().min(1), format: sinkFormat.default('ecs') });
 
 export const configSchema = z.strictObject({
   identity: z.strictObject({
@@ -90,12 +88,7 @@ export const configSchema = z.strictObject({
       maxHeaderBytes: z.number().int().min(1024).max(1_048_576).default(16_384),
     })
     .default({ maxHeaderBytes: 16_384 }),
-  audit: z
-    .strictObject({
-      sinks: z.array(z.discriminatedUnion('type', [stdoutSink, fileSink])).default([{ type: 'stdout', format: 'ecs' }]),
-    })
-    .default({ sinks: [{ type: 'stdout', format: 'ecs' }] }),
+  audit: auditConfigSchema,
 });
 
 export type GatewayConfig = z.output<typeof configSchema>;
-export type AuditSinkConfig = GatewayConfig['audit']['sinks'][number];

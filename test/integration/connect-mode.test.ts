@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { startEchoServer } from '../../src/devtools/echo-server.ts';
+import { curlViaGateway } from '../helpers/curl.ts';
+import { type TestGateway, startTestGateway } from '../helpers/test-gateway.ts';
+import { type TestPki, type WrittenLeaf, createTestPki } from '../helpers/test-pki.ts';
+
+describe('connect mode (HTTPS forward proxy)', () => {
+  let pki: TestPki;
+  let gw: TestGateway;
+  let echo: Server;
+  let echoPort: number;
+  let bookinfo: WrittenLeaf;
+  let other: WrittenLeaf;
+
+  before(async () => {
+    pki = await createTestPki();
+    echo = await startEchoServer('127.0.0.1', 0);
+    echoPort = (echo.address() as AddressInfo).port;
+    bookinfo = await pki.workload('bookinfo', 'productpage');
+    other = await pki.workload('sm-apigw-a', 'default');
+    gw = await startTestGateway(pki, {
+      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect', snat: '127.0.0.2' }],
+      resolver: { hosts: { 'api.example.com': '127.0.0.1', 'metadata.example.com': '169.254.169.254' } },
+      rules: [
+        { name: 'bookinfo-egress', from: { namespaces: ['bookinfo'] }, to: { hosts: ['*.example.com'], cidrs: ['127.0.0.0/8'], ports: [echoPort] }, action: 'allow' },
+        { name: 'bookinfo-metadata', from: { namespaces: ['bookinfo'] }, to: { hosts: ['metadata.example.com'] }, action: 'allow' },
+      ],
+    });
+  });
+  after(async () => {
+    await gw.close();
+    echo.close();
+    pki.cleanup();
+  });
+
+  it('tunnels CONNECT for an allowed identity and dials from the SNAT address', async () => {
+    const result = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://127.0.0.1:${echoPort}/tunnel`, ['-p']);
+    assert.equal(result.code, 0, result.stderr);
+    const body = JSON.parse(result.stdout);
+    assert.equal(body.peerAddress, '127.0.0.2');
+    assert.equal(body.url, '/tunnel');
+    const closed = await gw.waitForRecord((r) => r.action === 'egress-closed' && r.http === undefined && r.identity?.namespace === 'bookinfo');
+    assert.equal(closed.snat?.ip, '127.0.0.2');
+    assert.ok((closed.bytesToClient ?? 0) > 0);
+    assert.ok((closed.bytesFromClient ?? 0) > 0);
+  });
+
+  it('forwards absolute-form http:// requests with undici from the SNAT address', async () => {
+    const result = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://api.example.com:${echoPort}/absolute?x=1`, ['-H', 'Proxy-Connection: keep-alive', '-H', 'X-Custom: kept']);
+    assert.equal(result.code, 0, result.stderr);
+    const body = JSON.parse(result.stdout);
+    assert.equal(body.peerAddress, '127.0.0.2');
+    assert.equal(body.url, '/absolute?x=1');
+    assert.equal(body.host, `api.example.com:${echoPort}`, 'the origin sees the requested host name, not the IP');
+    assert.equal(body.headers['x-custom'], 'kept');
+    assert.equal(body.headers['proxy-connection'], undefined, 'hop-by-hop headers are stripped');
+  });
+
+  it('matches a host glob: *.example.com allows api.example.com', async () => {
+    const result = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://api.example.com:${echoPort}/`, ['-p']);
+    assert.equal(result.code, 0, result.stderr);
+  });
+
+  it('refuses another namespace with 403 and a Proxy-Status header', async () => {
+    const result = await curlViaGateway(gw.port('egress'), other, pki.rootPath, `http://127.0.0.1:${echoPort}/`, ['-p', '-v']);
+    assert.notEqual(result.code, 0);
+    assert.match(result.stderr, /< HTTP\/1\.1 403/);
+    assert.match(result.stderr, /< Proxy-Status: mesh-egress-gateway; error=http_request_denied/);
+    const record = await gw.waitForRecord((r) => r.action === 'egress-rejected' && r.identity?.namespace === 'sm-apigw-a');
+    assert.equal(record.code, 'EGW_POLICY_DENIED');
+    assert.equal(record.reason, 'no rule matched (default deny)');
+  });
+
+  it('refuses a port that no rule allows', async () => {
+    const result = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, 'http://127.0.0.1:1/', ['-p', '-v']);
+    assert.match(result.stderr, /< HTTP\/1\.1 403/);
+  });
+
+  it('refuses the cloud metadata address even when a host rule allows the name (SSRF guard)', async () => {
+    const result = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, 'http://metadata.example.com/latest/meta-data/', ['-v']);
+    assert.match(result.stderr, /< HTTP\/1\.1 403/);
+    assert.match(result.stderr, /error=destination_ip_prohibited/);
+    const record = await gw.waitForRecord((r) => r.code === 'EGW_POLICY_DESTINATION_PROHIBITED');
+    assert.equal(record.destination?.ip, '169.254.169.254');
+    assert.equal(record.rule?.name, 'bookinfo-metadata');
+  });
+
+  it('answers 502 with dns_error when an allowed host does not resolve', async () => {
+    const result = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://nonexistent.example.com:${echoPort}/`, ['-p', '-v']);
+    assert.match(result.stderr, /< HTTP\/1\.1 502/);
+    assert.match(result.stderr, /error=dns_error/);
+  });
+
+  it('answers 403, not a DNS error, to a denied identity asking for an unresolvable host', async () => {
+    const result = await curlViaGateway(gw.port('egress'), other, pki.rootPath, `http://nonexistent.example.com:${echoPort}/`, ['-p', '-v']);
+    assert.match(result.stderr, /< HTTP\/1\.1 403/);
+  });
+
+  it('answers 502 with connection_refused when the upstream port is closed', async () => {
+    const closedServer = await startEchoServer('127.0.0.1', 0);
+    const closedPort = (closedServer.address() as AddressInfo).port;
+    await new Promise((r) => closedServer.close(r));
+    const gw2 = await startTestGateway(pki, {
+      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
+      rules: [{ name: 'all-loopback', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
+    });
+    try {
+      const result = await curlViaGateway(gw2.port('egress'), bookinfo, pki.rootPath, `http://127.0.0.1:${closedPort}/`, ['-p', '-v']);
+      assert.match(result.stderr, /< HTTP\/1\.1 502/);
+      assert.match(result.stderr, /error=connection_refused/);
+      const record = await gw2.waitForRecord((r) => r.code === 'EGW_UPSTREAM_REFUSED');
+      assert.equal(record.action, 'egress-rejected');
+    } finally {
+      await gw2.close();
+    }
+  });
+
+  it('rejects an origin-form request with 400 instead of proxying it', async () => {
+    const result = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://127.0.0.1:${echoPort}/`, ['--request-target', '/plain', '-v']);
+    assert.match(result.stderr, /< HTTP\/1\.1 400/);
+  });
+});
