@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { startEchoServer } from '../../src/devtools/echo-server.ts';
+import { curlViaGateway } from '../helpers/curl.ts';
+import { sClient } from '../helpers/openssl-client.ts';
+import { type TestGateway, startTestGateway } from '../helpers/test-gateway.ts';
+import { type TestPki, type WrittenLeaf, createTestPki } from '../helpers/test-pki.ts';
+import { type Tinyproxy, startTinyproxy } from '../helpers/tinyproxy.ts';
+
+describe('tcp mode (fixed upstream, like a BIG-IP virtual server)', () => {
+  let pki: TestPki;
+  let gw: TestGateway;
+  let echo: Server;
+  let echoPort: number;
+  let tinyproxy: Tinyproxy;
+  let bookinfo: WrittenLeaf;
+  let other: WrittenLeaf;
+
+  before(async () => {
+    pki = await createTestPki();
+    echo = await startEchoServer('127.0.0.1', 0);
+    echoPort = (echo.address() as AddressInfo).port;
+    tinyproxy = await startTinyproxy();
+    bookinfo = await pki.workload('bookinfo', 'productpage');
+    other = await pki.workload('sm-apigw-a', 'default');
+    gw = await startTestGateway(pki, {
+      listeners: [
+        { name: 'legacy-proxy', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${tinyproxy.port}`, snat: '127.0.0.2' },
+        { name: 'echo-vs', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${echoPort}`, snat: '127.0.0.3' },
+      ],
+      rules: [{ name: 'bookinfo-only', from: { namespaces: ['bookinfo'] }, action: 'allow' }],
+    });
+  });
+  after(async () => {
+    await gw.close();
+    await tinyproxy.stop();
+    echo.close();
+    pki.cleanup();
+  });
+
+  it('relays the decrypted stream to the fixed upstream from the SNAT address (openssl s_client)', async () => {
+    const result = await sClient(gw.port('echo-vs'), { client: bookinfo, caPath: pki.rootPath, input: 'GET /vs HTTP/1.0\r\n\r\n', waitForServerClose: true });
+    assert.match(result.stdout, /"peerAddress":"127\.0\.0\.3"/);
+    assert.match(result.stdout, /"url":"\/vs"/);
+    const closed = await gw.waitForRecord((r) => r.action === 'egress-closed' && r.listener === 'echo-vs');
+    assert.equal(closed.snat?.ip, '127.0.0.3');
+    assert.equal(closed.rule?.name, 'bookinfo-only');
+    assert.ok((closed.bytesFromClient ?? 0) >= 'GET /vs HTTP/1.0\r\n\r\n'.length);
+    assert.ok((closed.durationNs ?? 0) > 0);
+  });
+
+  it('resets a denied identity, like the iRule reject (openssl s_client)', async () => {
+    const result = await sClient(gw.port('echo-vs'), { client: other, caPath: pki.rootPath, input: 'GET / HTTP/1.0\r\n\r\n', waitForServerClose: true });
+    assert.doesNotMatch(result.stdout, /peerAddress/);
+    assert.match(`${result.stdout}\n${result.stderr}`, /reset by peer|errno=104|Connection reset/i);
+    const record = await gw.waitForRecord((r) => r.action === 'egress-rejected' && r.listener === 'echo-vs');
+    assert.equal(record.identity?.namespace, 'sm-apigw-a');
+    assert.equal(record.code, 'EGW_POLICY_DENIED');
+  });
+
+  it('reaches a target through tinyproxy behind the tcp listener (curl --proxy https://)', async () => {
+    const result = await curlViaGateway(gw.port('legacy-proxy'), bookinfo, pki.rootPath, `http://127.0.0.1:${echoPort}/via-tinyproxy`);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /"url":"\/via-tinyproxy"/);
+    assert.match(tinyproxy.log(), /Connect \(file descriptor \d+\): 127\.0\.0\.2/, 'tinyproxy sees the SNAT address as its client');
+  });
+
+  it('curl reports a reset for a denied identity through the tcp listener', async () => {
+    const result = await curlViaGateway(gw.port('legacy-proxy'), other, pki.rootPath, `http://127.0.0.1:${echoPort}/`);
+    assert.notEqual(result.code, 0);
+    assert.match(result.stderr, /reset by peer|Recv failure|SSL_read|Send failure/i);
+  });
+});

@@ -1,0 +1,40 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { IpSet, embeddedIpv4, parseCidr } from '../../src/core/ip-set.ts';
+import { prohibitedDestinations } from '../../src/upstream/prohibited-ranges.ts';
+
+describe('IpSet', () => {
+  it('matches addresses inside a CIDR and not outside', () => {
+    const set = new IpSet(['10.0.0.0/8', '2001:db8::/32']);
+    assert.equal(set.has('10.1.2.3'), true);
+    assert.equal(set.has('11.0.0.1'), false);
+    assert.equal(set.has('2001:db8::1'), true);
+    assert.equal(set.has('not-an-ip'), false);
+  });
+
+  it('sees IPv4 addresses hidden in IPv4-mapped and NAT64 IPv6 forms', () => {
+    const set = new IpSet(['127.0.0.0/8']);
+    assert.equal(set.has('::ffff:127.0.0.1'), true);
+    assert.equal(set.has('::ffff:7f00:1'), true);
+    assert.equal(set.has('64:ff9b::7f00:1'), true);
+    assert.equal(embeddedIpv4('64:ff9b::a9fe:a9fe'), '169.254.169.254');
+  });
+
+  it('rejects malformed CIDRs', () => {
+    assert.equal(parseCidr('10.0.0.0/33'), undefined);
+    assert.equal(parseCidr('10.0.0/8'), undefined);
+    assert.equal(parseCidr('::/129'), undefined);
+    assert.throws(() => new IpSet(['nonsense']));
+  });
+});
+
+describe('prohibited destinations (SSRF guard)', () => {
+  const prohibited = [
+    '127.0.0.1', '10.0.0.1', '172.16.5.4', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '224.0.0.1',
+    '255.255.255.255', '::1', '::', 'fd00::1', 'fe80::1', 'ff02::1', '::ffff:169.254.169.254', '64:ff9b::a9fe:a9fe', '::ffff:10.0.0.1',
+  ];
+  for (const ip of prohibited) it(`refuses ${ip}`, () => assert.equal(prohibitedDestinations.has(ip), true));
+  for (const ip of ['93.184.216.34', '8.8.8.8', '2606:4700::1111', '172.32.0.1', '100.128.0.1']) {
+    it(`allows public ${ip}`, () => assert.equal(prohibitedDestinations.has(ip), false));
+  }
+});
