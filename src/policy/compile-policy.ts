@@ -61,7 +61,7 @@ const K8S_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 function compileHost(pattern: string, path: string): SegmentGlob {
   if (isIP(pattern) !== 0) return [pattern];
   const labels = pattern.split('.');
-  if (pattern.length === 0 || pattern.length > 253 || !labels.every((l) => LABEL.test(l) || /[^\x00-\x7f]/.test(l))) {
+  if (pattern.length === 0 || pattern.length > 253 || !labels.every((l) => LABEL.test(l) || /[^\u0020-\u007e]/.test(l))) {
     throw new PolicyCompileError(path, `not a host name or host glob: ${JSON.stringify(pattern)}`);
   }
   return compileHostGlob(pattern);

@@ -59,7 +59,13 @@ export async function startTestGateway(pki: TestPki, config: Record<string, unkn
       const found = records.find(predicate);
       if (found) return Promise.resolve(found);
       return new Promise((resolve, reject) => {
-        const waiter = { predicate, resolve: (r: AuditRecord) => (clearTimeout(timer), resolve(r)) };
+        const waiter = {
+          predicate,
+          resolve: (r: AuditRecord) => {
+            clearTimeout(timer);
+            resolve(r);
+          },
+        };
         const timer = setTimeout(() => {
           waiters.splice(waiters.indexOf(waiter), 1);
           reject(new Error(`no matching audit record within ${timeoutMs} ms; have: ${records.map((r) => `${r.action}/${r.code ?? ''}`).join(', ')}`));

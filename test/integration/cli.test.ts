@@ -105,11 +105,11 @@ describe('egress-gateway CLI', () => {
     assert.equal(issue.code, 0, issue.stderr);
     const inspect = await runCli(['pki', 'inspect', join(out, 'cert.pem'), '--anchors', join(ca, 'ca-cert.pem')]);
     assert.equal(inspect.code, 0, inspect.stdout);
-    assert.match(inspect.stdout, /URI SANs:    spiffe:\/\/cluster\.local\/ns\/bookinfo\/sa\/productpage/);
-    assert.match(inspect.stdout, /DNS SANs:    productpage\.bookinfo/);
-    assert.match(inspect.stdout, /identity:    spiffe:\/\/cluster\.local\/ns\/bookinfo\/sa\/productpage \(namespace bookinfo, service account productpage\)/);
+    assert.match(inspect.stdout, /URI SANs: {4}spiffe:\/\/cluster\.local\/ns\/bookinfo\/sa\/productpage/);
+    assert.match(inspect.stdout, /DNS SANs: {4}productpage\.bookinfo/);
+    assert.match(inspect.stdout, /identity: {4}spiffe:\/\/cluster\.local\/ns\/bookinfo\/sa\/productpage \(namespace bookinfo, service account productpage\)/);
     assert.match(inspect.stdout, /chain check: OK/);
-    assert.match(inspect.stdout, /SVID rules:  OK/);
+    assert.match(inspect.stdout, /SVID rules: {2}OK/);
   });
 
   it('pki issue can mint RSA-2048 keys', async () => {

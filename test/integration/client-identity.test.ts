@@ -3,7 +3,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { KeyUsage } from '../../src/pki/certificate-facts.ts';
-import { createIntermediateCa, createRootCa, issueLeaf } from '../../src/pki/issue-certificate.ts';
+import { createIntermediateCa, createRootCa } from '../../src/pki/issue-certificate.ts';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
 import { sClient } from '../helpers/openssl-client.ts';
