@@ -1,64 +1,92 @@
 import { type AuditRecord, subscribeAudit } from '../core/audit-event.ts';
-import { formatEcs } from './formats/ecs-format.ts';
-import { formatText } from './formats/text-format.ts';
-import type { AuditSink, SinkStats } from './sinks/audit-sink.ts';
+import type { AuditSink, SinkLog, SinkStats } from './sinks/audit-sink.ts';
 
-export type AuditFormat = 'ecs' | 'cef' | 'text';
-export type RecordFormatter = (record: AuditRecord) => string;
-
-export const FORMATTERS: Record<string, RecordFormatter> = {
-  ecs: formatEcs,
-  text: formatText,
-};
-
-interface Route {
-  readonly sink: AuditSink;
-  readonly format: RecordFormatter;
+export interface AuditHubOptions {
+  /** Operational log (default: stderr, like the gateway's own log). */
+  readonly log?: SinkLog;
+  /** How often drops are reported: at most one line per sink per interval. */
+  readonly dropLogIntervalMs?: number;
 }
 
 /**
- * Subscribes to the data path's audit channel and fans each record out to every sink in its
- * own format. Never throws into the publisher: a formatter or sink failure is counted as a drop.
+ * Subscribes to the data path's audit channel and hands each record to every sink. Sinks
+ * format and queue synchronously and send in the background, so publishing never waits for a
+ * receiver; a sink that cannot keep up drops and counts. Drops are reported in the log once
+ * per interval per sink, and `stats()` exposes every sink's ledger (SIGUSR2 prints it).
  */
 export class AuditHub {
-  readonly #routes: Route[] = [];
+  readonly #sinks: AuditSink[] = [];
+  readonly #log: SinkLog;
+  readonly #dropLogIntervalMs: number;
+  readonly #reportedDrops = new Map<string, number>();
   #unsubscribe: (() => void) | undefined;
-  #formatErrors = 0;
+  #reportTimer: NodeJS.Timeout | undefined;
 
-  add(sink: AuditSink, format: RecordFormatter): void {
-    this.#routes.push({ sink, format });
+  constructor(options: AuditHubOptions = {}) {
+    this.#log = options.log ?? ((message) => process.stderr.write(`${message}\n`));
+    this.#dropLogIntervalMs = options.dropLogIntervalMs ?? 10_000;
+  }
+
+  add(sink: AuditSink): void {
+    this.#sinks.push(sink);
+  }
+
+  get sinks(): readonly AuditSink[] {
+    return this.#sinks;
   }
 
   start(): void {
-    this.#unsubscribe ??= subscribeAudit((record) => this.deliver(record));
+    if (this.#unsubscribe) return;
+    for (const sink of this.#sinks) sink.start?.();
+    this.#unsubscribe = subscribeAudit((record) => this.deliver(record));
+    this.#reportTimer = setInterval(() => this.reportDrops(), this.#dropLogIntervalMs);
+    this.#reportTimer.unref();
   }
 
   deliver(record: AuditRecord): void {
-    for (const route of this.#routes) {
+    for (const sink of this.#sinks) {
       try {
-        route.sink.write(route.format(record));
-      } catch {
-        this.#formatErrors += 1;
+        sink.write(record);
+      } catch (error) {
+        // Sinks do not throw; if one ever does, the data path must still not see it.
+        this.#log(`audit sink ${sink.name}: write threw ${(error as Error).message}`);
       }
     }
   }
 
-  stats(): Record<string, Readonly<SinkStats>> & { formatErrors?: never } {
-    return Object.fromEntries(this.#routes.map((r) => [r.sink.name, r.sink.stats()]));
+  stats(): Record<string, Readonly<SinkStats>> {
+    return Object.fromEntries(this.#sinks.map((sink) => [sink.name, sink.stats()]));
   }
 
-  get formatErrors(): number {
-    return this.#formatErrors;
+  /** Logs one line for each sink that dropped records since the last report. */
+  reportDrops(): void {
+    for (const sink of this.#sinks) {
+      const stats = sink.stats();
+      const before = this.#reportedDrops.get(sink.name) ?? 0;
+      if (stats.dropped === before) continue;
+      this.#reportedDrops.set(sink.name, stats.dropped);
+      const reasons = Object.entries(stats.droppedBy)
+        .map(([reason, count]) => `${reason} ${count}`)
+        .join(', ');
+      this.#log(
+        `audit sink ${sink.name}: EGW_AUDIT_RECORDS_DROPPED ${stats.dropped - before} records dropped since the last report ` +
+          `(totals: received ${stats.received}, delivered ${stats.delivered}, retried ${stats.retried}, dropped ${stats.dropped} [${reasons}], queued ${stats.queued})` +
+          `${stats.lastError ? `; last error: ${stats.lastError}` : ''}`,
+      );
+    }
   }
 
   reopen(): void {
-    for (const route of this.#routes) route.sink.reopen?.();
+    for (const sink of this.#sinks) sink.reopen?.();
   }
 
+  /** Stops taking records, gives every sink up to `timeoutMs` (together) to deliver, then closes them. */
   async close(timeoutMs: number): Promise<void> {
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
-    await Promise.all(this.#routes.map((r) => r.sink.flush(timeoutMs)));
-    await Promise.all(this.#routes.map((r) => r.sink.close()));
+    clearInterval(this.#reportTimer);
+    await Promise.all(this.#sinks.map((sink) => sink.flush(timeoutMs).catch(() => {})));
+    await Promise.all(this.#sinks.map((sink) => sink.close().catch(() => {})));
+    this.reportDrops();
   }
 }

@@ -36,6 +36,11 @@ export const ERROR_CODES = {
   EGW_UPSTREAM_REFUSED: 'the upstream refused the connection',
   EGW_UPSTREAM_UNREACHABLE: 'the upstream could not be reached',
   EGW_UPSTREAM_ERROR: 'the upstream connection failed',
+  // audit delivery (src/audit/): operational log lines carry these codes
+  EGW_AUDIT_SINK_INVALID: 'an audit sink cannot be built from its configuration (e.g. an unreadable CA or key file)',
+  EGW_AUDIT_SINK_UNAVAILABLE: 'an audit receiver cannot be reached; records stay queued and are retried',
+  EGW_AUDIT_RECEIVER_REJECTED: 'an audit receiver refused records permanently (e.g. HTTP 400/401/403); they are dropped',
+  EGW_AUDIT_RECORDS_DROPPED: 'audit records were dropped (queue full, refused, too large or unconfirmed at shutdown)',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

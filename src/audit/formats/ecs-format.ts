@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import type { AuditRecord } from '../../core/audit-event.ts';
 import { ECS_VERSION, OBSERVER } from '../observer.ts';
+import { recordFailed } from './record-severity.ts';
 
 const EVENT_TYPE: Record<AuditRecord['action'], string[]> = {
   'egress-permitted': ['connection', 'allowed', 'start'],
@@ -15,10 +16,24 @@ function tlsVersion(version: string | undefined): { version?: string; version_pr
   return match ? { version: match[1] as string, version_protocol: 'tls' } : {};
 }
 
+/**
+ * The CN values of an RFC 4514-style DN (`O=SPIRE, CN=prod intermediate`), for ECS's
+ * `*.common_name` arrays. Escaped commas (`\,`) stay inside their value.
+ */
+export function commonNames(dn: string): string[] {
+  const names: string[] = [];
+  for (const rdn of dn.split(/(?<!\\),\s*/)) {
+    const match = /^CN=(.*)$/i.exec(rdn.trim());
+    if (match?.[1]) names.push(match[1].replace(/\\(.)/g, '$1'));
+  }
+  return names;
+}
+
+/** Removes undefined values, empty arrays and objects left empty, so documents carry only known facts. */
 function compact<T extends Record<string, unknown>>(object: T): T {
   for (const key of Object.keys(object)) {
     const value = object[key];
-    if (value === undefined) delete object[key];
+    if (value === undefined || (Array.isArray(value) && value.length === 0)) delete object[key];
     else if (value && typeof value === 'object' && !Array.isArray(value)) {
       compact(value as Record<string, unknown>);
       if (Object.keys(value).length === 0) delete object[key];
@@ -33,15 +48,44 @@ function message(record: AuditRecord): string {
   return `${record.action} ${who}${where}: ${record.reason}`;
 }
 
+function x509Of(cert: NonNullable<AuditRecord['certificate']>): Record<string, unknown> {
+  return {
+    serial_number: cert.serialNumber,
+    issuer: { distinguished_name: cert.issuer || undefined, common_name: commonNames(cert.issuer) },
+    subject: { distinguished_name: cert.subject || undefined, common_name: commonNames(cert.subject) },
+    alternative_names: [...cert.alternativeNames],
+    not_before: cert.notBefore,
+    not_after: cert.notAfter,
+  };
+}
+
+function tlsOf(record: AuditRecord): Record<string, unknown> | undefined {
+  const cert = record.certificate;
+  const version = tlsVersion(record.tls?.version);
+  // A handshake that failed (or never finished) leaves no negotiated version behind.
+  const established = version.version !== undefined || cert !== undefined;
+  if (!record.tls && !cert) return record.action === 'identity-rejected' ? { established: false } : undefined;
+  return {
+    ...version,
+    cipher: record.tls?.cipher,
+    established,
+    client: {
+      server_name: record.tls?.serverName,
+      hash: cert ? { sha256: cert.sha256 } : undefined,
+      x509: cert ? x509Of(cert) : undefined,
+    },
+  };
+}
+
 /**
  * Elastic Common Schema document for one record. Allow/deny is `event.type` (allowed/denied);
  * `event.outcome` says whether the gateway did what it decided (success), or an upstream or
- * handshake failure stopped it (failure). Field choices are listed in docs/audit.md.
+ * handshake failure stopped it (failure). Every field is listed in docs/audit.md.
  */
 export function toEcs(record: AuditRecord): Record<string, unknown> {
-  const failed = record.code !== undefined && record.code !== 'EGW_POLICY_DENIED' && record.code !== 'EGW_POLICY_DESTINATION_PROHIBITED';
   const sourceType = isIP(record.source.ip) === 6 ? 'ipv6' : 'ipv4';
   const cert = record.certificate;
+  const destinationDomain = record.destination?.domain && isIP(record.destination.domain) === 0 ? record.destination.domain : undefined;
   return compact({
     '@timestamp': record.timestamp,
     ecs: { version: ECS_VERSION },
@@ -51,7 +95,7 @@ export function toEcs(record: AuditRecord): Record<string, unknown> {
       category: ['network'],
       type: EVENT_TYPE[record.action],
       action: record.action,
-      outcome: failed ? 'failure' : 'success',
+      outcome: recordFailed(record) ? 'failure' : 'success',
       reason: record.reason,
       id: record.id,
       start: record.start,
@@ -73,7 +117,7 @@ export function toEcs(record: AuditRecord): Record<string, unknown> {
     },
     destination: record.destination
       ? {
-          domain: record.destination.domain && isIP(record.destination.domain) === 0 ? record.destination.domain : undefined,
+          domain: destinationDomain,
           address: record.destination.domain ?? record.destination.ip,
           ip: record.destination.ip,
           port: record.destination.port,
@@ -82,6 +126,7 @@ export function toEcs(record: AuditRecord): Record<string, unknown> {
       : undefined,
     network: {
       transport: 'tcp',
+      iana_number: '6',
       type: sourceType,
       direction: 'egress',
       protocol: record.http ? 'http' : undefined,
@@ -91,39 +136,21 @@ export function toEcs(record: AuditRecord): Record<string, unknown> {
       ? { request: { method: record.http.method }, response: record.http.statusCode ? { status_code: record.http.statusCode } : undefined }
       : undefined,
     url: record.http?.url && record.http.method !== 'CONNECT' ? { full: record.http.url } : undefined,
-    tls: record.tls || cert
-      ? {
-          ...tlsVersion(record.tls?.version),
-          cipher: record.tls?.cipher,
-          established: record.action !== 'identity-rejected' || cert !== undefined ? true : undefined,
-          client: {
-            server_name: record.tls?.serverName,
-            hash: cert ? { sha256: cert.sha256 } : undefined,
-            x509: cert
-              ? {
-                  serial_number: cert.serialNumber,
-                  issuer: { distinguished_name: cert.issuer || undefined },
-                  subject: { distinguished_name: cert.subject || undefined },
-                  alternative_names: [...cert.alternativeNames],
-                  not_before: cert.notBefore,
-                  not_after: cert.notAfter,
-                }
-              : undefined,
-          },
-        }
-      : undefined,
+    tls: tlsOf(record),
     orchestrator: record.identity?.namespace ? { type: 'kubernetes', namespace: record.identity.namespace } : undefined,
     rule: record.rule ? { name: record.rule.name } : undefined,
     observer: { ...OBSERVER, ingress: { zone: record.listener } },
     labels: { listener: record.listener, mode: record.mode, connection_id: record.connectionId },
     related: {
-      ip: [record.source.ip, record.destination?.ip, record.snat?.ip].filter((v): v is string => Boolean(v)),
+      ip: [...new Set([record.source.ip, record.destination?.ip, record.snat?.ip].filter((v): v is string => Boolean(v)))],
       user: record.identity ? [record.identity.spiffeId] : undefined,
-      hosts: record.destination?.domain ? [record.destination.domain] : undefined,
+      hosts: destinationDomain ? [destinationDomain] : undefined,
+      hash: cert ? [cert.sha256] : undefined,
     },
   });
 }
 
+/** One JSON document on one line (JSON.stringify escapes every control character). */
 export function formatEcs(record: AuditRecord): string {
   return JSON.stringify(toEcs(record));
 }

@@ -7,15 +7,25 @@ const WORD: Record<AuditRecord['action'], string> = {
   'identity-rejected': 'IDENTITY-REJECTED',
 };
 
-/** One human-readable line, e.g. `PERMITTED spiffe://… -> host:port rule=… snat=…`. */
+/**
+ * A bare word when it is safe, otherwise a JSON string. Destination names come from clients,
+ * so anything with spaces, quotes or control characters is quoted: one record stays one line
+ * and cannot forge a `key=value` of its own.
+ */
+function token(value: string): string {
+  return /^[\x21-\x7e]+$/.test(value) && !/["\\]/.test(value) ? value : JSON.stringify(value);
+}
+
+/** One human-readable line, e.g. `… PERMITTED spiffe://… -> host:port listener=… rule=… snat=… id=…`. */
 export function formatText(record: AuditRecord): string {
   const who = record.identity?.spiffeId ?? `${record.source.ip}:${record.source.port}`;
-  const dest = record.destination ? ` -> ${record.destination.domain ?? record.destination.ip}:${record.destination.port ?? ''}` : '';
-  const parts = [`${record.timestamp} ${WORD[record.action]} ${who}${dest}`, `listener=${record.listener}`];
-  if (record.rule) parts.push(`rule=${record.rule.name}`);
-  if (record.snat?.ip) parts.push(`snat=${record.snat.ip}`);
+  const dest = record.destination ? ` -> ${token(`${record.destination.domain ?? record.destination.ip ?? ''}:${record.destination.port ?? ''}`)}` : '';
+  const parts = [`${record.timestamp} ${WORD[record.action]} ${token(who)}${dest}`, `listener=${token(record.listener)}`];
+  if (record.rule) parts.push(`rule=${token(record.rule.name)}`);
+  if (record.snat?.ip) parts.push(`snat=${token(record.snat.ip)}`);
   if (record.code) parts.push(`code=${record.code}`);
   if (record.bytesFromClient !== undefined) parts.push(`bytes_out=${record.bytesFromClient} bytes_in=${record.bytesToClient ?? 0}`);
-  parts.push(`reason=${JSON.stringify(record.reason)}`);
+  if (record.durationNs !== undefined) parts.push(`duration_ms=${Math.round(record.durationNs / 1e6)}`);
+  parts.push(`reason=${JSON.stringify(record.reason)}`, `id=${record.id}`);
   return parts.join(' ');
 }

@@ -1,19 +1,41 @@
-/** Delivery accounting every sink keeps, so an outage never loses a record silently. */
+import type { AuditRecord } from '../../core/audit-event.ts';
+
+/** Why a record was given up on. Every drop has exactly one reason. */
+export type DropReason = 'queue_full' | 'rejected' | 'too_large' | 'format_error' | 'write_error' | 'retries_exhausted' | 'shutdown';
+
+/**
+ * Delivery accounting every sink keeps, so an outage never loses a record silently.
+ * Invariant, at any moment: `received = delivered + dropped + queued`.
+ * `retried` counts re-sends (a record sent three times adds 2), so it can exceed `received`.
+ */
 export interface SinkStats {
+  received: number;
   delivered: number;
   retried: number;
   dropped: number;
+  /** Waiting or in flight (sent but not yet confirmed). */
   queued: number;
+  droppedBy: Partial<Record<DropReason, number>>;
+  /** Whether the last attempt to reach the receiver worked (stdout/file: the last write). */
+  up: boolean;
+  lastError?: string;
+  lastErrorAt?: string;
 }
 
 export interface AuditSink {
   readonly name: string;
-  /** Must not block or throw: queue, or count a drop. */
-  write(line: string): void;
-  /** Resolves when queued records are delivered, or the timeout passes. */
+  /** Formats and queues one record. Must not block or throw: queue it, or count a drop. */
+  write(record: AuditRecord): void;
+  /** Starts background work (connecting is lazy; an unreachable receiver is not an error here). */
+  start?(): void;
+  /** Resolves when everything queued is delivered, or the timeout passes. */
   flush(timeoutMs: number): Promise<void>;
+  /** Stops; whatever is still queued is counted as dropped (`shutdown`). Call flush first. */
   close(): Promise<void>;
   stats(): Readonly<SinkStats>;
   /** logrotate support: reopen files (no-op for other sinks). */
   reopen?(): void;
 }
+
+/** Operational log line (stderr by default). */
+export type SinkLog = (message: string) => void;

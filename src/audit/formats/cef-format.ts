@@ -1,0 +1,101 @@
+import type { AuditRecord } from '../../core/audit-event.ts';
+import { OBSERVER } from '../observer.ts';
+import { recordFailed, recordSeverity } from './record-severity.ts';
+
+/**
+ * ArcSight CEF:0. Header fields escape `\` and `|`; extension values escape `\`, `=`, CR and LF
+ * (a `|` in the extension is left alone, as the spec says). Values are truncated to the
+ * dictionary's maximum lengths *before* escaping, so an escape sequence is never cut in half.
+ */
+const NAME: Record<AuditRecord['action'], string> = {
+  'egress-permitted': 'Egress connection permitted',
+  'egress-closed': 'Egress connection closed',
+  'egress-rejected': 'Egress connection rejected',
+  'identity-rejected': 'Client identity rejected',
+};
+
+const ACT: Record<AuditRecord['action'], string> = {
+  'egress-permitted': 'permit',
+  'egress-closed': 'close',
+  'egress-rejected': 'reject',
+  'identity-rejected': 'reject',
+};
+
+/** Header field: `\` → `\\`, `|` → `\|`. The spec has no escape for line breaks there, so they become spaces. */
+export function escapeCefHeader(value: string): string {
+  return value.replace(/[\\|]/g, (c) => `\\${c}`).replace(/[\r\n]+/g, ' ');
+}
+
+/** Extension value: `\` → `\\`, `=` → `\=`, LF → `\n`, CR → `\r`. */
+export function escapeCefValue(value: string): string {
+  return value.replace(/[\\=\r\n]/g, (c) => (c === '\n' ? '\\n' : c === '\r' ? '\\r' : `\\${c}`));
+}
+
+function truncate(value: string, max: number): string {
+  return value.length > max ? value.slice(0, max) : value;
+}
+
+function epochMs(iso: string | undefined): string | undefined {
+  if (!iso) return undefined;
+  const ms = Date.parse(iso);
+  return Number.isNaN(ms) ? undefined : String(ms);
+}
+
+type Extension = Array<[key: string, value: string | number | undefined, max?: number]>;
+
+/** Pairs a custom-string slot with its label; both are omitted when the value is unknown. */
+function labelled(slot: string, label: string, value: string | number | undefined, max = 1023): Extension {
+  return value === undefined || value === '' ? [] : [[`${slot}Label`, label], [slot, value, max]];
+}
+
+export function formatCef(record: AuditRecord): string {
+  const severity = recordSeverity(record).cef;
+  const header = ['CEF:0', truncate(OBSERVER.vendor, 63), truncate(OBSERVER.product, 63), truncate(OBSERVER.version, 31), record.action, NAME[record.action], String(severity)]
+    .map((field, i) => (i === 0 ? field : escapeCefHeader(field)))
+    .join('|');
+  const cert = record.certificate;
+  const tls = [record.tls?.version, record.tls?.cipher].filter(Boolean).join(' ');
+  const durationMs = record.durationNs === undefined ? undefined : Math.round(record.durationNs / 1e6);
+  const dest = record.destination;
+  const extension: Extension = [
+    ['rt', epochMs(record.timestamp)],
+    ['start', epochMs(record.start)],
+    ['end', epochMs(record.end)],
+    ['act', ACT[record.action], 63],
+    ['outcome', recordFailed(record) ? 'failure' : 'success', 63],
+    ['reason', record.reason, 1023],
+    ['cat', record.code, 1023],
+    ['src', record.source.ip],
+    ['spt', record.source.port],
+    ['sourceTranslatedAddress', record.snat?.ip || undefined],
+    ['sourceTranslatedPort', record.snat?.port],
+    ['dhost', dest?.domain, 1023],
+    ['dst', dest?.ip],
+    ['dpt', dest?.port],
+    ['proto', 'TCP', 31],
+    ['app', record.http ? 'HTTP' : undefined, 31],
+    ['requestMethod', record.http?.method, 1023],
+    ['request', record.http?.url, 1023],
+    // `in` is src→dst and `out` dst→src, as Elastic's decoder maps them (source.bytes / destination.bytes).
+    ['in', record.bytesFromClient],
+    ['out', record.bytesToClient],
+    ['suser', record.identity?.spiffeId, 1023],
+    ...labelled('cs1', 'k8sNamespace', record.identity?.namespace),
+    ...labelled('cs2', 'k8sServiceAccount', record.identity?.serviceAccount),
+    ...labelled('cs3', 'ruleName', record.rule?.name),
+    ...labelled('cs4', 'tlsVersionCipher', tls),
+    ...labelled('cs5', 'clientCertIssuer', cert?.issuer),
+    ...labelled('cs6', 'clientCertSha256', cert?.sha256),
+    ...labelled('flexString1', 'clientCertSerial', cert?.serialNumber),
+    ...labelled('flexString2', 'connectionId', record.connectionId),
+    ...labelled('deviceCustomDate1', 'clientCertNotAfter', epochMs(cert?.notAfter)),
+    ...labelled('cn1', 'durationMs', durationMs),
+    ['deviceInboundInterface', record.listener, 128],
+    ['dvchost', OBSERVER.hostname, 100],
+    ['externalId', record.id, 40],
+  ];
+  const pairs = extension
+    .filter((entry): entry is [string, string | number, number | undefined] => entry[1] !== undefined && entry[1] !== '')
+    .map(([key, value, max]) => `${key}=${escapeCefValue(truncate(String(value), max ?? 1023))}`);
+  return `${header}|${pairs.join(' ')}`;
+}
