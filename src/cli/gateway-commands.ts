@@ -1,13 +1,23 @@
-import { buildGatewayState, splitHostPort } from '../config/build-state.ts';
+import cluster from 'node:cluster';
+import { runClusterPrimary } from '../cluster/cluster-primary.ts';
+import { runClusterWorker } from '../cluster/cluster-worker.ts';
+import { buildGatewayState } from '../config/build-state.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { GatewayError } from '../core/errors.ts';
-import { parseSpiffeId } from '../identity/spiffe-id.ts';
 import { startGateway } from '../main.ts';
-import { decide } from '../policy/decide.ts';
-import { authorizeDestination } from '../proxy/authorize-destination.ts';
-import { failWith } from './report.ts';
+import { checkPolicy } from '../proxy/check-policy.ts';
 
-export async function runServe(configPath: string): Promise<void> {
+export async function runServe(configPath: string, options: { workers?: string } = {}): Promise<void> {
+  if (cluster.isWorker) {
+    await runClusterWorker(configPath);
+    return;
+  }
+  const workers = options.workers === undefined ? loadConfig(configPath).config.workers : Number(options.workers);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new GatewayError('EGW_CONFIG_INVALID', `--workers: expected a whole number from 1 to 64, got ${options.workers}`);
+  if (workers > 1) {
+    await runClusterPrimary(configPath, workers);
+    return;
+  }
   const gateway = await startGateway({ configPath });
   const devPki = gateway.config.identity.devPki;
   if (devPki?.generateIfMissing) {
@@ -40,9 +50,7 @@ export async function runServe(configPath: string): Promise<void> {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGHUP', () => {
-    gateway.reload().catch((error) => process.stderr.write(`reload failed, keeping the running configuration: ${(error as Error).message}\n`));
-  });
+  process.on('SIGHUP', () => void gateway.reload());
   process.on('SIGUSR1', () => gateway.audit.reopen());
   process.on('SIGUSR2', () => process.stderr.write(`audit sinks: ${JSON.stringify(gateway.audit.stats())}\n`));
 }
@@ -58,27 +66,7 @@ export async function runConfigValidate(configPath: string): Promise<void> {
 export async function runPolicyCheck(opts: { config: string; spiffeId: string; listener?: string; dest?: string }): Promise<void> {
   const { config, path } = loadConfig(opts.config);
   const state = await buildGatewayState(config, path);
-  const listenerName = opts.listener ?? config.listeners[0]?.name ?? '';
-  const listener = state.listeners.get(listenerName);
-  if (!listener) failWith(new GatewayError('EGW_CONFIG_INVALID', `--listener: no listener is named ${JSON.stringify(listenerName)}`));
-  const id = parseSpiffeId(opts.spiffeId);
-  let allow: boolean;
-  let line: string;
-  if (listener.mode === 'connect') {
-    if (!opts.dest) failWith(new GatewayError('EGW_PROXY_BAD_REQUEST', `--dest host:port is required for connect-mode listener ${listener.name}`));
-    const { host, port } = splitHostPort(opts.dest);
-    const result = await authorizeDestination(state, listener, id, host, port);
-    allow = result.allow;
-    const rule = result.decision?.rule?.name ?? '(default deny)';
-    line = result.allow
-      ? `ALLOW listener=${listener.name} rule=${rule} ip=${result.ip}${result.snat ? ` snat=${result.snat}` : ''}: ${result.decision.reason}`
-      : `DENY listener=${listener.name} rule=${rule} status=${result.status} code=${result.code}: ${result.reason}`;
-  } else {
-    const upstream = listener.upstream;
-    const decision = decide(state.policy, { listener: listener.name, identity: id, destination: upstream ? { host: upstream.host, port: upstream.port } : {} });
-    allow = decision.allow;
-    line = `${allow ? 'ALLOW' : 'DENY'} listener=${listener.name} rule=${decision.rule?.name ?? '(default deny)'}: ${decision.reason}`;
-  }
-  process.stdout.write(`${line}\n`);
-  process.exitCode = allow ? 0 : 1;
+  const result = await checkPolicy(state, { spiffeId: opts.spiffeId, ...(opts.listener ? { listener: opts.listener } : {}), ...(opts.dest ? { dest: opts.dest } : {}) });
+  process.stdout.write(`${result.summary}\n`);
+  process.exitCode = result.allow ? 0 : 1;
 }

@@ -17,7 +17,8 @@ program
   .command('serve')
   .description('start the gateway')
   .requiredOption('-c, --config <file>', 'configuration file (YAML)')
-  .action((opts) => runServe(opts.config));
+  .option('--workers <n>', 'worker processes sharing the listeners (default: config `workers`, 1)')
+  .action((opts) => runServe(opts.config, { workers: opts.workers }));
 
 program
   .command('config')

@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { GatewayError, isGatewayError } from '../core/errors.ts';
 import { loadTrustBundle } from '../identity/trust-bundle.ts';
+import { certificateFacts } from '../pki/certificate-facts.ts';
+import { parseCertificateBundle } from '../pki/pem-bundle.ts';
 import { PolicyCompileError, compilePolicy } from '../policy/compile-policy.ts';
 import type { GatewayState, ListenerSettings } from '../proxy/gateway-state.ts';
 import { createServerTlsContext } from '../tls/server-tls-context.ts';
@@ -44,6 +46,14 @@ export async function buildGatewayState(config: GatewayConfig, source: string): 
   } catch (error) {
     rethrowKeyed(source, 'identity.trustAnchors', error);
   }
+  let serverCertificate: GatewayState['serverCertificate'];
+  try {
+    // parseCertificateBundle throws on an empty bundle, so the leaf is always there.
+    const [leaf] = parseCertificateBundle(certPem, resolveConfigPath(id.cert));
+    serverCertificate = certificateFacts(leaf as NonNullable<typeof leaf>);
+  } catch (error) {
+    rethrowKeyed(source, 'identity.cert', error);
+  }
   let tlsContext: GatewayState['tlsContext'];
   try {
     tlsContext = createServerTlsContext({ certPem, keyPem, anchorsPem });
@@ -85,6 +95,7 @@ export async function buildGatewayState(config: GatewayConfig, source: string): 
   return Object.freeze({
     tlsContext,
     trustBundle,
+    serverCertificate,
     policy,
     resolver: createHostResolver(config.resolver.hosts, config.resolver.timeout),
     timeouts: Object.freeze({
@@ -94,6 +105,11 @@ export async function buildGatewayState(config: GatewayConfig, source: string): 
       idleMs: config.timeouts.idle,
     }),
     maxHeaderBytes: config.limits.maxHeaderBytes,
+    identityLimits: Object.freeze({
+      maxConnectionsPerIdentity: config.limits.maxConnectionsPerIdentity,
+      newConnectionsPerSecond: config.limits.newConnectionsPerSecondPerIdentity,
+      burst: config.limits.newConnectionBurstPerIdentity ?? Math.max(1, Math.ceil(config.limits.newConnectionsPerSecondPerIdentity * 2)),
+    }),
     listeners,
   });
 }

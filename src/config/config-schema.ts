@@ -86,8 +86,29 @@ export const configSchema = z.strictObject({
   limits: z
     .strictObject({
       maxHeaderBytes: z.number().int().min(1024).max(1_048_576).default(16_384),
+      /** Open connections one SPIFFE ID may hold across all listeners (0 = unlimited). */
+      maxConnectionsPerIdentity: z.number().int().min(0).default(1_000),
+      /** New connections per second per SPIFFE ID (0 = unlimited). */
+      newConnectionsPerSecondPerIdentity: z.number().min(0).default(0),
+      /** Token-bucket burst for the rate above (default: twice the rate, at least 1). */
+      newConnectionBurstPerIdentity: z.number().int().min(1).optional(),
     })
-    .default({ maxHeaderBytes: 16_384 }),
+    .default({ maxHeaderBytes: 16_384, maxConnectionsPerIdentity: 1_000, newConnectionsPerSecondPerIdentity: 0 }),
+  admin: z
+    .strictObject({
+      /** host:port of the admin API; "off" disables it. */
+      listen: z.union([hostPort, z.literal('off')]).default('127.0.0.1:9901'),
+      /** Bearer token required by POST routes. Without it, POST routes are served on loopback only. */
+      token: z.string().min(16, 'use at least 16 characters').optional(),
+      tokenFile: z.string().min(1).optional(),
+      /** /readyz fails when the gateway certificate or an anchor expires within this window. */
+      certExpiryWindow: duration.default(3_600_000),
+      /** Reload when the config file or a certificate file changes (debounced). */
+      watch: z.boolean().default(true),
+    })
+    .default({ listen: '127.0.0.1:9901', certExpiryWindow: 3_600_000, watch: true }),
+  /** Worker processes sharing the listeners (node:cluster); 1 = a single process. */
+  workers: z.number().int().min(1).max(64).default(1),
   audit: auditConfigSchema,
 });
 

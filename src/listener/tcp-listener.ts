@@ -1,11 +1,14 @@
+import { randomUUID } from 'node:crypto';
 import { type Server, type Socket, createServer } from 'node:net';
+import { publishAudit } from '../core/audit-event.ts';
 import { GatewayError } from '../core/errors.ts';
 
 export interface TcpListenerOptions {
   readonly name: string;
   readonly host: string;
   readonly port: number;
-  /** Connections above this are reset at accept time (0 = unlimited). */
+  readonly mode: 'connect' | 'tcp';
+  /** Connections above this are reset at accept time and audited (0 = unlimited). */
   readonly maxConnections: number;
   readonly onConnection: (socket: Socket) => void;
 }
@@ -25,14 +28,31 @@ export class TcpListener {
     this.#options = options;
     // allowHalfOpen: a client that shuts down its write side may still receive the response.
     this.#server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.#accept(socket));
-    if (options.maxConnections > 0) this.#server.maxConnections = options.maxConnections;
   }
 
   #accept(socket: Socket): void {
+    if (this.#options.maxConnections > 0 && this.#sockets.size >= this.#options.maxConnections) {
+      publishAudit({
+        connectionId: randomUUID(),
+        action: 'egress-rejected',
+        reason: `listener ${this.name} is at its limit of ${this.#options.maxConnections} open connections`,
+        code: 'EGW_LIMIT_LISTENER_CONNECTIONS',
+        listener: this.name,
+        mode: this.#options.mode,
+        source: { ip: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 },
+      });
+      socket.on('error', () => {});
+      socket.resetAndDestroy();
+      return;
+    }
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
     socket.on('error', () => {}); // errors are reported by the stage that owns the socket
     this.#options.onConnection(socket);
+  }
+
+  get listening(): boolean {
+    return this.#server.listening;
   }
 
   get openConnections(): number {

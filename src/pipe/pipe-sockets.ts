@@ -14,6 +14,8 @@ export interface PipeOptions {
   readonly idleTimeoutMs: number;
   /** Lets the caller end the tunnel (drain deadline); resolves the same promise. */
   readonly signal?: AbortSignal;
+  /** Updated in place as bytes flow, for live views (admin /connections). */
+  readonly counters?: { fromClient: number; toClient: number };
 }
 
 /**
@@ -43,12 +45,15 @@ export function pipeSockets(client: Duplex, upstream: Duplex, options: PipeOptio
     };
     const onAbort = () => abortBoth(String(options.signal?.reason ?? 'aborted'));
 
+    const counters = options.counters;
     client.on('data', (chunk: Buffer) => {
       bytesFromClient += chunk.length;
+      if (counters) counters.fromClient = bytesFromClient;
       lastActivity = Date.now();
     });
     upstream.on('data', (chunk: Buffer) => {
       bytesToClient += chunk.length;
+      if (counters) counters.toClient = bytesToClient;
       lastActivity = Date.now();
     });
     client.pipe(upstream);

@@ -13,6 +13,7 @@ export type ProxyStatusError =
   | 'connection_timeout'
   | 'destination_unavailable'
   | 'http_request_error'
+  | 'connection_limit_reached'
   | 'proxy_internal_error';
 
 export type Authorization =

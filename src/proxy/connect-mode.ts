@@ -48,11 +48,12 @@ function refusalBody(status: number, reason: string): string {
 }
 
 /** Writes a refusal on a socket that node:http has handed over (after CONNECT). */
-function refuseOnSocket(socket: Duplex, status: number, proxyStatus: ProxyStatusError, reason: string): void {
+function refuseOnSocket(socket: Duplex, status: number, proxyStatus: ProxyStatusError, reason: string, retryAfterSeconds?: number): void {
   const body = refusalBody(status, reason);
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
       `Proxy-Status: ${proxyStatusHeader(proxyStatus, reason)}\r\n` +
+      (retryAfterSeconds === undefined ? '' : `Retry-After: ${retryAfterSeconds}\r\n`) +
       'Content-Type: text/plain; charset=utf-8\r\n' +
       `Content-Length: ${Buffer.byteLength(body)}\r\n` +
       'Connection: close\r\n\r\n' +
@@ -60,15 +61,29 @@ function refuseOnSocket(socket: Duplex, status: number, proxyStatus: ProxyStatus
   );
 }
 
-function refuseOnResponse(res: ServerResponse, status: number, proxyStatus: ProxyStatusError, reason: string): void {
+function refuseOnResponse(res: ServerResponse, status: number, proxyStatus: ProxyStatusError, reason: string, retryAfterSeconds?: number): void {
   const body = refusalBody(status, reason);
   if (res.headersSent) return void res.destroy();
   res.writeHead(status, {
+    ...(retryAfterSeconds === undefined ? {} : { 'retry-after': String(retryAfterSeconds), connection: 'close' }),
     'proxy-status': proxyStatusHeader(proxyStatus, reason),
     'content-type': 'text/plain; charset=utf-8',
     'content-length': Buffer.byteLength(body),
   });
   res.end(body);
+}
+
+type Refusal = Extract<Authorization, { allow: false }> & { retryAfterSeconds: number };
+
+/** Draining and per-identity limits refuse before any DNS or policy work. */
+function limitRefusal(ctx: ConnectionContext): Refusal | undefined {
+  if (ctx.runtime.isDraining()) {
+    return { allow: false, status: 503, proxyStatus: 'connection_limit_reached', code: 'EGW_DRAINING', reason: 'the gateway is shutting down', retryAfterSeconds: 1 };
+  }
+  if (!ctx.limit.ok) {
+    return { allow: false, status: 429, proxyStatus: 'connection_limit_reached', code: ctx.limit.code, reason: ctx.limit.reason, retryAfterSeconds: ctx.limit.retryAfterSeconds };
+  }
+  return undefined;
 }
 
 function auditRefusal(ctx: ConnectionContext, refusal: Extract<Authorization, { allow: false }>, destination: { domain?: string; ip?: string; port?: number }, http?: { method: string; url?: string }) {
@@ -142,6 +157,11 @@ export function createConnectModeHandler(options: { forwarder: HttpForwarder; ma
 }
 
 async function handleConnect(ctx: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  const limited = limitRefusal(ctx);
+  if (limited) {
+    auditRefusal(ctx, limited, {}, { method: 'CONNECT', url: req.url ?? '' });
+    return refuseOnSocket(socket, limited.status, limited.proxyStatus, limited.reason, limited.retryAfterSeconds);
+  }
   const target = parseAuthority(req.url);
   if (!target) {
     const reason = `CONNECT target must be host:port, got ${JSON.stringify(req.url?.slice(0, 100))}`;
@@ -170,7 +190,18 @@ async function handleConnect(ctx: ConnectionContext, req: IncomingMessage, socke
   if (head.length > 0) upstream.write(head);
   const startedNs = process.hrtime.bigint();
   const started = new Date();
-  const result = await pipeSockets(socket, upstream, { idleTimeoutMs: ctx.state.timeouts.idleMs });
+  const bytes = { fromClient: 0, toClient: 0 };
+  const untrack = ctx.runtime.tunnels.add({
+    connectionId: ctx.id,
+    listener: ctx.listener.name,
+    spiffeId: ctx.peer.spiffeId.uri,
+    destination: `${target.host}:${target.port}`,
+    ...(snat.snat.ip ? { snat: snat.snat.ip } : {}),
+    startedAt: started,
+    bytes,
+  });
+  const result = await pipeSockets(socket, upstream, { idleTimeoutMs: ctx.state.timeouts.idleMs, counters: bytes });
+  untrack();
   publishAudit({
     ...ctx.auditBase,
     action: 'egress-closed',
@@ -198,6 +229,11 @@ async function handleAbsoluteForm(ctx: ConnectionContext, req: IncomingMessage, 
     auditRefusal(ctx, { allow: false, status: 400, proxyStatus: 'http_request_error', code, reason }, {}, { method, url: req.url?.slice(0, 2048) ?? '' });
     refuseOnResponse(res, 400, 'http_request_error', reason);
   };
+  const limited = limitRefusal(ctx);
+  if (limited) {
+    auditRefusal(ctx, limited, {}, { method, url: req.url?.slice(0, 2048) ?? '' });
+    return refuseOnResponse(res, limited.status, limited.proxyStatus, limited.reason, limited.retryAfterSeconds);
+  }
   if (!url) return refuseBadRequest('this is a forward proxy: send CONNECT host:port or an absolute-form http:// request');
   if (url.protocol !== 'http:') return refuseBadRequest(`absolute-form ${url.protocol}// is not supported; use CONNECT for TLS destinations`);
   const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;

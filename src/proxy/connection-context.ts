@@ -4,6 +4,16 @@ import type { TLSSocket } from 'node:tls';
 import type { AuditRecord } from '../core/audit-event.ts';
 import type { PeerIdentity } from '../identity/verify-svid.ts';
 import type { GatewayState, ListenerSettings } from './gateway-state.ts';
+import type { IdentityLimiter, LimitVerdict } from './identity-limiter.ts';
+import type { LiveTunnels } from './live-tunnels.ts';
+
+/** Process-wide services the proxy stage shares across connections and reloads. */
+export interface ProxyRuntime {
+  readonly tunnels: LiveTunnels;
+  readonly limiter: IdentityLimiter;
+  /** True once SIGTERM started the drain: no new requests on kept-alive connections. */
+  isDraining(): boolean;
+}
 
 /** The one object passed down the data path for an authenticated client connection. */
 export interface ConnectionContext {
@@ -17,6 +27,9 @@ export interface ConnectionContext {
   readonly source: { readonly ip: string; readonly port: number };
   readonly startedAt: Date;
   readonly startedNs: bigint;
+  readonly runtime: ProxyRuntime;
+  /** The per-identity limit verdict taken when the identity was established. */
+  readonly limit: LimitVerdict;
   /** Audit fields every record of this connection carries. */
   readonly auditBase: Pick<AuditRecord, 'connectionId' | 'listener' | 'mode' | 'source' | 'identity' | 'certificate' | 'tls'>;
 }

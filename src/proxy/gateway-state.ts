@@ -1,7 +1,9 @@
 import type { SecureContext } from 'node:tls';
 import type { TrustBundle } from '../identity/trust-bundle.ts';
+import type { CertificateFacts } from '../pki/certificate-facts.ts';
 import type { CompiledPolicy } from '../policy/compile-policy.ts';
 import type { HostResolver } from '../upstream/resolve-host.ts';
+import type { IdentityLimits } from './identity-limiter.ts';
 
 export interface ListenerSettings {
   readonly name: string;
@@ -28,9 +30,12 @@ export interface Timeouts {
 export interface GatewayState {
   readonly tlsContext: SecureContext;
   readonly trustBundle: TrustBundle;
+  /** The gateway's own leaf certificate (readiness and expiry metrics). */
+  readonly serverCertificate: CertificateFacts;
   readonly policy: CompiledPolicy;
   readonly resolver: HostResolver;
   readonly timeouts: Timeouts;
   readonly maxHeaderBytes: number;
+  readonly identityLimits: IdentityLimits;
   readonly listeners: ReadonlyMap<string, ListenerSettings>;
 }

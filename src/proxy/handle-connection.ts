@@ -3,7 +3,7 @@ import { publishAudit } from '../core/audit-event.ts';
 import { GatewayError } from '../core/errors.ts';
 import { verifyPeerSvid } from '../identity/verify-svid.ts';
 import { acceptTls, opensslVerifyError, presentedChain } from '../tls/accept-tls.ts';
-import { type ConnectionContext, auditBaseFor, newConnectionId, sourceOf } from './connection-context.ts';
+import { type ConnectionContext, type ProxyRuntime, auditBaseFor, newConnectionId, sourceOf } from './connection-context.ts';
 import type { GatewayState } from './gateway-state.ts';
 
 export type ModeHandler = (ctx: ConnectionContext) => void;
@@ -22,7 +22,7 @@ export function resetConnection(raw: Socket): void {
  * listener → TLS handshake → identity: the stages every connection goes through before its
  * listener's mode handler sees it. Any failure is audited as `identity-rejected` and reset.
  */
-export function createConnectionPipeline(getState: () => GatewayState, listenerName: string, handler: ModeHandler): (raw: Socket) => void {
+export function createConnectionPipeline(getState: () => GatewayState, listenerName: string, handler: ModeHandler, runtime: ProxyRuntime): (raw: Socket) => void {
   return (raw) => {
     const state = getState();
     const listener = state.listeners.get(listenerName);
@@ -50,7 +50,10 @@ export function createConnectionPipeline(getState: () => GatewayState, listenerN
           return;
         }
         tls.on('error', () => {}); // the mode handler reports its own failures
-        handler({ id, listener, state, raw, tls, peer, source, startedAt, startedNs, auditBase: auditBaseFor(id, listener, source, tls, peer) });
+        // Taken once per connection; the mode handler answers a refusal in its own protocol.
+        const limit = runtime.limiter.acquire(peer.spiffeId.uri, state.identityLimits);
+        if (limit.ok) raw.once('close', limit.release);
+        handler({ id, listener, state, raw, tls, peer, source, startedAt, startedNs, runtime, limit, auditBase: auditBaseFor(id, listener, source, tls, peer) });
       },
       (error: GatewayError) => {
         // A TCP connect without a single byte (port scan, TCP health check) is not a decision.

@@ -19,6 +19,10 @@ export function createTcpModeHandler(): ModeHandler {
 async function handleTcp(ctx: ConnectionContext): Promise<void> {
   const upstream = ctx.listener.upstream;
   if (!upstream) return resetConnection(ctx.raw);
+  if (!ctx.limit.ok) {
+    publishAudit({ ...ctx.auditBase, action: 'egress-rejected', reason: ctx.limit.reason, code: ctx.limit.code, destination: { domain: upstream.host, port: upstream.port } });
+    return resetConnection(ctx.raw);
+  }
   let ip: string | undefined;
   try {
     ip = await ctx.state.resolver.resolve(upstream.host);
@@ -44,7 +48,18 @@ async function handleTcp(ctx: ConnectionContext): Promise<void> {
   }
   const snatRecord = { snat: { ip: socket.localAddress ?? snat ?? '', ...(socket.localPort ? { port: socket.localPort } : {}) } };
   publishAudit({ ...ctx.auditBase, action: 'egress-permitted', reason: decision.reason, destination, ...rule, ...snatRecord });
-  const result = await pipeSockets(ctx.tls, socket, { idleTimeoutMs: ctx.state.timeouts.idleMs });
+  const bytes = { fromClient: 0, toClient: 0 };
+  const untrack = ctx.runtime.tunnels.add({
+    connectionId: ctx.id,
+    listener: ctx.listener.name,
+    spiffeId: ctx.peer.spiffeId.uri,
+    destination: `${upstream.host}:${upstream.port}`,
+    ...(snatRecord.snat.ip ? { snat: snatRecord.snat.ip } : {}),
+    startedAt: ctx.startedAt,
+    bytes,
+  });
+  const result = await pipeSockets(ctx.tls, socket, { idleTimeoutMs: ctx.state.timeouts.idleMs, counters: bytes });
+  untrack();
   publishAudit({
     ...ctx.auditBase,
     action: 'egress-closed',

@@ -1,6 +1,7 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { GatewayError } from '../core/errors.ts';
+import { publishRuntimeEvent } from '../core/runtime-event.ts';
 
 export interface HostResolver {
   /** Resolves once; the caller dials exactly the address it checked (no second lookup). */
@@ -17,7 +18,10 @@ export function createHostResolver(overrides: Readonly<Record<string, string>> =
     async resolve(host: string): Promise<string> {
       if (isIP(host) !== 0) return host;
       const fixed = table.get(host.toLowerCase());
-      if (fixed) return fixed;
+      if (fixed) {
+        publishRuntimeEvent({ type: 'dns-lookup', outcome: 'static' });
+        return fixed;
+      }
       let timer: NodeJS.Timeout | undefined;
       try {
         const answer = await Promise.race([
@@ -26,8 +30,10 @@ export function createHostResolver(overrides: Readonly<Record<string, string>> =
             timer = setTimeout(() => reject(new Error(`lookup timed out after ${timeoutMs} ms`)), timeoutMs);
           }),
         ]);
+        publishRuntimeEvent({ type: 'dns-lookup', outcome: 'resolved' });
         return answer.address;
       } catch (cause) {
+        publishRuntimeEvent({ type: 'dns-lookup', outcome: 'failed' });
         throw new GatewayError('EGW_UPSTREAM_DNS', `cannot resolve ${host}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`, { cause });
       } finally {
         clearTimeout(timer);

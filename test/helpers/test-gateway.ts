@@ -45,7 +45,7 @@ export async function startTestGateway(pki: TestPki, config: Record<string, unkn
       }
     }
   });
-  const gateway = await startGateway({ configPath, log: () => {} });
+  const gateway = await startGateway({ configPath, log: () => {}, adminListen: '127.0.0.1:0', processMetrics: false });
   return {
     gateway,
     configPath,

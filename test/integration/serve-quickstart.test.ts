@@ -23,6 +23,7 @@ describe('serve with the shipped configuration', () => {
   let stderr = '';
   let stdout = '';
   let egressPort: number;
+  let adminPort: number;
   let echo: Server;
   let echoPort: number;
 
@@ -31,6 +32,7 @@ describe('serve with the shipped configuration', () => {
     mkdirSync(join(work, 'config'));
     egressPort = await freePort();
     const legacyPort = await freePort();
+    adminPort = await freePort();
     echo = await startEchoServer('127.0.0.1', 0);
     echoPort = (echo.address() as AddressInfo).port;
     const shipped = readFileSync(join(repo, 'config/gateway.yaml'), 'utf8');
@@ -40,6 +42,7 @@ describe('serve with the shipped configuration', () => {
       shipped
         .replace('127.0.0.1:3128', `127.0.0.1:${egressPort}`)
         .replace('127.0.0.1:3129', `127.0.0.1:${legacyPort}`)
+        .replace('127.0.0.1:9901', `127.0.0.1:${adminPort}`)
         .replace('ports: [8080, 8443]', `ports: [${echoPort}]`),
     );
     gateway = spawn(process.execPath, [join(repo, 'bin/egress-gateway.js'), 'serve', '--config', 'config/gateway.yaml'], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -50,7 +53,7 @@ describe('serve with the shipped configuration', () => {
       stderr += chunk;
     });
     const deadline = Date.now() + 30_000;
-    while (!/listener legacy-proxy/.test(stderr)) {
+    while (!/admin API on/.test(stderr)) {
       if (Date.now() > deadline || gateway.exitCode !== null) throw new Error(`gateway did not start: ${stderr}`);
       await new Promise((r) => setTimeout(r, 100));
     }

@@ -1,0 +1,120 @@
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { type AuditRecord, subscribeAudit } from '../core/audit-event.ts';
+import { subscribeRuntimeEvents } from '../core/runtime-event.ts';
+
+/** What the metrics read at scrape time rather than count as events. */
+export interface MetricsSources {
+  activeTunnels(): ReadonlyMap<string, number>;
+  auditSinks(): Record<string, { delivered: number; retried: number; dropped: number; queued: number }>;
+  /** Seconds until expiry, by certificate role and subject. */
+  certificateExpiry(): ReadonlyArray<{ role: 'gateway' | 'anchor'; subject: string; secondsLeft: number }>;
+}
+
+const UPSTREAM_CODES: Record<string, string> = {
+  EGW_UPSTREAM_DNS: 'dns',
+  EGW_UPSTREAM_TIMEOUT: 'timeout',
+  EGW_UPSTREAM_REFUSED: 'refused',
+  EGW_UPSTREAM_UNREACHABLE: 'unreachable',
+  EGW_UPSTREAM_ERROR: 'other',
+};
+
+/**
+ * Prometheus metrics (prom-client), fed by the data path's audit and runtime channels so no
+ * data-path module imports this one. Names are listed in README "Operations".
+ */
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  readonly #unsubscribe: Array<() => void> = [];
+  readonly #connections = new Counter({ name: 'egw_connections_total', help: 'Client connections and requests by listener and decision', labelNames: ['listener', 'decision'], registers: [this.registry] });
+  readonly #handshakeFailures = new Counter({ name: 'egw_handshake_failures_total', help: 'Refused TLS handshakes and client identities by reason code', labelNames: ['listener', 'code'], registers: [this.registry] });
+  readonly #bytes = new Counter({ name: 'egw_bytes_total', help: 'Bytes relayed by listener; direction in = client to destination, out = destination to client', labelNames: ['listener', 'direction'], registers: [this.registry] });
+  readonly #dialErrors = new Counter({ name: 'egw_upstream_dial_errors_total', help: 'Upstream dial failures by kind', labelNames: ['listener', 'kind'], registers: [this.registry] });
+  readonly #dns = new Counter({ name: 'egw_dns_lookups_total', help: 'Destination lookups by outcome', labelNames: ['outcome'], registers: [this.registry] });
+  readonly #decisions = new Counter({ name: 'egw_policy_decisions_total', help: 'Policy decisions by rule (rule="" for the default deny)', labelNames: ['rule', 'decision'], registers: [this.registry] });
+  readonly #limits = new Counter({ name: 'egw_limit_rejections_total', help: 'Connections and requests refused by a limit', labelNames: ['listener', 'limit'], registers: [this.registry] });
+  readonly #reloads = new Counter({ name: 'egw_reloads_total', help: 'Configuration reloads by result', labelNames: ['result'], registers: [this.registry] });
+  readonly #drainForced = new Counter({ name: 'egw_drain_forced_closes_total', help: 'Connections closed at the drain deadline', registers: [this.registry] });
+
+  constructor(sources: MetricsSources, options: { defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'egw_process_' });
+    new Gauge({
+      name: 'egw_active_tunnels',
+      help: 'Open tunnels by listener',
+      labelNames: ['listener'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [listener, count] of sources.activeTunnels()) this.set({ listener }, count);
+      },
+    });
+    const sinkGauge = (name: string, help: string, key: 'delivered' | 'retried' | 'dropped' | 'queued') =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['sink'],
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          for (const [sink, stats] of Object.entries(sources.auditSinks())) this.set({ sink }, stats[key]);
+        },
+      });
+    sinkGauge('egw_audit_records_delivered', 'Audit records delivered, per sink (monotonic)', 'delivered');
+    sinkGauge('egw_audit_records_retried', 'Audit record delivery retries, per sink (monotonic)', 'retried');
+    sinkGauge('egw_audit_records_dropped', 'Audit records dropped, per sink (monotonic)', 'dropped');
+    sinkGauge('egw_audit_queue_depth', 'Audit records waiting in a sink queue', 'queued');
+    new Gauge({
+      name: 'egw_certificate_expiry_seconds',
+      // Workers hold the same certificates: aggregate across a cluster with min, not sum.
+      aggregator: 'min',
+      help: "Seconds until the gateway's certificate or a trust anchor expires",
+      labelNames: ['role', 'subject'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const cert of sources.certificateExpiry()) this.set({ role: cert.role, subject: cert.subject }, cert.secondsLeft);
+      },
+    });
+    this.#unsubscribe.push(subscribeAudit((record) => this.#onAudit(record)));
+    this.#unsubscribe.push(subscribeRuntimeEvents((event) => this.#dns.inc({ outcome: event.outcome })));
+  }
+
+  #onAudit(record: AuditRecord): void {
+    const listener = record.listener;
+    switch (record.action) {
+      case 'identity-rejected':
+        this.#connections.inc({ listener, decision: 'identity_rejected' });
+        this.#handshakeFailures.inc({ listener, code: record.code ?? 'unknown' });
+        return;
+      case 'egress-permitted':
+        this.#connections.inc({ listener, decision: 'permitted' });
+        this.#decisions.inc({ rule: record.rule?.name ?? '', decision: 'allow' });
+        return;
+      case 'egress-rejected': {
+        this.#connections.inc({ listener, decision: 'rejected' });
+        const code = record.code ?? '';
+        if (code.startsWith('EGW_LIMIT_') || code === 'EGW_DRAINING') this.#limits.inc({ listener, limit: code.replace(/^EGW_(LIMIT_)?/, '').toLowerCase() });
+        else if (UPSTREAM_CODES[code]) this.#dialErrors.inc({ listener, kind: UPSTREAM_CODES[code] as string });
+        if (code.startsWith('EGW_POLICY_') || UPSTREAM_CODES[code]) {
+          this.#decisions.inc({ rule: record.rule?.name ?? '', decision: code.startsWith('EGW_POLICY_') ? 'deny' : 'allow' });
+        }
+        return;
+      }
+      case 'egress-closed':
+        this.#bytes.inc({ listener, direction: 'in' }, record.bytesFromClient ?? 0);
+        this.#bytes.inc({ listener, direction: 'out' }, record.bytesToClient ?? 0);
+        return;
+    }
+  }
+
+  reloaded(ok: boolean): void {
+    this.#reloads.inc({ result: ok ? 'ok' : 'failed' });
+  }
+
+  drainForcedCloses(count: number): void {
+    this.#drainForced.inc(count);
+  }
+
+  close(): void {
+    for (const unsubscribe of this.#unsubscribe.splice(0)) unsubscribe();
+  }
+}

@@ -1,0 +1,30 @@
+/** One open tunnel (CONNECT, tcp relay, or an in-flight absolute-form request). */
+export interface LiveTunnel {
+  readonly connectionId: string;
+  readonly listener: string;
+  readonly spiffeId: string;
+  readonly destination: string;
+  readonly snat?: string;
+  readonly startedAt: Date;
+  /** Mutated by the pipe as bytes flow. */
+  readonly bytes: { fromClient: number; toClient: number };
+}
+
+/** The registry behind admin `/connections` and the active-tunnel gauge. */
+export class LiveTunnels {
+  readonly #tunnels = new Set<LiveTunnel>();
+
+  /** Registers a tunnel; call the returned function when it closes. */
+  add(tunnel: LiveTunnel): () => void {
+    this.#tunnels.add(tunnel);
+    return () => this.#tunnels.delete(tunnel);
+  }
+
+  list(): readonly LiveTunnel[] {
+    return [...this.#tunnels];
+  }
+
+  get size(): number {
+    return this.#tunnels.size;
+  }
+}
