@@ -36,6 +36,14 @@ export const ERROR_CODES = {
   EGW_UPSTREAM_REFUSED: 'the upstream refused the connection',
   EGW_UPSTREAM_UNREACHABLE: 'the upstream could not be reached',
   EGW_UPSTREAM_ERROR: 'the upstream connection failed',
+  // limits
+  EGW_LIMIT_LISTENER_CONNECTIONS: 'the listener is at its maximum number of open connections',
+  EGW_LIMIT_IDENTITY_CONNECTIONS: 'the caller identity is at its maximum number of open connections',
+  EGW_LIMIT_IDENTITY_RATE: 'the caller identity exceeded its new-connection rate',
+  EGW_DRAINING: 'the gateway is draining and accepts no new work',
+  // operations
+  EGW_RELOAD_FAILED: 'a configuration reload failed; the running state is kept',
+  EGW_ADMIN_UNAUTHORIZED: 'the admin request lacks a valid bearer token',
   // audit delivery (src/audit/): operational log lines carry these codes
   EGW_AUDIT_SINK_INVALID: 'an audit sink cannot be built from its configuration (e.g. an unreadable CA or key file)',
   EGW_AUDIT_SINK_UNAVAILABLE: 'an audit receiver cannot be reached; records stay queued and are retried',
