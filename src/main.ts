@@ -177,7 +177,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
     async readiness(): Promise<Readiness> {
       const reasons: string[] = [];
       if (draining) reasons.push('draining');
-      if (listeners.length !== current.listeners.size || listeners.some((l) => !l.listening)) reasons.push('not every listener is bound');
+      else if (listeners.length !== current.listeners.size || listeners.some((l) => !l.listening)) reasons.push('not every listener is bound');
       const horizon = Date.now() + config.admin.certExpiryWindow;
       if (current.serverCertificate.notAfter.getTime() < horizon) reasons.push(`gateway certificate expires at ${current.serverCertificate.notAfter.toISOString()}`);
       for (const anchor of current.trustBundle.anchors) {
@@ -208,20 +208,26 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
       return redact(config);
     },
     policyCheck: (input) => checkPolicy(current, input),
-    async close(drainMs = config.timeouts.drain) {
-      draining = true;
-      await Promise.all(listeners.map((l) => l.stopAccepting()));
-      const left = await Promise.all(listeners.map((l) => l.drain(drainMs)));
-      const forcedClosed = left.reduce((a, b) => a + b, 0);
-      metrics.drainForcedCloses(forcedClosed);
-      // Let the pipes of force-closed tunnels publish their close records before the flush.
-      await new Promise((r) => setTimeout(r, 50));
-      await shutdownParts();
-      await forwarder.close();
-      await audit.close(5_000);
-      return { forcedClosed };
+    close(drainMs = config.timeouts.drain) {
+      closing ??= drainAndStop(drainMs);
+      return closing;
     },
   };
+
+  let closing: Promise<{ forcedClosed: number }> | undefined;
+  async function drainAndStop(drainMs: number): Promise<{ forcedClosed: number }> {
+    draining = true;
+    await Promise.all(listeners.map((l) => l.stopAccepting()));
+    const left = await Promise.all(listeners.map((l) => l.drain(drainMs)));
+    const forcedClosed = left.reduce((a, b) => a + b, 0);
+    metrics.drainForcedCloses(forcedClosed);
+    // Let the pipes of force-closed tunnels publish their close records before the flush.
+    await new Promise((r) => setTimeout(r, 50));
+    await shutdownParts();
+    await forwarder.close();
+    await audit.close(5_000);
+    return { forcedClosed };
+  }
 
   try {
     for (const settings of current.listeners.values()) {

@@ -36,6 +36,9 @@ export class GatewayMetrics {
   readonly #drainForced = new Counter({ name: 'egw_drain_forced_closes_total', help: 'Connections closed at the drain deadline', registers: [this.registry] });
 
   constructor(sources: MetricsSources, options: { defaultMetrics?: boolean } = {}) {
+    // Series that alerting rules expect to exist before the first event.
+    this.#reloads.inc({ result: 'ok' }, 0);
+    this.#reloads.inc({ result: 'failed' }, 0);
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'egw_process_' });
     new Gauge({
       name: 'egw_active_tunnels',

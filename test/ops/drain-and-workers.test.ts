@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { request } from 'undici';
+import { stringify } from 'yaml';
+import { startEchoServer } from '../../src/devtools/echo-server.ts';
+import { curlViaGateway } from '../helpers/curl.ts';
+import { startTcpEchoServer } from '../helpers/tcp-echo-server.ts';
+import { startTestGateway } from '../helpers/test-gateway.ts';
+import { createTestPki } from '../helpers/test-pki.ts';
+import { freePort } from '../helpers/tinyproxy.ts';
+import { openTunnel } from '../helpers/tunnel-client.ts';
+
+const repo = new URL('../..', import.meta.url).pathname;
+
+describe('graceful drain', () => {
+  it('goes unready, stops accepting, closes tunnels at the deadline, counts them and flushes audit', async () => {
+    const pki = await createTestPki();
+    const echo = await startTcpEchoServer();
+    const gw = await startTestGateway(pki, {
+      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
+      rules: [{ name: 'all', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
+      admin: { listen: '127.0.0.1:0', watch: false },
+    });
+    try {
+      const client = await pki.workload('bookinfo', 'productpage');
+      const tunnel = await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${echo.port}`);
+      tunnel.socket.write('before');
+      await tunnel.waitFor(6);
+      const admin = `http://127.0.0.1:${gw.gateway.adminAddress?.port}`;
+      const closing = gw.gateway.close(700);
+      await new Promise((r) => setTimeout(r, 100));
+      const ready = await request(`${admin}/readyz`);
+      assert.equal(ready.statusCode, 503);
+      assert.deepEqual(((await ready.body.json()) as { reasons: string[] }).reasons, ['draining']);
+      await assert.rejects(openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${echo.port}`), 'no new connections while draining');
+      tunnel.socket.write('during');
+      assert.equal((await tunnel.waitFor(12)).toString(), 'beforeduring', 'the open tunnel still works during the drain');
+      const { forcedClosed } = await closing;
+      assert.equal(forcedClosed, 1);
+      assert.ok(tunnel.socket.destroyed || tunnel.socket.readableEnded);
+      const closed = gw.records.find((r) => r.action === 'egress-closed');
+      assert.ok(closed, 'the force-closed tunnel still got its close record before the audit flush');
+      assert.equal(closed.bytesFromClient, 12);
+    } finally {
+      await gw.close();
+      echo.close();
+      pki.cleanup();
+    }
+  });
+});
+
+describe('serve --workers', () => {
+  it('shares the listeners across workers, aggregates metrics, reloads and drains every worker', async () => {
+    const pki = await createTestPki();
+    const echo: Server = await startEchoServer('127.0.0.1', 0);
+    const dir = mkdtempSync(join(tmpdir(), 'egw-workers-'));
+    const egressPort = await freePort();
+    const adminPort = await freePort();
+    const configPath = join(dir, 'gateway.yaml');
+    writeFileSync(
+      configPath,
+      stringify({
+        identity: { trustDomain: 'cluster.local', trustAnchors: pki.intermediatePath, cert: pki.gateway.certPath, key: pki.gateway.keyPath },
+        listeners: [{ name: 'egress', listen: `127.0.0.1:${egressPort}`, mode: 'connect', snat: '127.0.0.2' }],
+        rules: [{ name: 'bookinfo', from: { namespaces: ['bookinfo'] }, to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
+        audit: { sinks: [] },
+        admin: { listen: `127.0.0.1:${adminPort}`, watch: false },
+      }),
+    );
+    let stderr = '';
+    const child: ChildProcess = spawn(process.execPath, [join(repo, 'bin/egress-gateway.js'), 'serve', '--config', configPath, '--workers', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr?.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    try {
+      const deadline = Date.now() + 30_000;
+      while (!/2 workers serving/.test(stderr)) {
+        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`cluster did not start: ${stderr}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const client = await pki.workload('bookinfo', 'productpage');
+      const url = `http://127.0.0.1:${(echo.address() as AddressInfo).port}/`;
+      for (let i = 0; i < 6; i++) {
+        const result = await curlViaGateway(egressPort, client, pki.rootPath, url, ['-p']);
+        assert.equal(JSON.parse(result.stdout).peerAddress, '127.0.0.2');
+      }
+      const metrics = await (await request(`http://127.0.0.1:${adminPort}/metrics`)).body.text();
+      assert.match(metrics, /^egw_connections_total\{listener="egress",decision="permitted"\} 6$/m, 'counts from both workers are summed');
+      const stats = (await (await request(`http://127.0.0.1:${adminPort}/stats`)).body.json()) as { workers: Array<{ pid: number }> };
+      assert.equal(stats.workers.length, 2);
+      const reload = await request(`http://127.0.0.1:${adminPort}/reload`, { method: 'POST' });
+      const reloadBody = (await reload.body.json()) as { ok: boolean; details: unknown[] };
+      assert.equal(reload.statusCode, 200);
+      assert.equal(reloadBody.details.length, 2, 'every worker reloaded');
+      const ready = await request(`http://127.0.0.1:${adminPort}/readyz`);
+      assert.equal(ready.statusCode, 200);
+      await ready.body.dump();
+      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0);
+      assert.match(stderr, /SIGTERM: draining 2 workers/);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      echo.close();
+      rmSync(dir, { recursive: true, force: true });
+      pki.cleanup();
+    }
+  });
+});

@@ -1,0 +1,167 @@
+import assert from 'node:assert/strict';
+import type { Server } from 'node:http';
+import { type AddressInfo, connect as tcpConnect } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { connect as tlsConnect } from 'node:tls';
+import { after, before, describe, it } from 'node:test';
+import { startEchoServer } from '../../src/devtools/echo-server.ts';
+import { curlViaGateway } from '../helpers/curl.ts';
+import { sClient } from '../helpers/openssl-client.ts';
+import { startTcpEchoServer } from '../helpers/tcp-echo-server.ts';
+import { type TestGateway, startTestGateway } from '../helpers/test-gateway.ts';
+import { type TestPki, type WrittenLeaf, createTestPki } from '../helpers/test-pki.ts';
+import { openTunnel } from '../helpers/tunnel-client.ts';
+
+/** Resolves when the socket closes; rejects if it stays open past `ms`. */
+function closesWithin(socket: import('node:net').Socket, ms: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`still open after ${ms} ms`)), ms);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+describe('limits and timeouts', () => {
+  let pki: TestPki;
+  let gw: TestGateway;
+  let echo: Server;
+  let echoPort: number;
+  let tcpEcho: Awaited<ReturnType<typeof startTcpEchoServer>>;
+  let bookinfo: WrittenLeaf;
+  let reviews: WrittenLeaf;
+
+  before(async () => {
+    pki = await createTestPki();
+    echo = await startEchoServer('127.0.0.1', 0);
+    echoPort = (echo.address() as AddressInfo).port;
+    tcpEcho = await startTcpEchoServer();
+    bookinfo = await pki.workload('bookinfo', 'productpage');
+    reviews = await pki.workload('bookinfo', 'reviews');
+    gw = await startTestGateway(pki, {
+      listeners: [
+        { name: 'egress', listen: '127.0.0.1:0', mode: 'connect' },
+        { name: 'small', listen: '127.0.0.1:0', mode: 'connect', maxConnections: 2 },
+        { name: 'legacy', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${tcpEcho.port}` },
+      ],
+      rules: [{ name: 'bookinfo', from: { namespaces: ['bookinfo'] }, to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
+      timeouts: { handshake: '400ms', requestHead: '400ms', idle: '600ms' },
+      limits: { maxHeaderBytes: 4096, maxConnectionsPerIdentity: 2 },
+      admin: { listen: '127.0.0.1:0', watch: false },
+    });
+  });
+  after(async () => {
+    await gw.close();
+    echo.close();
+    tcpEcho.close();
+    pki.cleanup();
+  });
+
+  it('closes a connection whose TLS handshake does not finish in time', async () => {
+    const socket = tcpConnect(gw.port('egress'), '127.0.0.1');
+    socket.on('error', () => {});
+    await new Promise((r) => socket.once('connect', r));
+    socket.write(Buffer.from([0x16, 0x03, 0x01])); // a first byte of a ClientHello, then nothing
+    await closesWithin(socket, 3000);
+    const record = await gw.waitForRecord((r) => r.code === 'EGW_TLS_HANDSHAKE_TIMEOUT');
+    assert.equal(record.action, 'identity-rejected');
+  });
+
+  it('closes an authenticated connection that sends no request head in time (slowloris)', async () => {
+    const socket = tlsConnect({ host: '127.0.0.1', port: gw.port('egress'), ca: readFileSync(pki.rootPath), cert: readFileSync(bookinfo.certPath), key: readFileSync(bookinfo.keyPath), servername: 'localhost' });
+    socket.on('error', () => {});
+    await new Promise((r) => socket.once('secureConnect', r));
+    socket.write('CONNECT 127.0.0.1:1 HTTP/1.1\r\nX-Slow: ');
+    await closesWithin(socket, 3000);
+    const record = await gw.waitForRecord((r) => r.code === 'EGW_PROXY_BAD_REQUEST' && /no request within/.test(r.reason));
+    assert.equal(record.identity?.spiffeId, 'spiffe://cluster.local/ns/bookinfo/sa/productpage');
+  });
+
+  it('answers 431 to a request head larger than limits.maxHeaderBytes', async () => {
+    const result = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://127.0.0.1:${echoPort}/`, ['-p', '-v', '--proxy-header', `X-Big: ${'a'.repeat(8000)}`]);
+    assert.match(result.stderr, /< HTTP\/1\.1 431/);
+  });
+
+  it('closes a tunnel idle for longer than timeouts.idle', async () => {
+    const tunnel = await openTunnel(gw.port('egress'), reviews, pki.rootPath, `127.0.0.1:${tcpEcho.port}`);
+    await closesWithin(tunnel.socket, 5000);
+    const record = await gw.waitForRecord((r) => r.action === 'egress-closed' && /idle for 600 ms/.test(r.reason));
+    assert.equal(record.identity?.serviceAccount, 'reviews');
+  });
+
+  it('resets connections above a listener maxConnections and audits them', async () => {
+    const held = [
+      await openTunnel(gw.port('small'), bookinfo, pki.rootPath, `127.0.0.1:${tcpEcho.port}`),
+      await openTunnel(gw.port('small'), reviews, pki.rootPath, `127.0.0.1:${tcpEcho.port}`),
+    ];
+    try {
+      const third = await sClient(gw.port('small'), { client: bookinfo, caPath: pki.rootPath, waitForServerClose: true });
+      assert.notEqual(third.code, 0);
+      const record = await gw.waitForRecord((r) => r.code === 'EGW_LIMIT_LISTENER_CONNECTIONS');
+      assert.equal(record.listener, 'small');
+    } finally {
+      for (const tunnel of held) tunnel.close();
+    }
+  });
+
+  it('answers 429 with Retry-After above maxConnectionsPerIdentity, and counts it', async () => {
+    const client = await pki.workload('bookinfo', 'ratings');
+    const held = [
+      await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${tcpEcho.port}`),
+      await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${tcpEcho.port}`),
+    ];
+    try {
+      const result = await curlViaGateway(gw.port('egress'), client, pki.rootPath, `http://127.0.0.1:${echoPort}/`, ['-p', '-v']);
+      assert.match(result.stderr, /< HTTP\/1\.1 429/);
+      assert.match(result.stderr, /< Retry-After: 1/);
+      assert.match(result.stderr, /error=connection_limit_reached/);
+      const other = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://127.0.0.1:${echoPort}/`, ['-p']);
+      assert.equal(other.code, 0, 'other identities are not affected');
+      const metrics = await (await fetch(`http://127.0.0.1:${gw.gateway.adminAddress?.port}/metrics`)).text();
+      assert.match(metrics, /^egw_limit_rejections_total\{listener="egress",limit="identity_connections"\} 1$/m);
+    } finally {
+      for (const tunnel of held) tunnel.close();
+    }
+  });
+
+  it('resets a tcp-mode connection above maxConnectionsPerIdentity', async () => {
+    const client = await pki.workload('bookinfo', 'details');
+    const held = [await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${tcpEcho.port}`), await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${tcpEcho.port}`)];
+    try {
+      const result = await sClient(gw.port('legacy'), { client, caPath: pki.rootPath, input: 'hello\n', waitForServerClose: true });
+      assert.doesNotMatch(result.stdout, /^hello$/m);
+      const record = await gw.waitForRecord((r) => r.listener === 'legacy' && r.code === 'EGW_LIMIT_IDENTITY_CONNECTIONS');
+      assert.equal(record.identity?.serviceAccount, 'details');
+    } finally {
+      for (const tunnel of held) tunnel.close();
+    }
+  });
+});
+
+describe('per-identity new-connection rate', () => {
+  it('answers 429 with Retry-After once the token bucket is empty', async () => {
+    const pki = await createTestPki();
+    const echo = await startEchoServer('127.0.0.1', 0);
+    const gw = await startTestGateway(pki, {
+      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
+      rules: [{ name: 'all', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
+      limits: { newConnectionsPerSecondPerIdentity: 0.5, newConnectionBurstPerIdentity: 1 },
+    });
+    try {
+      const client = await pki.workload('bookinfo', 'productpage');
+      const url = `http://127.0.0.1:${(echo.address() as AddressInfo).port}/`;
+      const first = await curlViaGateway(gw.port('egress'), client, pki.rootPath, url, ['-p']);
+      assert.equal(first.code, 0, first.stderr);
+      const second = await curlViaGateway(gw.port('egress'), client, pki.rootPath, url, ['-p', '-v']);
+      assert.match(second.stderr, /< HTTP\/1\.1 429/);
+      assert.match(second.stderr, /< Retry-After: [12]/);
+      const record = await gw.waitForRecord((r) => r.code === 'EGW_LIMIT_IDENTITY_RATE');
+      assert.equal(record.action, 'egress-rejected');
+    } finally {
+      await gw.close();
+      echo.close();
+      pki.cleanup();
+    }
+  });
+});
