@@ -80,12 +80,17 @@ export class AuditHub {
     for (const sink of this.#sinks) sink.reopen?.();
   }
 
+  /** Sends everything queued now (partial HEC batches, unconfirmed syslog connections); waits up to `timeoutMs`. */
+  async flush(timeoutMs: number): Promise<void> {
+    await Promise.all(this.#sinks.map((sink) => sink.flush(timeoutMs).catch(() => {})));
+  }
+
   /** Stops taking records, gives every sink up to `timeoutMs` (together) to deliver, then closes them. */
   async close(timeoutMs: number): Promise<void> {
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
     clearInterval(this.#reportTimer);
-    await Promise.all(this.#sinks.map((sink) => sink.flush(timeoutMs).catch(() => {})));
+    await this.flush(timeoutMs);
     await Promise.all(this.#sinks.map((sink) => sink.close().catch(() => {})));
     this.reportDrops();
   }
