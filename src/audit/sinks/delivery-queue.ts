@@ -51,6 +51,12 @@ export class DeliveryQueue {
 
   /** Encodes and queues one record; a formatter error or an oversized record is a counted drop. */
   offerEncoded(encode: () => Buffer, maxBytes = Number.POSITIVE_INFINITY): boolean {
+    // A full queue drops before formatting: an overloaded sink should not cost the data path more.
+    if (this.size >= this.capacity) {
+      this.#received += 1;
+      this.#count('queue_full', 1);
+      return false;
+    }
     let data: Buffer;
     try {
       data = encode();
