@@ -78,6 +78,14 @@ describe('ECS format', () => {
     assert.equal(doc.related.hosts, undefined);
   });
 
+  it('says network.protocol http only for forwarded http:// requests, not for CONNECT tunnels', () => {
+    assert.equal((toEcs(permittedRecord()) as Doc).network.protocol, undefined);
+    const forwarded = toEcs(permittedRecord({ http: { method: 'GET', url: 'http://api.example.com/x', statusCode: 200 } })) as Doc;
+    assert.equal(forwarded.network.protocol, 'http');
+    assert.equal(forwarded.url.full, 'http://api.example.com/x');
+    assert.equal(forwarded.http.response.status_code, 200);
+  });
+
   it('carries event.id, unique per record, for de-duplication', () => {
     const a = toEcs(permittedRecord()) as Doc;
     const b = toEcs(permittedRecord()) as Doc;

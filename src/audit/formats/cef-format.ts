@@ -73,7 +73,7 @@ export function formatCef(record: AuditRecord): string {
     ['dst', dest?.ip],
     ['dpt', dest?.port],
     ['proto', 'TCP', 31],
-    ['app', record.http ? 'HTTP' : undefined, 31],
+    ['app', record.http && record.http.method !== 'CONNECT' ? 'HTTP' : undefined, 31],
     ['requestMethod', record.http?.method, 1023],
     ['request', record.http?.url, 1023],
     // `in` is src→dst and `out` dst→src, as Elastic's decoder maps them (source.bytes / destination.bytes).

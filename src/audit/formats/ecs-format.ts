@@ -136,7 +136,8 @@ export function toEcs(record: AuditRecord): Record<string, unknown> {
       iana_number: '6',
       type: sourceType,
       direction: 'egress',
-      protocol: record.http ? 'http' : undefined,
+      // A CONNECT tunnel carries an unknown protocol; only forwarded http:// requests are known to be HTTP.
+      protocol: record.http && record.http.method !== 'CONNECT' ? 'http' : undefined,
       bytes: record.bytesFromClient !== undefined && record.bytesToClient !== undefined ? record.bytesFromClient + record.bytesToClient : undefined,
     },
     http: record.http
