@@ -5,7 +5,7 @@ import { isGatewayError } from '../../src/core/errors.ts';
 import { type MeshRegistrationInput, parseMeshRegistration } from '../../src/mesh/mesh-registration.ts';
 import { renderMeshManifests } from '../../src/mesh/render-mesh-manifests.ts';
 import { runCli } from '../helpers/run-command.ts';
-import { type ManifestObject, validateManifest, validateManifestYaml } from './helpers/validate-manifests.ts';
+import { type JsonDoc, type ManifestObject, validateManifest, validateManifestYaml } from './helpers/validate-manifests.ts';
 
 const SEED: MeshRegistrationInput = {
   name: 'bigip-proxy-svc',
@@ -21,10 +21,10 @@ function byKind(objects: readonly ManifestObject[], kind: string): ManifestObjec
   return objects.filter((o) => o.kind === kind);
 }
 
-function only(objects: readonly ManifestObject[], kind: string): Record<string, any> {
+function only(objects: readonly ManifestObject[], kind: string): JsonDoc {
   const found = byKind(objects, kind);
   assert.equal(found.length, 1, `expected one ${kind}, got ${found.length}`);
-  return found[0] as Record<string, any>;
+  return found[0] as JsonDoc;
 }
 
 async function captureStdout(fn: () => Promise<void>): Promise<string> {
@@ -93,7 +93,7 @@ describe('mesh manifests', () => {
   it('names every proxy port tcp- so Istio never treats it as HTTP (which breaks CONNECT with 404 NR)', () => {
     for (const style of ['register', 'workloadentry']) {
       const objects = validateManifestYaml(renderMeshManifests({ ...SEED, style }).yaml);
-      const names = objects.flatMap((o: Record<string, any>) => [
+      const names = objects.flatMap((o: JsonDoc) => [
         ...(Array.isArray(o.spec?.ports) ? o.spec.ports : []).map((p: { name: string }) => p.name),
         ...(o.subsets ?? []).flatMap((s: { ports: Array<{ name: string }> }) => s.ports.map((p) => p.name)),
         ...Object.keys(o.kind === 'WorkloadEntry' ? (o.spec.ports ?? {}) : {}),
@@ -156,11 +156,11 @@ describe('mesh manifests', () => {
   });
 
   it('has a schema check that can fail: broken objects are rejected', () => {
-    const objects = renderMeshManifests(SEED).manifests as unknown as Array<Record<string, any>>;
-    const serviceEntry = structuredClone(objects.find((o) => o.kind === 'ServiceEntry')) as Record<string, any>;
+    const objects = renderMeshManifests(SEED).manifests as unknown as Array<JsonDoc>;
+    const serviceEntry = structuredClone(objects.find((o) => o.kind === 'ServiceEntry')) as JsonDoc;
     serviceEntry.spec.location = 'MESH_SOMEWHERE';
     assert.throws(() => validateManifest(serviceEntry), /location/);
-    const entry = structuredClone(objects.find((o) => o.kind === 'WorkloadEntry')) as Record<string, any>;
+    const entry = structuredClone(objects.find((o) => o.kind === 'WorkloadEntry')) as JsonDoc;
     entry.spec.ports = { 'tcp-proxy': '3128' };
     assert.throws(() => validateManifest(entry), /ports/);
     const badName = structuredClone(entry);

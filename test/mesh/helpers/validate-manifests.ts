@@ -44,6 +44,10 @@ const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 const QUALIFIED_NAME = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 
+/** A parsed YAML/JSON document walked by assertions. */
+// biome-ignore lint/suspicious/noExplicitAny: assertions walk a JSON document
+export type JsonDoc = Record<string, any>;
+
 export interface ManifestObject {
   readonly apiVersion: string;
   readonly kind: string;
