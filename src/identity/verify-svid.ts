@@ -48,23 +48,26 @@ export function verifySvidLeaf(leaf: CertificateFacts, trustDomain: string): Spi
 export function verifyPeerSvid(presented: readonly X509Certificate[], bundle: TrustBundle, now: Date = new Date()): PeerIdentity {
   const [leafCert, ...rest] = presented;
   if (!leafCert) throw new GatewayError('EGW_IDENTITY_NO_CERT');
-  const leaf = certificateFacts(leafCert);
+  const leaf = certificateFactsCached(leafCert);
   const path = verifyChain(leaf, rest.map(certificateFactsCached), bundle, now);
   const spiffeId = verifySvidLeaf(leaf, bundle.trustDomain);
   return Object.freeze({ spiffeId, leaf, path: Object.freeze(path) });
 }
 
-// Intermediates repeat on every connection of a mesh; parsing them once saves an ASN.1 decode
-// per handshake. Bounded so a client cycling through garbage intermediates cannot grow it.
-const intermediateCache = new Map<string, CertificateFacts>();
-const INTERMEDIATE_CACHE_LIMIT = 256;
+// A workload reconnects with the same SVID for hours, and intermediates repeat on every
+// connection. The ASN.1 decode is the largest per-handshake cost (docs/benchmarks.md), and its
+// result depends only on the DER, so it is cached by SHA-256 fingerprint. Everything that depends
+// on time or trust (validity, signatures, anchors) is still checked on every connection.
+// Bounded, oldest first out, so a client cycling through certificates cannot grow it.
+const factsCache = new Map<string, CertificateFacts>();
+const FACTS_CACHE_LIMIT = 4096;
 
 function certificateFactsCached(cert: X509Certificate): CertificateFacts {
   const key = cert.fingerprint256;
-  const hit = intermediateCache.get(key);
+  const hit = factsCache.get(key);
   if (hit) return hit;
   const facts = certificateFacts(cert);
-  if (intermediateCache.size >= INTERMEDIATE_CACHE_LIMIT) intermediateCache.clear();
-  intermediateCache.set(key, facts);
+  if (factsCache.size >= FACTS_CACHE_LIMIT) factsCache.delete(factsCache.keys().next().value as string);
+  factsCache.set(key, facts);
   return facts;
 }

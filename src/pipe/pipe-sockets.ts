@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
 export interface PipeResult {
@@ -9,34 +10,51 @@ export interface PipeResult {
   readonly error?: string;
 }
 
+/** Live byte counts of an open tunnel, read on demand (admin /connections). */
+export interface PipeCounters {
+  readonly fromClient: number;
+  readonly toClient: number;
+}
+
 export interface PipeOptions {
   /** Close both sides after this long without a byte in either direction (0 = never). */
   readonly idleTimeoutMs: number;
   /** Lets the caller end the tunnel (drain deadline); resolves the same promise. */
   readonly signal?: AbortSignal;
-  /** Updated in place as bytes flow, for live views (admin /connections). */
-  readonly counters?: { fromClient: number; toClient: number };
+}
+
+/**
+ * Counters that read the upstream socket's own byte counts: every byte of the tunnel crosses the
+ * upstream TCP socket, and reading its counters costs nothing per chunk (a 'data' listener on
+ * each side measurably slowed the relay; docs/benchmarks.md).
+ */
+export function upstreamCounters(upstream: Socket): PipeCounters {
+  return {
+    get fromClient() {
+      return upstream.bytesWritten;
+    },
+    get toClient() {
+      return upstream.bytesRead;
+    },
+  };
 }
 
 /**
  * Relays bytes both ways until both directions are done. Half-close is honoured: when one side
- * ends its writes, the other side's writes are ended and data still flows the other way.
+ * ends its writes, the other side's writes are ended and data still flows the other way. The
+ * idle timer is the upstream socket's own timeout, which every byte in either direction resets.
  */
-export function pipeSockets(client: Duplex, upstream: Duplex, options: PipeOptions): Promise<PipeResult> {
+export function pipeSockets(client: Duplex, upstream: Socket, options: PipeOptions): Promise<PipeResult> {
   return new Promise((resolve) => {
-    let bytesFromClient = 0;
-    let bytesToClient = 0;
     let error: string | undefined;
-    let lastActivity = Date.now();
     let closed = 0;
-    let idleTimer: NodeJS.Timeout | undefined;
+    const counters = upstreamCounters(upstream);
 
     const finish = () => {
       closed += 1;
       if (closed < 2) return;
-      clearInterval(idleTimer);
       options.signal?.removeEventListener('abort', onAbort);
-      resolve({ bytesFromClient, bytesToClient, ...(error ? { error } : {}) });
+      resolve({ bytesFromClient: counters.fromClient, bytesToClient: counters.toClient, ...(error ? { error } : {}) });
     };
     const abortBoth = (why: string) => {
       error ??= why;
@@ -45,17 +63,6 @@ export function pipeSockets(client: Duplex, upstream: Duplex, options: PipeOptio
     };
     const onAbort = () => abortBoth(String(options.signal?.reason ?? 'aborted'));
 
-    const counters = options.counters;
-    client.on('data', (chunk: Buffer) => {
-      bytesFromClient += chunk.length;
-      if (counters) counters.fromClient = bytesFromClient;
-      lastActivity = Date.now();
-    });
-    upstream.on('data', (chunk: Buffer) => {
-      bytesToClient += chunk.length;
-      if (counters) counters.toClient = bytesToClient;
-      lastActivity = Date.now();
-    });
     client.pipe(upstream);
     upstream.pipe(client);
     client.on('error', (e: NodeJS.ErrnoException) => abortBoth(`client: ${e.code ?? e.message}`));
@@ -69,9 +76,7 @@ export function pipeSockets(client: Duplex, upstream: Duplex, options: PipeOptio
       finish();
     });
     if (options.idleTimeoutMs > 0) {
-      idleTimer = setInterval(() => {
-        if (Date.now() - lastActivity >= options.idleTimeoutMs) abortBoth(`idle for ${options.idleTimeoutMs} ms`);
-      }, Math.min(options.idleTimeoutMs, 1000)).unref();
+      upstream.setTimeout(options.idleTimeoutMs, () => abortBoth(`idle for ${options.idleTimeoutMs} ms`));
     }
     if (options.signal?.aborted) onAbort();
     else options.signal?.addEventListener('abort', onAbort, { once: true });

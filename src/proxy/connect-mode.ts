@@ -5,7 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import type { TLSSocket } from 'node:tls';
 import { publishAudit } from '../core/audit-event.ts';
 import type { ErrorCode } from '../core/errors.ts';
-import { pipeSockets } from '../pipe/pipe-sockets.ts';
+import { pipeSockets, upstreamCounters } from '../pipe/pipe-sockets.ts';
 import { dialUpstream } from '../upstream/dial-upstream.ts';
 import type { HttpForwarder } from '../upstream/http-forwarder.ts';
 import { type Authorization, type ProxyStatusError, authorizeDestination, proxyStatusHeader, refusalForUpstreamError } from './authorize-destination.ts';
@@ -190,7 +190,6 @@ async function handleConnect(ctx: ConnectionContext, req: IncomingMessage, socke
   if (head.length > 0) upstream.write(head);
   const startedNs = process.hrtime.bigint();
   const started = new Date();
-  const bytes = { fromClient: 0, toClient: 0 };
   const untrack = ctx.runtime.tunnels.add({
     connectionId: ctx.id,
     listener: ctx.listener.name,
@@ -198,9 +197,9 @@ async function handleConnect(ctx: ConnectionContext, req: IncomingMessage, socke
     destination: `${target.host}:${target.port}`,
     ...(snat.snat.ip ? { snat: snat.snat.ip } : {}),
     startedAt: started,
-    bytes,
+    bytes: upstreamCounters(upstream),
   });
-  const result = await pipeSockets(socket, upstream, { idleTimeoutMs: ctx.state.timeouts.idleMs, counters: bytes });
+  const result = await pipeSockets(socket, upstream, { idleTimeoutMs: ctx.state.timeouts.idleMs });
   untrack();
   publishAudit({
     ...ctx.auditBase,
@@ -212,7 +211,7 @@ async function handleConnect(ctx: ConnectionContext, req: IncomingMessage, socke
     start: started.toISOString(),
     end: new Date().toISOString(),
     durationNs: elapsedNs(startedNs),
-    bytesFromClient: result.bytesFromClient + head.length,
+    bytesFromClient: result.bytesFromClient,
     bytesToClient: result.bytesToClient,
   });
 }

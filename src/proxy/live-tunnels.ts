@@ -6,8 +6,8 @@ export interface LiveTunnel {
   readonly destination: string;
   readonly snat?: string;
   readonly startedAt: Date;
-  /** Mutated by the pipe as bytes flow. */
-  readonly bytes: { fromClient: number; toClient: number };
+  /** Live byte counts, read on demand. */
+  readonly bytes: { readonly fromClient: number; readonly toClient: number };
 }
 
 /** The registry behind admin `/connections` and the active-tunnel gauge. */

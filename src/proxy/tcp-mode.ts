@@ -2,7 +2,7 @@ import { publishAudit } from '../core/audit-event.ts';
 import { GatewayError } from '../core/errors.ts';
 import { decide } from '../policy/decide.ts';
 import { dialUpstream } from '../upstream/dial-upstream.ts';
-import { pipeSockets } from '../pipe/pipe-sockets.ts';
+import { pipeSockets, upstreamCounters } from '../pipe/pipe-sockets.ts';
 import type { ConnectionContext } from './connection-context.ts';
 import { type ModeHandler, elapsedNs, resetConnection } from './handle-connection.ts';
 
@@ -48,7 +48,6 @@ async function handleTcp(ctx: ConnectionContext): Promise<void> {
   }
   const snatRecord = { snat: { ip: socket.localAddress ?? snat ?? '', ...(socket.localPort ? { port: socket.localPort } : {}) } };
   publishAudit({ ...ctx.auditBase, action: 'egress-permitted', reason: decision.reason, destination, ...rule, ...snatRecord });
-  const bytes = { fromClient: 0, toClient: 0 };
   const untrack = ctx.runtime.tunnels.add({
     connectionId: ctx.id,
     listener: ctx.listener.name,
@@ -56,9 +55,9 @@ async function handleTcp(ctx: ConnectionContext): Promise<void> {
     destination: `${upstream.host}:${upstream.port}`,
     ...(snatRecord.snat.ip ? { snat: snatRecord.snat.ip } : {}),
     startedAt: ctx.startedAt,
-    bytes,
+    bytes: upstreamCounters(socket),
   });
-  const result = await pipeSockets(ctx.tls, socket, { idleTimeoutMs: ctx.state.timeouts.idleMs, counters: bytes });
+  const result = await pipeSockets(ctx.tls, socket, { idleTimeoutMs: ctx.state.timeouts.idleMs });
   untrack();
   publishAudit({
     ...ctx.auditBase,

@@ -1,6 +1,6 @@
-import { X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { type PeerCertificate, type SecureContext, TLSSocket } from 'node:tls';
+import { type SecureContext, TLSSocket } from 'node:tls';
 import { GatewayError } from '../core/errors.ts';
 
 /**
@@ -56,15 +56,18 @@ export function acceptTls(raw: Socket, context: SecureContext, timeoutMs: number
   });
 }
 
-/** The chain the peer sent, leaf first, as node:crypto certificates. */
+/**
+ * The chain the peer sent, leaf first, as node:crypto certificates. Node links each certificate
+ * to its issuer among the sent ones (OpenSSL X509_check_issued); unlinked extras are dropped.
+ */
 export function presentedChain(socket: TLSSocket): X509Certificate[] {
   const chain: X509Certificate[] = [];
   const seen = new Set<string>();
-  let current: PeerCertificate | undefined = socket.getPeerCertificate(true);
-  while (current?.raw && !seen.has(current.fingerprint256)) {
+  let current: X509Certificate | undefined = socket.getPeerX509Certificate();
+  while (current && !seen.has(current.fingerprint256)) {
     seen.add(current.fingerprint256);
-    chain.push(new X509Certificate(current.raw));
-    current = (current as PeerCertificate & { issuerCertificate?: PeerCertificate }).issuerCertificate;
+    chain.push(current);
+    current = current.issuerCertificate;
   }
   return chain;
 }
