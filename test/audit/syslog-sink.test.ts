@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { auditConfigSchema } from '../../src/audit/audit-config-schema.ts';
 import type { AuditHub } from '../../src/audit/audit-hub.ts';
 import { buildAuditHub } from '../../src/audit/build-audit-hub.ts';
-import { type RsyslogReceiver, createRsyslogReceiver } from './helpers/rsyslog-receiver.ts';
+import { type RsyslogReceiver, createRsyslogReceiver, freeTcpPort } from './helpers/rsyslog-receiver.ts';
 import { closedRecord, permittedRecord, rejectedRecord } from './helpers/sample-records.ts';
 import { type SiemPki, createSiemPki } from './helpers/siem-pki.ts';
 
@@ -109,6 +109,22 @@ describe('syslog sink against a real rsyslogd', () => {
     assert.equal(message?.input, 'imudp');
     assert.match(message?.msg ?? '', /^CEF:0\|/);
     assert.equal(only(hub.stats()).delivered, 1);
+  });
+
+  it('reports ICMP port unreachable on UDP in the log and lastError, since UDP cannot say which datagram was lost', async () => {
+    const closedPort = await freeTcpPort(); // nothing listens there on UDP either
+    const logs: string[] = [];
+    const hub = hubFor({ type: 'syslog', address: `127.0.0.1:${closedPort}`, transport: 'udp' }, logs);
+    hub.start();
+    for (let i = 0; i < 3; i += 1) {
+      hub.deliver(permittedRecord());
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await hub.close(500);
+    const stats = only(hub.stats());
+    assert.equal(stats.delivered, 3, 'sent is all UDP can know');
+    assert.match(stats.lastError ?? '', /ECONNREFUSED/);
+    assert.equal(logs.filter((l) => /EGW_AUDIT_SINK_UNAVAILABLE udp:\/\/.*ECONNREFUSED; UDP cannot tell which datagrams were lost/.test(l)).length, 1, logs.join('\n'));
   });
 
   it('never counts a record as delivered when rsyslog refuses the client certificate', async () => {

@@ -6,7 +6,8 @@ export type DropReason = 'queue_full' | 'rejected' | 'too_large' | 'format_error
 /**
  * Delivery accounting every sink keeps, so an outage never loses a record silently.
  * Invariant, at any moment: `received = delivered + dropped + queued`.
- * `retried` counts re-sends (a record sent three times adds 2), so it can exceed `received`.
+ * `retried` counts records put back in the queue after a failed or unconfirmed attempt; one
+ * record can add several times, so it can exceed `received`.
  */
 export interface SinkStats {
   received: number;

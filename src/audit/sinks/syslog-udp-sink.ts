@@ -17,11 +17,15 @@ export interface SyslogUdpOptions {
   readonly log: SinkLog;
 }
 
+/** How often an ICMP "port unreachable" is logged while it keeps coming back. */
+const ICMP_LOG_INTERVAL_MS = 60_000;
+
 /**
  * Syslog over UDP (RFC 5426): one message per datagram, no framing. UDP cannot confirm
- * anything: `delivered` means the kernel sent the datagram. The only failure it can report is
- * an ICMP "port unreachable" from an earlier datagram (seen as ECONNREFUSED on a connected
- * socket); then the datagram is queued again and retried after a backoff.
+ * anything: `delivered` means the kernel sent the datagram. An ICMP "port unreachable" for an
+ * earlier datagram arrives later as a socket error (ECONNREFUSED on the connected socket); it
+ * cannot be tied to a datagram, so it is logged (once a minute at most) and shown as `lastError`,
+ * and the sink opens a fresh socket. A send that fails outright (no route, DNS) is retried.
  */
 export class SyslogUdpSink implements AuditSink {
   readonly name: string;
@@ -34,6 +38,7 @@ export class SyslogUdpSink implements AuditSink {
   #failures = 0;
   #backoffTimer: NodeJS.Timeout | undefined;
   #closed = false;
+  #icmpLoggedAt = 0;
 
   constructor(name: string, encode: (record: AuditRecord) => Buffer, options: SyslogUdpOptions) {
     this.name = name;
@@ -94,8 +99,14 @@ export class SyslogUdpSink implements AuditSink {
     this.#connected ??= new Promise<Socket>((resolve, reject) => {
       const socket = createSocket(isIP(this.#options.host) === 6 ? 'udp6' : 'udp4');
       socket.on('error', (error) => {
-        // An ICMP error on a connected socket: re-create it on the next attempt.
+        // Typically ICMP port unreachable for an earlier datagram: say so, use a fresh socket next time.
         this.#queue.noteError(error.message);
+        if (Date.now() - this.#icmpLoggedAt >= ICMP_LOG_INTERVAL_MS) {
+          this.#icmpLoggedAt = Date.now();
+          this.#options.log(
+            `audit sink ${this.name}: EGW_AUDIT_SINK_UNAVAILABLE udp://${this.#options.host}:${this.#options.port}: ${error.message}; UDP cannot tell which datagrams were lost (use tcp or tls)`,
+          );
+        }
         this.#drop(socket);
         reject(error);
       });
