@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -115,6 +116,43 @@ describe('connect mode (HTTPS forward proxy)', () => {
       assert.equal(record.action, 'egress-rejected');
     } finally {
       await gw2.close();
+    }
+  });
+
+  it('answers 504 with connection_timeout when the upstream does not complete the TCP handshake', async () => {
+    // A listening socket that never accepts, with its accept queue filled: the kernel then drops
+    // further SYNs on loopback, so the gateway's dial hangs until timeouts.connect.
+    const blackhole = spawn('python3', ['-c', [
+      'import socket, sys, time',
+      's = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)',
+      'port = s.getsockname()[1]',
+      'fillers = []',
+      'for _ in range(4):',
+      '    c = socket.socket(); c.setblocking(False)',
+      '    try: c.connect(("127.0.0.1", port))',
+      '    except BlockingIOError: pass',
+      '    fillers.append(c)',
+      'print(port, flush=True)',
+      'time.sleep(60)',
+    ].join('\n')], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const port = Number(await new Promise<string>((resolve) => blackhole.stdout.once('data', (d) => resolve(String(d).trim()))));
+      const gw2 = await startTestGateway(pki, {
+        listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
+        rules: [{ name: 'all-loopback', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
+        timeouts: { connect: '500ms' },
+      });
+      try {
+        const result = await curlViaGateway(gw2.port('egress'), bookinfo, pki.rootPath, `http://127.0.0.1:${port}/`, ['-p', '-v']);
+        assert.match(result.stderr, /< HTTP\/1\.1 504/);
+        assert.match(result.stderr, /error=connection_timeout/);
+        const record = await gw2.waitForRecord((r) => r.code === 'EGW_UPSTREAM_TIMEOUT');
+        assert.equal(record.action, 'egress-rejected');
+      } finally {
+        await gw2.close();
+      }
+    } finally {
+      blackhole.kill('SIGKILL');
     }
   });
 
