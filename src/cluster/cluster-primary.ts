@@ -41,7 +41,7 @@ export async function runClusterPrimary(configPath: string, workers: number, log
     });
     return worker;
   };
-  const live = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected());
+  const live = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w?.isConnected() === true);
   const ask = (worker: Worker, op: AdminOperation, args?: unknown): Promise<unknown> =>
     new Promise((resolve, reject) => {
       const id = nextId++;

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
+import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
@@ -65,6 +67,35 @@ describe('tcp mode (fixed upstream, like a BIG-IP virtual server)', () => {
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /"url":"\/via-tinyproxy"/);
     assert.match(tinyproxy.log(), /Connect \(file descriptor \d+\): 127\.0\.0\.2/, 'tinyproxy sees the SNAT address as its client');
+  });
+
+  it('still returns the upstream answer after the client half-closes its side', async () => {
+    // An upstream that answers only once it has seen the client's FIN.
+    const halfCloseUpstream = createServer({ allowHalfOpen: true }, (socket) => {
+      let got = 0;
+      socket.on('data', (chunk) => {
+        got += chunk.length;
+      });
+      socket.on('end', () => setTimeout(() => socket.end(`got ${got} bytes before FIN`), 100));
+    });
+    await new Promise<void>((resolve) => halfCloseUpstream.listen(0, '127.0.0.1', () => resolve()));
+    const gw2 = await startTestGateway(pki, {
+      listeners: [{ name: 'half', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${(halfCloseUpstream.address() as AddressInfo).port}` }],
+      rules: [{ name: 'bookinfo-only', from: { namespaces: ['bookinfo'] }, action: 'allow' }],
+    });
+    try {
+      const socket = tlsConnect({ host: '127.0.0.1', port: gw2.port('half'), ca: readFileSync(pki.rootPath), cert: readFileSync(bookinfo.certPath), key: readFileSync(bookinfo.keyPath), servername: 'localhost', allowHalfOpen: true } as ConnectionOptions);
+      let answer = '';
+      socket.on('data', (chunk) => {
+        answer += chunk;
+      });
+      socket.once('secureConnect', () => socket.end('hello'));
+      await new Promise((resolve) => socket.once('close', resolve));
+      assert.equal(answer, 'got 5 bytes before FIN');
+    } finally {
+      await gw2.close();
+      halfCloseUpstream.close();
+    }
   });
 
   it('curl reports a reset for a denied identity through the tcp listener', async () => {
