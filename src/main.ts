@@ -1,4 +1,4 @@
-import { type FSWatcher, readFileSync, watch } from 'node:fs';
+import { type FSWatcher, watch } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import type { AdminBackend, Readiness } from './admin/admin-backend.ts';
 import { startAdminServer } from './admin/admin-server.ts';
@@ -6,7 +6,7 @@ import type { AuditHub } from './audit/audit-hub.ts';
 import { buildAuditHub } from './audit/build-audit-hub.ts';
 import { buildGatewayState } from './config/build-state.ts';
 import type { GatewayConfig } from './config/config-schema.ts';
-import { loadConfig, resolveConfigPath } from './config/load-config.ts';
+import { adminToken, loadConfig, resolveConfigPath } from './config/load-config.ts';
 import { GatewayError, isGatewayError } from './core/errors.ts';
 import { ensureDevPki } from './devtools/dev-pki.ts';
 import { TcpListener } from './listener/tcp-listener.ts';
@@ -251,7 +251,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
     const adminListen = options.adminListen ?? config.admin.listen;
     if (adminListen !== 'off') {
       const index = adminListen.lastIndexOf(':');
-      const token = config.admin.token ?? (config.admin.tokenFile ? readFileSync(resolveConfigPath(config.admin.tokenFile), 'utf8').trim() : undefined);
+      const token = adminToken(config, loaded.path);
       adminApp = await startAdminServer(gateway, { host: adminListen.slice(0, index).replace(/^\[|\]$/g, ''), port: Number(adminListen.slice(index + 1)), ...(token ? { token } : {}) });
       log(`admin API on http://${adminListen.slice(0, index)}:${gateway.adminAddress?.port}`);
     }

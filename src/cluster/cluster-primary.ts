@@ -3,7 +3,7 @@ import { AggregatorRegistry } from 'prom-client';
 import type { AdminBackend } from '../admin/admin-backend.ts';
 import { startAdminServer } from '../admin/admin-server.ts';
 import { buildGatewayState } from '../config/build-state.ts';
-import { loadConfig, resolveConfigPath } from '../config/load-config.ts';
+import { adminToken, loadConfig, resolveConfigPath } from '../config/load-config.ts';
 import { GatewayError } from '../core/errors.ts';
 import { ensureDevPki } from '../devtools/dev-pki.ts';
 import type { PolicyCheckInput, PolicyCheckResult } from '../proxy/check-policy.ts';
@@ -23,6 +23,7 @@ export async function runClusterPrimary(configPath: string, workers: number, log
     log(`generated a development PKI in ${devPki.dir} (never use it in production)`);
   }
   await buildGatewayState(config, path); // fail fast, before forking anything
+  const token = adminToken(config, path);
   const aggregator = new AggregatorRegistry();
   let draining = false;
   let nextId = 1;
@@ -110,7 +111,7 @@ export async function runClusterPrimary(configPath: string, workers: number, log
       : await startAdminServer(backend, {
           host: adminListen.slice(0, adminListen.lastIndexOf(':')).replace(/^\[|\]$/g, ''),
           port: Number(adminListen.slice(adminListen.lastIndexOf(':') + 1)),
-          ...(config.admin.token ? { token: config.admin.token } : {}),
+          ...(token ? { token } : {}),
         });
   const adminAddress = admin?.server.address();
   log(`${workers} workers serving ${config.listeners.map((l) => `${l.name}@${l.listen}`).join(', ')}${adminAddress && typeof adminAddress === 'object' ? `; admin API on port ${adminAddress.port}` : ''}`);

@@ -73,3 +73,16 @@ export function loadConfig(path: string): LoadedConfig {
   }
   return { path, config: parseConfig(text, path) };
 }
+
+/** The admin bearer token: `admin.token`, or the trimmed content of `admin.tokenFile`. */
+export function adminToken(config: GatewayConfig, source: string): string | undefined {
+  if (config.admin.token) return config.admin.token;
+  if (!config.admin.tokenFile) return undefined;
+  try {
+    const token = readFileSync(resolveConfigPath(config.admin.tokenFile), 'utf8').trim();
+    if (token.length < 16) throw new Error('the token must have at least 16 characters');
+    return token;
+  } catch (cause) {
+    throw new GatewayError('EGW_CONFIG_INVALID', `${source}: admin.tokenFile: ${(cause as Error).message}`, { cause });
+  }
+}
