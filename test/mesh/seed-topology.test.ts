@@ -129,12 +129,12 @@ describe('seed topology: sidecar → gateway (tcp mode) → tinyproxy → HTTPS 
     const fromSnat = () => tinyproxy.log().split(`: ${SNAT}\n`).length - 1;
     const connectionsBefore = fromSnat();
     const result = await curlThrough(apigwSidecar.port, '/denied');
-    // stunnel turns the reset into a plain close of the app's connection: curl exit 56.
+    // The gateway answers with a TCP RST and stunnel passes it on as a reset: curl exit 56.
     assert.equal(result.code, 56, `curl must fail with a receive error; got ${result.code}: ${result.stderr}`);
+    assert.match(result.stderr, /Connection reset by peer/);
     assert.equal(result.stdout, '');
     const rejected = await gw.waitForRecord((r) => r.action === 'egress-rejected' && r.identity?.namespace === 'sm-apigw-a');
     assert.equal(rejected.code, 'EGW_POLICY_DENIED');
-    // The gateway answers with a TCP RST; stunnel reports it and drops the app's connection.
     await waitFor(() => /Connection reset by peer|Connection reset/i.test(apigwSidecar.process.output()), 'stunnel saw no reset');
     assert.equal(fromSnat(), connectionsBefore, 'tinyproxy saw no connection for the denied workload');
     assert.ok(!target.peers.includes(SNAT));
