@@ -31,13 +31,8 @@ export class AuditHub {
     this.#sinks.push(sink);
   }
 
-  get sinks(): readonly AuditSink[] {
-    return this.#sinks;
-  }
-
   start(): void {
     if (this.#unsubscribe) return;
-    for (const sink of this.#sinks) sink.start?.();
     this.#unsubscribe = subscribeAudit((record) => this.deliver(record));
     this.#reportTimer = setInterval(() => this.reportDrops(), this.#dropLogIntervalMs);
     this.#reportTimer.unref();

@@ -25,10 +25,11 @@ export interface SinkStats {
 
 export interface AuditSink {
   readonly name: string;
-  /** Formats and queues one record. Must not block or throw: queue it, or count a drop. */
+  /**
+   * Formats and queues one record. Must not block or throw: queue it, or count a drop.
+   * Connecting is lazy (first record), so an unreachable receiver never fails start-up.
+   */
   write(record: AuditRecord): void;
-  /** Starts background work (connecting is lazy; an unreachable receiver is not an error here). */
-  start?(): void;
   /** Resolves when everything queued is delivered, or the timeout passes. */
   flush(timeoutMs: number): Promise<void>;
   /** Stops; whatever is still queued is counted as dropped (`shutdown`). Call flush first. */
