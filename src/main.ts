@@ -96,7 +96,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
     log(`generated a development PKI in ${resolve(devPki.dir)} (never use it in production)`);
   }
   let current = await buildGatewayState(config, loaded.path);
-  const audit = options.auditHub ?? buildAuditHub(config.audit);
+  const audit = options.auditHub ?? buildAuditHub(config.audit, { log });
   audit.start();
 
   let draining = false;

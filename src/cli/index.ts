@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { runConfigValidate, runPolicyCheck, runServe } from './gateway-commands.ts';
 import { runDevEchoServer } from './dev-commands.ts';
+import { runMeshManifests } from './mesh-commands.ts';
 import { runPkiInit, runPkiInspect, runPkiIssue } from './pki-commands.ts';
 import { failWith } from './report.ts';
 
@@ -67,6 +68,26 @@ pki
   .option('--trust-domain <td>', 'expected trust domain (default: the one in the SPIFFE ID)')
   .option('--anchors <file>', 'also verify the chain against these trust anchors')
   .action((file, opts) => runPkiInspect(file, opts));
+
+program
+  .command('mesh')
+  .description('service mesh integration')
+  .command('manifests')
+  .description('print Kubernetes/Istio YAML that registers the gateway in the mesh (kubectl apply -f -)')
+  .requiredOption('--name <name>', 'service name, e.g. bigip-proxy-svc')
+  .requiredOption('--namespace <ns>', 'namespace of the registration, e.g. bookinfo')
+  .requiredOption('--address <ip[,ip...]>', 'gateway IP address(es), one per instance')
+  .requiredOption('--port <port>', 'proxy port, e.g. 3128')
+  .requiredOption('--service-account <sa>', 'service account in the gateway SVID, e.g. bigip-proxy')
+  .addOption(
+    new Option('--style <style>', 'register: Service+Endpoints like istioctl register; workloadentry: WorkloadEntry+ServiceEntry+DestinationRule')
+      .choices(['register', 'workloadentry'])
+      .default('workloadentry'),
+  )
+  .option('--trust-domain <td>', 'SPIFFE trust domain', 'cluster.local')
+  .option('--host <name>', 'ServiceEntry/DestinationRule host (default <name>.<namespace>.svc.<cluster domain>)')
+  .option('--cluster-domain <domain>', 'Kubernetes DNS domain', 'cluster.local')
+  .action((opts) => runMeshManifests(opts));
 
 program
   .command('dev')

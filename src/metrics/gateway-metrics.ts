@@ -5,7 +5,7 @@ import { subscribeRuntimeEvents } from '../core/runtime-event.ts';
 /** What the metrics read at scrape time rather than count as events. */
 export interface MetricsSources {
   activeTunnels(): ReadonlyMap<string, number>;
-  auditSinks(): Record<string, { delivered: number; retried: number; dropped: number; queued: number }>;
+  auditSinks(): Record<string, { received: number; delivered: number; retried: number; dropped: number; queued: number; up: boolean; droppedBy: Partial<Record<string, number>> }>;
   /** Seconds until expiry, by certificate role and subject. */
   certificateExpiry(): ReadonlyArray<{ role: 'gateway' | 'anchor'; subject: string; secondsLeft: number }>;
 }
@@ -50,7 +50,7 @@ export class GatewayMetrics {
         for (const [listener, count] of sources.activeTunnels()) this.set({ listener }, count);
       },
     });
-    const sinkGauge = (name: string, help: string, key: 'delivered' | 'retried' | 'dropped' | 'queued') =>
+    const sinkGauge = (name: string, help: string, key: 'received' | 'delivered' | 'retried' | 'queued') =>
       new Gauge({
         name,
         help,
@@ -61,10 +61,34 @@ export class GatewayMetrics {
           for (const [sink, stats] of Object.entries(sources.auditSinks())) this.set({ sink }, stats[key]);
         },
       });
+    sinkGauge('egw_audit_records_received', 'Audit records handed to a sink (monotonic; = delivered + dropped + queued)', 'received');
     sinkGauge('egw_audit_records_delivered', 'Audit records delivered, per sink (monotonic)', 'delivered');
     sinkGauge('egw_audit_records_retried', 'Audit record delivery retries, per sink (monotonic)', 'retried');
-    sinkGauge('egw_audit_records_dropped', 'Audit records dropped, per sink (monotonic)', 'dropped');
-    sinkGauge('egw_audit_queue_depth', 'Audit records waiting in a sink queue', 'queued');
+    sinkGauge('egw_audit_queue_depth', 'Audit records waiting in a sink queue or in flight', 'queued');
+    new Gauge({
+      name: 'egw_audit_records_dropped',
+      help: 'Audit records dropped, per sink and reason (monotonic)',
+      labelNames: ['sink', 'reason'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [sink, stats] of Object.entries(sources.auditSinks())) {
+          for (const [reason, count] of Object.entries(stats.droppedBy)) this.set({ sink, reason }, count ?? 0);
+        }
+      },
+    });
+    new Gauge({
+      name: 'egw_audit_sink_up',
+      help: 'Whether the last attempt to reach the audit receiver worked (1) or not (0)',
+      labelNames: ['sink'],
+      registers: [this.registry],
+      // Across cluster workers the group is up only if every worker's sink is.
+      aggregator: 'min',
+      collect() {
+        this.reset();
+        for (const [sink, stats] of Object.entries(sources.auditSinks())) this.set({ sink }, stats.up ? 1 : 0);
+      },
+    });
     new Gauge({
       name: 'egw_certificate_expiry_seconds',
       // Workers hold the same certificates: aggregate across a cluster with min, not sum.

@@ -57,7 +57,7 @@ export function createConnectionPipeline(getState: () => GatewayState, listenerN
       },
       (error: GatewayError) => {
         // A TCP connect without a single byte (port scan, TCP health check) is not a decision.
-        if (raw.bytesRead === 0 && error.code === 'EGW_TLS_HANDSHAKE') return;
+        if (raw.bytesRead === 0 && (error.code === 'EGW_TLS_HANDSHAKE' || error.code === 'EGW_TLS_HANDSHAKE_TIMEOUT')) return;
         publishAudit({ ...auditBaseFor(id, listener, source, undefined, undefined), action: 'identity-rejected', reason: error.message, code: error.code });
         resetConnection(raw);
       },

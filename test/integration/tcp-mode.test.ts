@@ -100,7 +100,8 @@ describe('tcp mode (fixed upstream, like a BIG-IP virtual server)', () => {
 
   it('curl reports a reset for a denied identity through the tcp listener', async () => {
     const result = await curlViaGateway(gw.port('legacy-proxy'), other, pki.rootPath, `http://127.0.0.1:${echoPort}/`);
-    assert.notEqual(result.code, 0);
-    assert.match(result.stderr, /reset by peer|Recv failure|SSL_read|Send failure/i);
+    // curl reports the reset as 56 (recv), 55 (send/getpeername) or 35 (TLS), depending on timing.
+    assert.ok([35, 52, 55, 56].includes(result.code ?? 0), `curl exit ${result.code}: ${result.stderr}`);
+    assert.doesNotMatch(result.stdout, /peerAddress/);
   });
 });

@@ -68,6 +68,17 @@ describe('limits and timeouts', () => {
     assert.equal(record.action, 'identity-rejected');
   });
 
+  it('does not audit a bare TCP connect-and-close (a TCP health check) and releases it at once', async () => {
+    const socket = tcpConnect(gw.port('egress'), '127.0.0.1');
+    socket.on('error', () => {});
+    await new Promise((r) => socket.once('connect', r));
+    const localPort = socket.localPort;
+    socket.end();
+    await closesWithin(socket, 300);
+    await new Promise((r) => setTimeout(r, 600));
+    assert.equal(gw.records.filter((r) => r.source.port === localPort).length, 0);
+  });
+
   it('closes an authenticated connection that sends no request head in time (slowloris)', async () => {
     const socket = tlsConnect({ host: '127.0.0.1', port: gw.port('egress'), ca: readFileSync(pki.rootPath), cert: readFileSync(bookinfo.certPath), key: readFileSync(bookinfo.keyPath), servername: 'localhost' });
     socket.on('error', () => {});
