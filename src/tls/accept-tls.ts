@@ -48,6 +48,7 @@ export function acceptTls(raw: Socket, context: SecureContext, timeoutMs: number
       settled = true;
       clearTimeout(timer);
       raw.removeListener('end', closedEarly);
+      raw.removeListener('close', closedEarly);
       socket.removeListener('end', closedEarly);
       socket.removeListener('error', onError);
       resolve(socket);
@@ -56,7 +57,9 @@ export function acceptTls(raw: Socket, context: SecureContext, timeoutMs: number
     socket.once('secure', onSecure);
     // The listener allows half-open sockets, so a bare connect-and-close (a TCP health check)
     // shows up as 'end', not 'close': fail at once instead of waiting for the handshake timeout.
-    const closedEarly = () => fail(new GatewayError('EGW_TLS_HANDSHAKE', 'client closed the connection during the TLS handshake'));
+    const closedEarly = () => {
+      if (!settled) fail(new GatewayError('EGW_TLS_HANDSHAKE', 'client closed the connection during the TLS handshake'));
+    };
     raw.once('end', closedEarly);
     raw.once('close', closedEarly);
     // Once wrapped, the TLS layer reads the TCP handle itself: the EOF surfaces on the TLSSocket.
