@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { type TLSSocket, connect } from 'node:tls';
 import { stringify } from 'yaml';
 import { createTestPki } from '../test/helpers/test-pki.ts';
-import { freePort } from '../test/helpers/tinyproxy.ts';
+import { freePort } from '../test/helpers/loopback-ports.ts';
 
 const HANDSHAKES = Number(process.env.BENCH_HANDSHAKES ?? 400);
 const RELAY_MB = Number(process.env.BENCH_RELAY_MB ?? 256);

@@ -74,7 +74,8 @@ describe('audit hub', () => {
     const started = Date.now();
     await hub.close(300);
     const elapsed = Date.now() - started;
-    assert.ok(elapsed >= 290 && elapsed < 1500, `close took ${elapsed} ms`);
+    // Bounded by the timeout, not by the receiver's backoff: generous upper bound for loaded CI.
+    assert.ok(elapsed >= 290 && elapsed < 5000, `close took ${elapsed} ms`);
     const stats = Object.values(hub.stats())[0];
     assert.deepEqual([stats?.received, stats?.delivered, stats?.dropped, stats?.queued], [10, 0, 10, 0]);
   });

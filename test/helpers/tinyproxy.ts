@@ -1,64 +1,64 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-
-/** A free TCP port on 127.0.0.1 (bind to 0, read, release). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { type DaemonProcess, startDaemon } from './daemon-process.ts';
+import { freePort, waitForPort } from './loopback-ports.ts';
 
 export interface Tinyproxy {
   readonly port: number;
-  readonly logPath: string;
+  readonly process: DaemonProcess;
+  /** tinyproxy's own log file (LogFile), where it names each client address. */
   log(): string;
   stop(): Promise<void>;
 }
 
+export interface TinyproxyOptions {
+  /** Where config, log and pid file go; a fresh temp dir (removed on stop) when omitted. */
+  readonly dir?: string;
+  /** Source address of tinyproxy's own upstream dials; the OS chooses when omitted. */
+  readonly bind?: string;
+  /** Ports CONNECT may reach; every port when omitted. */
+  readonly connectPorts?: readonly number[];
+}
+
 /**
- * Debian's tinyproxy as an unprivileged foreground process on loopback: the legacy HTTP proxy
- * the seed topology puts behind the gateway's tcp listener. Its log names each client address.
+ * Debian's tinyproxy as the seed article's "internet proxy", run unprivileged: no User/Group
+ * (it keeps the current user), listen on 127.0.0.1, accept loopback clients only, dial out from
+ * `bind` so the target sees a chosen address, and allow CONNECT only to `connectPorts`.
  */
-export async function startTinyproxy(options: { bind?: string } = {}): Promise<Tinyproxy> {
-  const dir = mkdtempSync(join(tmpdir(), 'egw-tinyproxy-'));
+export async function startTinyproxy(options: TinyproxyOptions = {}): Promise<Tinyproxy> {
+  const ownDir = options.dir === undefined;
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'egw-tinyproxy-'));
   const port = await freePort();
   const logPath = join(dir, 'tinyproxy.log');
-  const conf = [
-    `Port ${port}`,
-    'Listen 127.0.0.1',
-    ...(options.bind ? [`Bind ${options.bind}`] : []),
-    'Timeout 30',
-    `LogFile "${logPath}"`,
-    'LogLevel Connect',
-    `PidFile "${join(dir, 'tinyproxy.pid')}"`,
-    'MaxClients 50',
-    'Allow 127.0.0.0/8',
-    'DisableViaHeader Yes',
-  ].join('\n');
-  writeFileSync(join(dir, 'tinyproxy.conf'), `${conf}\n`);
-  const child: ChildProcess = spawn('tinyproxy', ['-d', '-c', join(dir, 'tinyproxy.conf')], { stdio: 'ignore' });
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    const listening = await new Promise<boolean>((resolve) => {
-      const probe = createServer();
-      probe.once('error', () => resolve(true));
-      probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(false)));
-    });
-    if (listening) break;
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error('tinyproxy did not start');
-    await new Promise((r) => setTimeout(r, 50));
+  const confPath = join(dir, 'tinyproxy.conf');
+  writeFileSync(
+    confPath,
+    [
+      `Port ${port}`,
+      'Listen 127.0.0.1',
+      ...(options.bind ? [`Bind ${options.bind}`] : []),
+      'Timeout 30',
+      'MaxClients 20',
+      'Allow 127.0.0.0/8',
+      `LogFile "${logPath}"`,
+      'LogLevel Connect',
+      `PidFile "${join(dir, 'tinyproxy.pid')}"`,
+      ...(options.connectPorts ?? []).map((p) => `ConnectPort ${p}`),
+      '',
+    ].join('\n'),
+  );
+  const process = startDaemon('tinyproxy', ['-d', '-c', confPath]);
+  try {
+    await waitForPort(port);
+  } catch (error) {
+    await process.stop();
+    if (ownDir) rmSync(dir, { recursive: true, force: true });
+    throw new Error(`tinyproxy did not start: ${(error as Error).message}\n${process.output()}`);
   }
   return {
     port,
-    logPath,
+    process,
     log: () => {
       try {
         return readFileSync(logPath, 'utf8');
@@ -67,12 +67,24 @@ export async function startTinyproxy(options: { bind?: string } = {}): Promise<T
       }
     },
     stop: async () => {
-      if (child.exitCode === null) {
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        await exited;
-      }
-      rmSync(dir, { recursive: true, force: true });
+      await process.stop();
+      if (ownDir) rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Pairs each proxied request in tinyproxy's log with the client address of its connection (same
+ * file descriptor). Connections without a request, such as a readiness probe, are left out.
+ */
+export function tinyproxyRequests(log: string): Array<{ client: string; request: string }> {
+  const clientByFd = new Map<string, string>();
+  const requests: Array<{ client: string; request: string }> = [];
+  for (const line of log.split('\n')) {
+    const connect = /Connect \(file descriptor (\d+)\): (\S+)/.exec(line);
+    if (connect?.[1] && connect[2]) clientByFd.set(connect[1], connect[2]);
+    const request = /Request \(file descriptor (\d+)\): (.*)$/.exec(line);
+    if (request?.[1] && request[2]) requests.push({ client: clientByFd.get(request[1]) ?? '(unknown)', request: request[2] });
+  }
+  return requests;
 }

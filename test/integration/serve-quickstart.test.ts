@@ -9,7 +9,7 @@ import { connect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { runCommand } from '../helpers/run-command.ts';
-import { freePort } from '../helpers/tinyproxy.ts';
+import { freePort } from '../helpers/loopback-ports.ts';
 
 const repo = new URL('../..', import.meta.url).pathname;
 

@@ -8,9 +8,9 @@ import { parse, stringify } from 'yaml';
 import { configSchema } from '../../src/config/config-schema.ts';
 import { type Gateway, startGateway } from '../../src/main.ts';
 import { runCommand } from '../helpers/run-command.ts';
-import { type DaemonProcess, startDaemon } from './helpers/daemon-process.ts';
+import { type DaemonProcess, startDaemon } from '../helpers/daemon-process.ts';
 import { type IstioClientSidecar, startIstioClientSidecar } from './helpers/istio-client-sidecar.ts';
-import { freePort, waitForPort } from './helpers/loopback-ports.ts';
+import { freePort, waitForPort } from '../helpers/loopback-ports.ts';
 import type { JsonDoc } from './helpers/validate-manifests.ts';
 
 /*

@@ -9,7 +9,7 @@ import { type TestPki, type WrittenLeaf, createTestPki } from '../helpers/test-p
 import { type HttpsTarget, startHttpsTarget } from './helpers/https-target.ts';
 import { ISTIO_TCP_ALPN, type IstioClientSidecar, istioSni, startIstioClientSidecar } from './helpers/istio-client-sidecar.ts';
 import { type StunnelClient, startStunnelClient } from './helpers/stunnel-client.ts';
-import { type Tinyproxy, startTinyproxy, tinyproxyRequests } from './helpers/tinyproxy.ts';
+import { type Tinyproxy, startTinyproxy, tinyproxyRequests } from '../helpers/tinyproxy.ts';
 
 /*
  * The seed article's topology, every hop a real program on loopback:
@@ -48,7 +48,7 @@ describe('seed topology: sidecar → gateway (tcp mode) → tinyproxy → HTTPS 
     pki = await createTestPki();
     const targetCert = await pki.issue('target', { commonName: 'target', ipAddresses: ['127.0.0.1'], dnsNames: ['localhost'] });
     target = await startHttpsTarget(targetCert.certPath, targetCert.keyPath);
-    tinyproxy = await startTinyproxy(dir, { bind: TINYPROXY_BIND, connectPorts: [target.port] });
+    tinyproxy = await startTinyproxy({ dir, bind: TINYPROXY_BIND, connectPorts: [target.port] });
     gw = await startTestGateway(pki, {
       listeners: [{ name: 'bigip-proxy', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${tinyproxy.port}`, snat: SNAT }],
       rules: [{ name: 'bookinfo-to-internet-proxy', listeners: ['bigip-proxy'], from: { namespaces: ['bookinfo'] }, action: 'allow' }],

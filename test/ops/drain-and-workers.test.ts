@@ -13,7 +13,7 @@ import { curlViaGateway } from '../helpers/curl.ts';
 import { startTcpEchoServer } from '../helpers/tcp-echo-server.ts';
 import { startTestGateway } from '../helpers/test-gateway.ts';
 import { createTestPki } from '../helpers/test-pki.ts';
-import { freePort } from '../helpers/tinyproxy.ts';
+import { freePort } from '../helpers/loopback-ports.ts';
 import { openTunnel } from '../helpers/tunnel-client.ts';
 
 const repo = new URL('../..', import.meta.url).pathname;

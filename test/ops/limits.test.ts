@@ -68,17 +68,6 @@ describe('limits and timeouts', () => {
     assert.equal(record.action, 'identity-rejected');
   });
 
-  it('does not audit a bare TCP connect-and-close (a TCP health check) and releases it at once', async () => {
-    const socket = tcpConnect(gw.port('egress'), '127.0.0.1');
-    socket.on('error', () => {});
-    await new Promise((r) => socket.once('connect', r));
-    const localPort = socket.localPort;
-    socket.end();
-    await closesWithin(socket, 300);
-    await new Promise((r) => setTimeout(r, 600));
-    assert.equal(gw.records.filter((r) => r.source.port === localPort).length, 0);
-  });
-
   it('closes an authenticated connection that sends no request head in time (slowloris)', async () => {
     const socket = tlsConnect({ host: '127.0.0.1', port: gw.port('egress'), ca: readFileSync(pki.rootPath), cert: readFileSync(bookinfo.certPath), key: readFileSync(bookinfo.keyPath), servername: 'localhost' });
     socket.on('error', () => {});
@@ -146,6 +135,26 @@ describe('limits and timeouts', () => {
       assert.equal(record.identity?.serviceAccount, 'details');
     } finally {
       for (const tunnel of held) tunnel.close();
+    }
+  });
+});
+
+describe('bare TCP connects (health checks)', () => {
+  it('does not audit a bare TCP connect-and-close, and releases it long before the handshake timeout', async () => {
+    const pki = await createTestPki();
+    const gw = await startTestGateway(pki, { listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }], timeouts: { handshake: '10s' } });
+    try {
+      const socket = tcpConnect(gw.port('egress'), '127.0.0.1');
+      socket.on('error', () => {});
+      await new Promise((r) => socket.once('connect', r));
+      const localPort = socket.localPort;
+      socket.end();
+      await closesWithin(socket, 3000);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(gw.records.filter((r) => r.source.port === localPort).length, 0);
+    } finally {
+      await gw.close();
+      pki.cleanup();
     }
   });
 });

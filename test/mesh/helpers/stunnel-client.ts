@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type DaemonProcess, startDaemon } from './daemon-process.ts';
-import { freePort, waitForPort } from './loopback-ports.ts';
+import { type DaemonProcess, startDaemon } from '../../helpers/daemon-process.ts';
+import { freePort, waitForPort } from '../../helpers/loopback-ports.ts';
 
 export interface StunnelClient {
   readonly port: number;
