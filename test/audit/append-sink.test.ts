@@ -107,31 +107,36 @@ describe('file and stdout sinks', () => {
     child.stderr.on('data', (chunk) => {
       stderr += chunk;
     });
-    const phase = async (name: string) => {
-      const deadline = Date.now() + 30_000;
-      for (;;) {
-        const line = stderr.split('\n').find((l) => l.includes(`"phase":"${name}"`));
-        if (line) return JSON.parse(line) as { elapsedMs: number; slowestWriteMs: number; stats: SinkStats };
-        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`child did not report ${name}: ${stderr}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    };
-    // 5,000 ECS records are about 10 MB against a 64 KiB pipe nobody reads: a blocking write()
-    // would never let the child report this phase. (No timing assertion: this is a behaviour test.)
-    const written = await phase('written');
-    assert.ok(written.stats.dropped > 4000, `a stalled stdout fills the queue (100) and the rest is dropped: ${JSON.stringify(written.stats)}`);
-    assert.equal(written.stats.droppedBy.queue_full, written.stats.dropped);
-    let out = '';
-    child.stdout.on('data', (chunk) => {
-      out += chunk;
-    });
-    child.stdout.resume();
-    child.stdin.end('go\n');
-    const closed = await phase('closed');
-    await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
-    const received = out.split('\n').filter(Boolean);
-    assert.equal(received.length, closed.stats.delivered, 'every record counted as delivered is on stdout');
-    assert.equal(closed.stats.delivered + closed.stats.dropped, 5000);
-    for (const line of received) assert.equal(JSON.parse(line).event.action, 'egress-permitted');
+    // A failed assertion must not leave the stalled child (and with it this test file) running.
+    try {
+      const phase = async (name: string) => {
+        const deadline = Date.now() + 30_000;
+        for (;;) {
+          const line = stderr.split('\n').find((l) => l.includes(`"phase":"${name}"`));
+          if (line) return JSON.parse(line) as { elapsedMs: number; slowestWriteMs: number; stats: SinkStats };
+          if (Date.now() > deadline || child.exitCode !== null) throw new Error(`child did not report ${name}: ${stderr}`);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      };
+      // 5,000 ECS records are about 10 MB against a 64 KiB pipe nobody reads: a blocking write()
+      // would never let the child report this phase. (No timing assertion: this is a behaviour test.)
+      const written = await phase('written');
+      assert.ok(written.stats.dropped > 4000, `a stalled stdout fills the queue (100) and the rest is dropped: ${JSON.stringify(written.stats)}`);
+      assert.equal(written.stats.droppedBy.queue_full, written.stats.dropped);
+      let out = '';
+      child.stdout.on('data', (chunk) => {
+        out += chunk;
+      });
+      child.stdout.resume();
+      child.stdin.end('go\n');
+      const closed = await phase('closed');
+      await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
+      const received = out.split('\n').filter(Boolean);
+      assert.equal(received.length, closed.stats.delivered, 'every record counted as delivered is on stdout');
+      assert.equal(closed.stats.delivered + closed.stats.dropped, 5000);
+      for (const line of received) assert.equal(JSON.parse(line).event.action, 'egress-permitted');
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
   });
 });
