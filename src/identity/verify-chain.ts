@@ -3,6 +3,14 @@ import { type CertificateFacts, KeyUsage } from '../pki/certificate-facts.ts';
 import type { TrustBundle } from './trust-bundle.ts';
 
 const MAX_PATH_DEPTH = 8;
+/** More certificates than a valid path can use is an attack or a broken client. */
+const MAX_PRESENTED = MAX_PATH_DEPTH;
+/**
+ * Signature checks one connection may cost. Path building is a search; a client can send
+ * look-alike CA certificates that all verify each other and make it explode (n!/(n-8)!), on
+ * the event loop, before any identity is known. A real mesh chain needs one to three checks.
+ */
+const MAX_SIGNATURE_CHECKS = 32;
 
 /**
  * RFC 5280-style path validation from a leaf to any anchor of the bundle, written against
@@ -20,7 +28,11 @@ export function verifyChain(
   now: Date = new Date(),
 ): CertificateFacts[] {
   checkValidity(leaf, now, 'leaf');
+  if (presented.length > MAX_PRESENTED) {
+    throw new GatewayError('EGW_IDENTITY_CHAIN_UNTRUSTED', `the client sent ${presented.length + 1} certificates; at most ${MAX_PRESENTED + 1} are accepted`);
+  }
   let lastProblem: GatewayError | undefined;
+  let signatureBudget = MAX_SIGNATURE_CHECKS;
 
   const extend = (path: CertificateFacts[]): CertificateFacts[] | undefined => {
     const child = path[path.length - 1] as CertificateFacts;
@@ -35,6 +47,7 @@ export function verifyChain(
     ];
     for (const [issuer, isAnchor] of candidates) {
       if (issuer.subject !== child.issuer) continue;
+      if (--signatureBudget < 0) throw new GatewayError('EGW_IDENTITY_CHAIN_UNTRUSTED', `no path found within ${MAX_SIGNATURE_CHECKS} signature checks`);
       if (!child.node.verify(issuer.node.publicKey)) {
         lastProblem ??= new GatewayError('EGW_IDENTITY_CHAIN_UNTRUSTED', `signature of "${child.subject || child.serialNumber}" does not verify with the key of "${issuer.subject}"`);
         continue;
