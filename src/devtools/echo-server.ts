@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { type Server, createServer } from 'node:http';
 
 /**
@@ -5,7 +6,10 @@ import { type Server, createServer } from 'node:http';
  * reached from, so the SNAT source address is visible (`{"peer":"127.0.0.2:41234",...}`).
  */
 export function startEchoServer(host: string, port: number): Promise<Server> {
-  const server = createServer((req, res) => {
+  const server = createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const received = Buffer.concat(chunks);
     const body = JSON.stringify({
       peer: `${req.socket.remoteAddress}:${req.socket.remotePort}`,
       peerAddress: req.socket.remoteAddress,
@@ -13,6 +17,8 @@ export function startEchoServer(host: string, port: number): Promise<Server> {
       url: req.url,
       host: req.headers.host,
       headers: req.headers,
+      bodyBytes: received.length,
+      bodySha256: createHash('sha256').update(received).digest('hex'),
     });
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) + 1 });
     res.end(`${body}\n`);

@@ -1,6 +1,6 @@
 import { type IncomingMessage, type ServerResponse, STATUS_CODES, createServer } from 'node:http';
 import { isIP } from 'node:net';
-import type { Duplex } from 'node:stream';
+import { type Duplex, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { TLSSocket } from 'node:tls';
 import { publishAudit } from '../core/audit-event.ts';
@@ -249,8 +249,13 @@ async function handleAbsoluteForm(ctx: ConnectionContext, req: IncomingMessage, 
   const startedNs = process.hrtime.bigint();
   const started = new Date();
   let bytesFromClient = 0;
-  req.on('data', (chunk: Buffer) => {
-    bytesFromClient += chunk.length;
+  // Count the request body on its way to undici; a 'data' listener on `req` itself would switch
+  // it to flowing mode and lose the body before undici reads it.
+  const countedBody = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      bytesFromClient += chunk.length;
+      done(null, chunk);
+    },
   });
   const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
   let response: Awaited<ReturnType<HttpForwarder['forward']>>;
@@ -262,7 +267,7 @@ async function handleAbsoluteForm(ctx: ConnectionContext, req: IncomingMessage, 
       method,
       path: `${url.pathname}${url.search}`,
       headers: stripHopByHop(req.headers),
-      ...(hasBody ? { body: req } : {}),
+      ...(hasBody ? { body: req.pipe(countedBody) } : {}),
       ...(auth.snat ? { localAddress: auth.snat } : {}),
     });
   } catch (error) {

@@ -8,8 +8,9 @@ export function curlViaGateway(
   caPath: string,
   url: string,
   extra: readonly string[] = [],
+  input?: Buffer | string,
 ): Promise<CommandResult> {
   const args = ['-sS', '--max-time', '10', '--proxy', `https://127.0.0.1:${port}`, '--proxy-cacert', caPath];
   if (client) args.push('--proxy-cert', client.certPath, '--proxy-key', client.keyPath);
-  return runCommand('curl', [...args, ...extra, url]);
+  return runCommand('curl', [...args, ...extra, url], input === undefined ? {} : { input });
 }

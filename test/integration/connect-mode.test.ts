@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -58,6 +59,17 @@ describe('connect mode (HTTPS forward proxy)', () => {
     assert.equal(body.host, `api.example.com:${echoPort}`, 'the origin sees the requested host name, not the IP');
     assert.equal(body.headers['x-custom'], 'kept');
     assert.equal(body.headers['proxy-connection'], undefined, 'hop-by-hop headers are stripped');
+  });
+
+  it('forwards an absolute-form request body intact and counts it', async () => {
+    const body = Buffer.alloc(200_000, 'x');
+    const result = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://api.example.com:${echoPort}/upload`, ['-X', 'POST', '--data-binary', '@-', '-H', 'content-type: application/octet-stream'], body);
+    assert.equal(result.code, 0, result.stderr);
+    const echoed = JSON.parse(result.stdout);
+    assert.equal(echoed.bodyBytes, body.length);
+    assert.equal(echoed.bodySha256, createHash('sha256').update(body).digest('hex'));
+    const closed = await gw.waitForRecord((r) => r.action === 'egress-closed' && r.http?.url?.endsWith('/upload') === true);
+    assert.equal(closed.bytesFromClient, body.length);
   });
 
   it('matches a host glob: *.example.com allows api.example.com', async () => {
