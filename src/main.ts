@@ -122,7 +122,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
     { defaultMetrics: options.processMetrics ?? true },
   );
 
-  const forwarder = new HttpForwarder({ connectTimeoutMs: current.timeouts.connectMs, responseTimeoutMs: 60_000 });
+  const forwarder = new HttpForwarder({ responseTimeoutMs: 60_000 });
   const getState = () => current;
   const listeners: TcpListener[] = [];
   const addresses = new Map<string, { host: string; port: number }>();
@@ -233,7 +233,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
     for (const settings of current.listeners.values()) {
       const handler =
         settings.mode === 'connect'
-          ? createConnectModeHandler({ forwarder, maxHeaderBytes: current.maxHeaderBytes, requestHeadTimeoutMs: current.timeouts.requestHeadMs })
+          ? createConnectModeHandler({ forwarder })
           : createTcpModeHandler();
       const listener = new TcpListener({
         name: settings.name,

@@ -78,7 +78,7 @@ export function buildAdminServer(backend: AdminBackend, options: Pick<AdminServe
     const status = (error as { statusCode?: number }).statusCode ?? 500;
     if (status >= 500) process.stderr.write(`admin API error: ${(error as Error).stack ?? String(error)}\n`);
     // Validation errors carry their own message; anything else is reported without internals.
-    reply.code(status).send({ error: status < 500 ? 'EGW_PROXY_BAD_REQUEST' : 'internal', message: status < 500 ? (error as Error).message : 'internal error' });
+    reply.code(status).send({ error: status < 500 ? 'EGW_ADMIN_BAD_REQUEST' : 'internal', message: status < 500 ? (error as Error).message : 'internal error' });
   });
   return app;
 }

@@ -4,7 +4,7 @@ import type { AdminBackend } from '../admin/admin-backend.ts';
 import { startAdminServer } from '../admin/admin-server.ts';
 import { buildGatewayState } from '../config/build-state.ts';
 import { adminToken, loadConfig, resolveConfigPath } from '../config/load-config.ts';
-import { GatewayError } from '../core/errors.ts';
+import { ERROR_CODES, type ErrorCode, GatewayError } from '../core/errors.ts';
 import { ensureDevPki } from '../devtools/dev-pki.ts';
 import type { PolicyCheckInput, PolicyCheckResult } from '../proxy/check-policy.ts';
 import { type AdminOperation, isAdminReply } from './admin-ipc.ts';
@@ -37,7 +37,9 @@ export async function runClusterPrimary(configPath: string, workers: number, log
       if (!waiter) return;
       pending.delete(message.id);
       clearTimeout(waiter.timer);
-      if (message.error) waiter.reject(Object.assign(new Error(message.error.message), { code: message.error.code }));
+      // Keep the worker's error code, so the admin API answers the same as a single process.
+      const code = message.error?.code;
+      if (message.error) waiter.reject(code && code in ERROR_CODES ? new GatewayError(code as ErrorCode, message.error.message) : new Error(message.error.message));
       else waiter.resolve(message.result);
     });
     return worker;

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { GatewayError, isGatewayError } from '../core/errors.ts';
-import { loadTrustBundle } from '../identity/trust-bundle.ts';
+import { canonicalHost } from '../core/host-name.ts';
+import { trustBundleFromCertificates } from '../identity/trust-bundle.ts';
 import { certificateFacts } from '../pki/certificate-facts.ts';
 import { parseCertificateBundle } from '../pki/pem-bundle.ts';
 import { PolicyCompileError, compilePolicy } from '../policy/compile-policy.ts';
@@ -15,6 +16,11 @@ export function splitHostPort(value: string): { host: string; port: number } {
   const index = value.lastIndexOf(':');
   const host = value.slice(0, index);
   return { host: host.startsWith('[') ? host.slice(1, -1) : host, port: Number(value.slice(index + 1)) };
+}
+
+function canonicalUpstream(value: string): { host: string; port: number } {
+  const { host, port } = splitHostPort(value);
+  return { host: canonicalHost(host) as string, port };
 }
 
 function readKeyed(source: string, key: string, path: string): string {
@@ -42,7 +48,10 @@ export async function buildGatewayState(config: GatewayConfig, source: string): 
   const anchorsPem = readKeyed(source, 'identity.trustAnchors', id.trustAnchors);
   let trustBundle: GatewayState['trustBundle'];
   try {
-    trustBundle = loadTrustBundle(id.trustDomain, resolveConfigPath(id.trustAnchors));
+    // From the text already read: OpenSSL and the verifier must see the same anchors even if
+    // the file is swapped (Kubernetes Secret update) between two reads.
+    const anchorsPath = resolveConfigPath(id.trustAnchors);
+    trustBundle = trustBundleFromCertificates(id.trustDomain, parseCertificateBundle(anchorsPem, anchorsPath), anchorsPath);
   } catch (error) {
     rethrowKeyed(source, 'identity.trustAnchors', error);
   }
@@ -67,6 +76,14 @@ export async function buildGatewayState(config: GatewayConfig, source: string): 
     if (error instanceof PolicyCompileError) throw new GatewayError('EGW_CONFIG_INVALID', `${source}: ${error.message}`);
     throw error;
   }
+  for (const name of Object.keys(config.resolver.hosts)) {
+    if (!canonicalHost(name)) throw new GatewayError('EGW_CONFIG_INVALID', `${source}: resolver.hosts: ${JSON.stringify(name)} is not a valid host name`);
+  }
+  config.listeners.forEach((l, i) => {
+    if (l.upstream && !canonicalHost(splitHostPort(l.upstream).host)) {
+      throw new GatewayError('EGW_CONFIG_INVALID', `${source}: listeners[${i}].upstream: ${JSON.stringify(l.upstream)} is not a valid host:port`);
+    }
+  });
   const snatChecks: Promise<void>[] = [];
   config.listeners.forEach((l, i) => {
     if (l.snat) snatChecks.push(checkSnatAddress(l.snat, `${source}: listeners[${i}].snat`));
@@ -87,7 +104,7 @@ export async function buildGatewayState(config: GatewayConfig, source: string): 
           mode: l.mode,
           maxConnections: l.maxConnections,
           ...(l.snat ? { snat: l.snat } : {}),
-          ...(l.upstream ? { upstream: Object.freeze(splitHostPort(l.upstream)) } : {}),
+          ...(l.upstream ? { upstream: Object.freeze(canonicalUpstream(l.upstream)) } : {}),
         }),
       ];
     }),

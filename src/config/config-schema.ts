@@ -7,7 +7,10 @@ import { parseDuration } from '../core/duration.ts';
  * The configuration file's contract (YAML). Unknown keys are errors, so a typo never silently
  * falls back to a default. Durations are strings like "10s"/"5m" or numbers of milliseconds.
  */
-const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:3128');
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:3128')
+  .refine((v) => Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, 'the port must be from 0 to 65535');
 const ipAddress = z.string().refine((v) => isIP(v) !== 0, 'expected an IP address');
 const duration = z
   .union([z.string(), z.number()])
@@ -24,7 +27,11 @@ const name = z.string().regex(/^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$/i, 'expected a 
 
 export const configSchema = z.strictObject({
   identity: z.strictObject({
-    trustDomain: z.string().min(1),
+    trustDomain: z
+      .string()
+      .min(1)
+      .max(255)
+      .regex(/^[a-z0-9._-]+$/, 'a SPIFFE trust domain is lower-case letters, digits, dots, dashes and underscores'),
     trustAnchors: z.string().min(1),
     cert: z.string().min(1),
     key: z.string().min(1),

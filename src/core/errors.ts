@@ -44,6 +44,7 @@ export const ERROR_CODES = {
   // operations
   EGW_RELOAD_FAILED: 'a configuration reload failed; the running state is kept',
   EGW_ADMIN_UNAUTHORIZED: 'the admin request lacks a valid bearer token',
+  EGW_ADMIN_BAD_REQUEST: 'the admin request is malformed',
   // audit delivery (src/audit/): operational log lines carry these codes
   EGW_AUDIT_SINK_INVALID: 'an audit sink cannot be built from its configuration (e.g. an unreadable CA or key file)',
   EGW_AUDIT_SINK_UNAVAILABLE: 'an audit receiver cannot be reached; records stay queued and are retried',

@@ -17,12 +17,28 @@ export function parseCidr(input: string): { address: string; prefix: number; fam
 }
 
 /**
+ * The canonical text of an IP address: IPv4 as is, IPv6 compressed and lower-case (RFC 5952, via
+ * the WHATWG URL serializer), so `64:ff9b:0:0:0:0:a9fe:a9fe` and `64:ff9b::a9fe:a9fe` are one
+ * address. Undefined for anything else, including IPv6 zone IDs.
+ */
+export function canonicalIp(ip: string): string | undefined {
+  const version = isIP(ip);
+  if (version === 4) return ip;
+  if (version !== 6) return undefined;
+  try {
+    return new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * IPv4 addresses hidden inside IPv6 forms (IPv4-mapped ::ffff:0:0/96 and NAT64 64:ff9b::/96) are
  * returned too, so a range check cannot be bypassed by re-spelling an address.
  */
 export function embeddedIpv4(ip: string): string | undefined {
   if (isIP(ip) !== 6) return undefined;
-  const lower = ip.toLowerCase();
+  const lower = canonicalIp(ip) ?? ip.toLowerCase();
   const dotted = /^(?:::ffff:|64:ff9b::)(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
   if (dotted) return dotted[1];
   const hex = /^(?:::ffff:|64:ff9b::)([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(lower);

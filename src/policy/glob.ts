@@ -12,10 +12,13 @@ function matchSegments(pattern: SegmentGlob, value: readonly string[], p = 0, v 
   if (p === pattern.length) return v === value.length;
   const token = pattern[p];
   if (token === '**') {
-    for (let end = v + 1; end <= value.length; end++) if (matchSegments(pattern, value, p + 1, end)) return true;
+    for (let end = v + 1; end <= value.length; end++) {
+      if (value[end - 1] === '') return false; // no empty segment inside a `**` span
+      if (matchSegments(pattern, value, p + 1, end)) return true;
+    }
     return false;
   }
-  if (v === value.length) return false;
+  if (v === value.length || value[v] === '') return false;
   return (token === '*' || token === value[v]) && matchSegments(pattern, value, p + 1, v + 1);
 }
 

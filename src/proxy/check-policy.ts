@@ -2,6 +2,7 @@ import { GatewayError } from '../core/errors.ts';
 import { parseSpiffeId } from '../identity/spiffe-id.ts';
 import { decide } from '../policy/decide.ts';
 import { authorizeDestination } from './authorize-destination.ts';
+import { parseAuthority } from './connect-mode.ts';
 import type { GatewayState } from './gateway-state.ts';
 
 export interface PolicyCheckInput {
@@ -26,9 +27,9 @@ export interface PolicyCheckResult {
 }
 
 function splitDest(dest: string): { host: string; port: number } {
-  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(dest);
-  if (!match) throw new GatewayError('EGW_PROXY_BAD_REQUEST', `--dest must be host:port, got ${JSON.stringify(dest)}`);
-  return { host: (match[1] ?? match[2]) as string, port: Number(match[3]) };
+  const target = parseAuthority(dest);
+  if (!target) throw new GatewayError('EGW_PROXY_BAD_REQUEST', `the destination must be host:port with a valid host name or IP, got ${JSON.stringify(dest)}`);
+  return target;
 }
 
 /**

@@ -1,10 +1,9 @@
-import { type IncomingMessage, type ServerResponse, STATUS_CODES, createServer } from 'node:http';
-import { isIP } from 'node:net';
+import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES, createServer } from 'node:http';
 import { type Duplex, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { TLSSocket } from 'node:tls';
 import { publishAudit } from '../core/audit-event.ts';
 import type { ErrorCode } from '../core/errors.ts';
+import { canonicalHost } from '../core/host-name.ts';
 import { pipeSockets, upstreamCounters } from '../pipe/pipe-sockets.ts';
 import { dialUpstream } from '../upstream/dial-upstream.ts';
 import type { HttpForwarder } from '../upstream/http-forwarder.ts';
@@ -31,15 +30,17 @@ export function stripHopByHop(headers: Record<string, string | string[] | undefi
   return out;
 }
 
-/** Parses CONNECT's authority-form target: `host:port` or `[v6]:port`. */
+/**
+ * Parses CONNECT's authority-form target (`host:port` or `[v6]:port`) into the canonical host
+ * that policy, resolver and audit all use; undefined when the host could be read two ways.
+ */
 export function parseAuthority(target: string | undefined): { host: string; port: number } | undefined {
   if (!target) return undefined;
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:/?#[\]@]+)):(\d{1,5})$/.exec(target);
+  const match = /^(\[[^\]]+\]|[^\s:/?#[\]@]+):(\d{1,5})$/.exec(target);
   if (!match) return undefined;
-  const host = match[1] ?? match[2];
-  const port = Number(match[3]);
+  const host = canonicalHost(match[1] as string);
+  const port = Number(match[2]);
   if (!host || port < 1 || port > 65535) return undefined;
-  if (match[1] !== undefined && isIP(host) !== 6) return undefined;
   return { host, port };
 }
 
@@ -103,56 +104,71 @@ function auditRefusal(ctx: ConnectionContext, refusal: Extract<Authorization, { 
  * listening itself), so header limits and keep-alive are node's; the gateway answers CONNECT
  * with a tunnel and absolute-form `http://` requests by forwarding them with undici.
  */
-export function createConnectModeHandler(options: { forwarder: HttpForwarder; maxHeaderBytes: number; requestHeadTimeoutMs: number }): ModeHandler {
+export function createConnectModeHandler(options: { forwarder: HttpForwarder }): ModeHandler {
   const contexts = new WeakMap<Duplex, ConnectionContext>();
-  const headTimeouts = new WeakMap<Duplex, () => void>();
-  const firstRequestArrived = (socket: Duplex) => {
-    const onTimeout = headTimeouts.get(socket);
-    if (!onTimeout) return;
-    headTimeouts.delete(socket);
-    socket.removeListener('timeout', onTimeout);
-    (socket as TLSSocket).setTimeout(0);
+  const headTimers = new WeakMap<Duplex, NodeJS.Timeout>();
+
+  // Slowloris guard: a request head must be complete within timeouts.requestHead of the
+  // connection's start, and of the end of the previous response on a kept-alive connection. A
+  // wall clock, not an idle timer, so a client dripping one byte at a time cannot hold it open.
+  // node:http runs its own header timers only on servers that listen; these are fed sockets.
+  const armHeadTimer = (ctx: ConnectionContext) => {
+    clearTimeout(headTimers.get(ctx.tls));
+    const limitMs = ctx.state.timeouts.requestHeadMs;
+    const timer = setTimeout(() => {
+      publishAudit({ ...ctx.auditBase, action: 'egress-rejected', reason: `no complete request head within ${limitMs} ms`, code: 'EGW_PROXY_BAD_REQUEST' });
+      ctx.tls.destroy();
+    }, limitMs);
+    timer.unref();
+    headTimers.set(ctx.tls, timer);
   };
-  const server = createServer({ maxHeaderSize: options.maxHeaderBytes, requireHostHeader: false, keepAliveTimeout: 5_000 });
+  const headArrived = (socket: Duplex) => {
+    clearTimeout(headTimers.get(socket));
+    headTimers.delete(socket);
+  };
 
-  server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const ctx = contexts.get(socket);
-    if (!ctx) return void socket.destroy();
-    firstRequestArrived(socket);
-    void handleConnect(ctx, req, socket, head);
-  });
-
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    const ctx = contexts.get(req.socket);
-    if (!ctx) return void res.destroy();
-    firstRequestArrived(req.socket);
-    void handleAbsoluteForm(ctx, req, res, options.forwarder);
-  });
-
-  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
-    const ctx = contexts.get(socket);
-    if (ctx && error.code !== 'ECONNRESET') {
-      publishAudit({ ...ctx.auditBase, action: 'egress-rejected', reason: `malformed proxy request: ${error.code ?? error.message}`, code: 'EGW_PROXY_BAD_REQUEST' });
-    }
-    if (socket.writable) {
-      const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-      refuseOnSocket(socket, status, 'http_request_error', `malformed proxy request (${error.code ?? 'parse error'})`);
-    }
-    socket.destroy();
-  });
+  // One parser configuration per header limit, so a reload that changes limits.maxHeaderBytes
+  // applies to new connections.
+  const servers = new Map<number, Server>();
+  const serverFor = (maxHeaderBytes: number): Server => {
+    let server = servers.get(maxHeaderBytes);
+    if (server) return server;
+    server = createServer({ maxHeaderSize: maxHeaderBytes, requireHostHeader: false, keepAliveTimeout: 5_000 });
+    server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const ctx = contexts.get(socket);
+      if (!ctx) return void socket.destroy();
+      headArrived(socket);
+      void handleConnect(ctx, req, socket, head);
+    });
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      const ctx = contexts.get(req.socket);
+      if (!ctx) return void res.destroy();
+      headArrived(req.socket);
+      res.once('finish', () => {
+        if (!req.socket.destroyed) armHeadTimer(ctx);
+      });
+      void handleAbsoluteForm(ctx, req, res, options.forwarder);
+    });
+    server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+      const ctx = contexts.get(socket);
+      if (ctx && error.code !== 'ECONNRESET') {
+        publishAudit({ ...ctx.auditBase, action: 'egress-rejected', reason: `malformed proxy request: ${error.code ?? error.message}`, code: 'EGW_PROXY_BAD_REQUEST' });
+      }
+      if (socket.writable) {
+        const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+        refuseOnSocket(socket, status, 'http_request_error', `malformed proxy request (${error.code ?? 'parse error'})`);
+      }
+      socket.destroy();
+    });
+    servers.set(maxHeaderBytes, server);
+    return server;
+  };
 
   return (ctx) => {
     contexts.set(ctx.tls, ctx);
-    // Slowloris guard until the first request head arrives; node:http only runs its own header
-    // timers on servers that listen, and this one is fed sockets instead.
-    const onHeadTimeout = () => {
-      publishAudit({ ...ctx.auditBase, action: 'egress-rejected', reason: `no request within ${options.requestHeadTimeoutMs} ms`, code: 'EGW_PROXY_BAD_REQUEST' });
-      ctx.tls.destroy();
-    };
-    headTimeouts.set(ctx.tls, onHeadTimeout);
-    ctx.tls.setTimeout(options.requestHeadTimeoutMs);
-    ctx.tls.once('timeout', onHeadTimeout);
-    server.emit('connection', ctx.tls);
+    ctx.tls.once('close', () => headArrived(ctx.tls));
+    armHeadTimer(ctx);
+    serverFor(ctx.state.maxHeaderBytes).emit('connection', ctx.tls);
   };
 }
 
@@ -235,7 +251,8 @@ async function handleAbsoluteForm(ctx: ConnectionContext, req: IncomingMessage, 
   }
   if (!url) return refuseBadRequest('this is a forward proxy: send CONNECT host:port or an absolute-form http:// request');
   if (url.protocol !== 'http:') return refuseBadRequest(`absolute-form ${url.protocol}// is not supported; use CONNECT for TLS destinations`);
-  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  const host = canonicalHost(url.hostname);
+  if (!host) return refuseBadRequest(`host ${JSON.stringify(url.hostname)} is not a valid host name or IP address`);
   const port = url.port ? Number(url.port) : 80;
   const destination = { domain: host, port };
   const http = { method, url: url.href };
@@ -261,6 +278,7 @@ async function handleAbsoluteForm(ctx: ConnectionContext, req: IncomingMessage, 
   let response: Awaited<ReturnType<HttpForwarder['forward']>>;
   try {
     response = await forwarder.forward({
+      connectTimeoutMs: ctx.state.timeouts.connectMs,
       ip: auth.ip,
       port,
       hostHeader: url.host,

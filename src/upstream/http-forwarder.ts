@@ -4,6 +4,7 @@ import { Agent, errors as undiciErrors } from 'undici';
 import { type ErrorCode, GatewayError } from '../core/errors.ts';
 
 export interface ForwardRequest {
+  readonly connectTimeoutMs: number;
   readonly ip: string;
   readonly port: number;
   /** Host header value as the client sent it (the origin sees the name, not the IP). */
@@ -40,22 +41,21 @@ function codeFor(error: unknown): ErrorCode {
  */
 export class HttpForwarder {
   readonly #agents = new Map<string, Agent>();
-  readonly #connectTimeoutMs: number;
   readonly #responseTimeoutMs: number;
 
-  constructor(options: { connectTimeoutMs: number; responseTimeoutMs: number }) {
-    this.#connectTimeoutMs = options.connectTimeoutMs;
+  constructor(options: { responseTimeoutMs: number }) {
     this.#responseTimeoutMs = options.responseTimeoutMs;
   }
 
-  #agentFor(localAddress: string | undefined): Agent {
-    const key = localAddress ?? '';
+  /** Keyed by source address and connect timeout, so a reload that changes either takes effect. */
+  #agentFor(localAddress: string | undefined, connectTimeoutMs: number): Agent {
+    const key = `${localAddress ?? ''}|${connectTimeoutMs}`;
     let agent = this.#agents.get(key);
     if (!agent) {
       agent = new Agent({
         // undici's Client owns the source address (its connector overrides connect.localAddress).
         ...(localAddress ? { localAddress } : {}),
-        connect: { timeout: this.#connectTimeoutMs },
+        connect: { timeout: connectTimeoutMs },
         headersTimeout: this.#responseTimeoutMs,
         bodyTimeout: this.#responseTimeoutMs,
         keepAliveTimeout: 4_000,
@@ -70,7 +70,7 @@ export class HttpForwarder {
     let localAddress: string | undefined;
     let localPort: number | undefined;
     try {
-      const response = await this.#agentFor(request.localAddress).request({
+      const response = await this.#agentFor(request.localAddress, request.connectTimeoutMs).request({
         origin: `http://${host}:${request.port}`,
         path: request.path,
         method: request.method as 'GET',

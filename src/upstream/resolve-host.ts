@@ -1,6 +1,7 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { GatewayError } from '../core/errors.ts';
+import { canonicalHost } from '../core/host-name.ts';
 import { publishRuntimeEvent } from '../core/runtime-event.ts';
 
 export interface HostResolver {
@@ -13,7 +14,8 @@ export interface HostResolver {
  * curl's --resolve. IP literals are returned as they are.
  */
 export function createHostResolver(overrides: Readonly<Record<string, string>> = {}, timeoutMs = 5000): HostResolver {
-  const table = new Map(Object.entries(overrides).map(([name, ip]) => [name.toLowerCase(), ip]));
+  // Callers pass canonical hosts (core/host-name.ts); the table is keyed the same way.
+  const table = new Map(Object.entries(overrides).map(([name, ip]) => [canonicalHost(name) ?? name.toLowerCase(), ip]));
   return {
     async resolve(host: string): Promise<string> {
       if (isIP(host) !== 0) return host;

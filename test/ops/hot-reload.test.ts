@@ -5,6 +5,7 @@ import { connect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { exportPrivateKeyPem } from '../../src/pki/key-pair.ts';
+import { curlViaGateway } from '../helpers/curl.ts';
 import { startTcpEchoServer } from '../helpers/tcp-echo-server.ts';
 import { type TestGateway, startTestGateway } from '../helpers/test-gateway.ts';
 import { type TestPki, type WrittenLeaf, createTestPki } from '../helpers/test-pki.ts';
@@ -107,6 +108,24 @@ describe('hot reload', () => {
       tunnel.close();
     } finally {
       writeFileSync(gw.configPath, before);
+    }
+  });
+
+  it('applies a reloaded header limit to new connections', async () => {
+    const client = await newPki.workload('bookinfo', 'details');
+    const big = `X-Big: ${'a'.repeat(6000)}`;
+    const url = `http://127.0.0.1:${echo.port}/`;
+    const before = await curlViaGateway(gw.port('egress'), client, newPki.rootPath, url, ['-p', '-v', '--max-time', '3', '--proxy-header', big]);
+    assert.doesNotMatch(before.stderr, /< HTTP\/1\.1 431/);
+    const config = readFileSync(gw.configPath, 'utf8');
+    writeFileSync(gw.configPath, `${config}\nlimits: { maxHeaderBytes: 4096 }\n`);
+    try {
+      const reload = await request(`http://127.0.0.1:${gw.gateway.adminAddress?.port}/reload`, { method: 'POST' });
+      assert.equal(reload.statusCode, 200, await reload.body.text());
+      const after = await curlViaGateway(gw.port('egress'), client, newPki.rootPath, url, ['-p', '-v', '--proxy-header', big]);
+      assert.match(after.stderr, /< HTTP\/1\.1 431/);
+    } finally {
+      writeFileSync(gw.configPath, config);
     }
   });
 

@@ -74,8 +74,48 @@ describe('limits and timeouts', () => {
     await new Promise((r) => socket.once('secureConnect', r));
     socket.write('CONNECT 127.0.0.1:1 HTTP/1.1\r\nX-Slow: ');
     await closesWithin(socket, 3000);
-    const record = await gw.waitForRecord((r) => r.code === 'EGW_PROXY_BAD_REQUEST' && /no request within/.test(r.reason));
+    const record = await gw.waitForRecord((r) => r.code === 'EGW_PROXY_BAD_REQUEST' && /no complete request head within 400 ms/.test(r.reason));
     assert.equal(record.identity?.spiffeId, 'spiffe://cluster.local/ns/bookinfo/sa/productpage');
+  });
+
+  /** Sends `text` one byte every `everyMs` until the socket closes; resolves with the bytes sent. */
+  const drip = (socket: import('node:tls').TLSSocket, text: string, everyMs: number) =>
+    new Promise<number>((resolve) => {
+      let sent = 0;
+      const timer = setInterval(() => {
+        if (socket.destroyed || sent >= text.length) return;
+        socket.write(text[sent] as string);
+        sent += 1;
+      }, everyMs);
+      socket.once('close', () => {
+        clearInterval(timer);
+        resolve(sent);
+      });
+    });
+
+  it('closes a client that drips its request head one byte at a time (wall clock, not idle timer)', async () => {
+    const socket = tlsConnect({ host: '127.0.0.1', port: gw.port('egress'), ca: readFileSync(pki.rootPath), cert: readFileSync(bookinfo.certPath), key: readFileSync(bookinfo.keyPath), servername: 'localhost' });
+    socket.on('error', () => {});
+    await new Promise((r) => socket.once('secureConnect', r));
+    const head = `CONNECT 127.0.0.1:${tcpEcho.port} HTTP/1.1\r\nX-Drip: ${'a'.repeat(200)}\r\n\r\n`;
+    const sent = await drip(socket, head, 100);
+    assert.ok(sent < head.length, `closed after ${sent} of ${head.length} bytes`);
+  });
+
+  it('applies the request-head deadline again after each response on a kept-alive connection', async () => {
+    const socket = tlsConnect({ host: '127.0.0.1', port: gw.port('egress'), ca: readFileSync(pki.rootPath), cert: readFileSync(bookinfo.certPath), key: readFileSync(bookinfo.keyPath), servername: 'localhost' });
+    socket.on('error', () => {});
+    await new Promise((r) => socket.once('secureConnect', r));
+    let received = '';
+    socket.on('data', (chunk) => {
+      received += chunk;
+    });
+    socket.write(`GET http://127.0.0.1:${echoPort}/first HTTP/1.1\r\nHost: 127.0.0.1:${echoPort}\r\n\r\n`);
+    while (!received.includes('/first')) await new Promise((r) => setTimeout(r, 20));
+    const next = `GET http://127.0.0.1:${echoPort}/second HTTP/1.1\r\nX-Drip: ${'a'.repeat(200)}\r\n\r\n`;
+    const sent = await drip(socket, next, 100);
+    assert.ok(sent < next.length, `closed after ${sent} of ${next.length} bytes`);
+    assert.doesNotMatch(received, /\/second/);
   });
 
   it('answers 431 to a request head larger than limits.maxHeaderBytes', async () => {

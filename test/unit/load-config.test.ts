@@ -68,6 +68,14 @@ describe('parseConfig', () => {
     assert.match(problems('identity: [unclosed'), /cfg\.yaml: YAML error/);
   });
 
+  it('names identity.trustDomain for an upper-case trust domain', () => {
+    assert.match(problems(base.replace('trustDomain: cluster.local', 'trustDomain: Cluster.Local')), /cfg\.yaml: identity\.trustDomain: a SPIFFE trust domain is lower-case/);
+  });
+
+  it('rejects a port above 65535', () => {
+    assert.match(problems(base.replace('127.0.0.1:3128', '127.0.0.1:99999')), /listeners\[0\]\.listen: the port must be from 0 to 65535/);
+  });
+
   it('rejects an unknown rule action', () => {
     assert.match(problems(`${base}rules: [{ name: r, action: permit }]\n`), /rules\[0\]\.action/);
   });
