@@ -91,28 +91,34 @@ describe('syslog sink through a receiver outage (rsyslogd stopped mid-stream and
     return hub;
   }
 
-  it('loses nothing when the queue holds the outage: every record arrives, re-sends are counted as retried', async () => {
-    const logs: string[] = [];
-    // A confirm interval longer than the stream: the records on the open connection are still
-    // unconfirmed when rsyslog stops, so the re-send path is certain to run.
-    const hub = tlsHub({ confirmInterval: '5s' }, logs);
+  /** rsyslog stops (SIGTERM) before record `stopAt` is written and starts again before `startAt`. */
+  const outageBetween = (stopAt: number, startAt: number) => {
     const outage = { active: false };
     const events = new Map<number, () => Promise<void>>([
       [
-        80,
+        stopAt,
         async () => {
           outage.active = true;
           await rsyslog.stop('SIGTERM');
         },
       ],
       [
-        160,
+        startAt,
         async () => {
           await rsyslog.start();
           outage.active = false;
         },
       ],
     ]);
+    return { outage, events };
+  };
+
+  it('loses nothing when the queue holds the outage: every record arrives, re-sends are counted as retried', async () => {
+    const logs: string[] = [];
+    // A confirm interval longer than the stream: the records on the open connection are still
+    // unconfirmed when rsyslog stops, so the re-send path is certain to run.
+    const hub = tlsHub({ confirmInterval: '5s' }, logs);
+    const { outage, events } = outageBetween(80, 160);
     const sent = await stream(hub, 240, 5, events, outage);
     await hub.close(20_000);
     const stats = statsOf(hub);
@@ -137,23 +143,7 @@ describe('syslog sink through a receiver outage (rsyslogd stopped mid-stream and
   it('drops only what the counters report when the outage overflows the queue', async () => {
     const logs: string[] = [];
     const hub = tlsHub({ queueSize: 40 }, logs);
-    const outage = { active: false };
-    const events = new Map<number, () => Promise<void>>([
-      [
-        40,
-        async () => {
-          outage.active = true;
-          await rsyslog.stop('SIGTERM');
-        },
-      ],
-      [
-        160,
-        async () => {
-          await rsyslog.start();
-          outage.active = false;
-        },
-      ],
-    ]);
+    const { outage, events } = outageBetween(40, 160);
     const sent = await stream(hub, 320, 5, events, outage);
     await hub.close(20_000);
     const stats = statsOf(hub);
