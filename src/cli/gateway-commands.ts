@@ -44,6 +44,11 @@ export async function runServe(configPath: string, options: { workers?: string }
     if (stopping) return;
     stopping = true;
     process.stderr.write(`${signal}: closing listeners, draining tunnels (up to ${gateway.config.timeouts.drain} ms)\n`);
+    // Backstop: whatever hangs (a sink, a socket), the process ends after drain + flush time.
+    setTimeout(() => {
+      process.stderr.write('shutdown did not finish in time; exiting\n');
+      process.exit(1);
+    }, gateway.config.timeouts.drain + 15_000).unref();
     const { forcedClosed } = await gateway.close();
     process.stderr.write(`stopped${forcedClosed ? `; ${forcedClosed} connections closed at the drain deadline` : ''}\n`);
     process.exit(0);

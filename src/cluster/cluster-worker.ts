@@ -31,6 +31,7 @@ export async function runClusterWorker(configPath: string): Promise<Gateway> {
   process.on('SIGTERM', async () => {
     if (stopping) return;
     stopping = true;
+    setTimeout(() => process.exit(1), gateway.config.timeouts.drain + 15_000).unref();
     const { forcedClosed } = await gateway.close();
     if (forcedClosed) process.stderr.write(`[worker ${process.pid}] ${forcedClosed} connections closed at the drain deadline\n`);
     process.exit(0);

@@ -55,6 +55,44 @@ describe('graceful drain', () => {
   });
 });
 
+describe('shutdown with a stalled log collector', () => {
+  it('exits on SIGTERM even when nobody reads its stdout', async () => {
+    const pki = await createTestPki();
+    const dir = mkdtempSync(join(tmpdir(), 'egw-stalled-'));
+    const port = await freePort();
+    const configPath = join(dir, 'gateway.yaml');
+    writeFileSync(
+      configPath,
+      stringify({
+        identity: { trustDomain: 'cluster.local', trustAnchors: pki.intermediatePath, cert: pki.gateway.certPath, key: pki.gateway.keyPath },
+        listeners: [{ name: 'egress', listen: `127.0.0.1:${port}`, mode: 'connect' }],
+        timeouts: { drain: '1s' },
+        admin: { listen: 'off', watch: false },
+        audit: { sinks: [{ type: 'stdout', format: 'ecs' }] },
+      }),
+    );
+    const child = spawn(process.execPath, [join(repo, 'bin/egress-gateway.js'), 'serve', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout?.pause(); // the log collector is stuck: its pipe fills up
+    let stderr = '';
+    child.stderr?.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    try {
+      while (!/listener egress/.test(stderr)) await new Promise((r) => setTimeout(r, 50));
+      const refused = await pki.workload('other', 'x');
+      // About 2 KB of ECS per refusal: 150 of them overflow the 64 KiB pipe.
+      for (let i = 0; i < 150; i++) await curlViaGateway(port, refused, pki.rootPath, 'http://127.0.0.1:1/', ['-p']);
+      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+      pki.cleanup();
+    }
+  });
+});
+
 describe('serve --workers', () => {
   it('shares the listeners across workers, aggregates metrics, reloads and drains every worker', async () => {
     const pki = await createTestPki();

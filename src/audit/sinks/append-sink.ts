@@ -96,7 +96,7 @@ export class AppendSink implements AuditSink {
       try {
         this.#fd ??= await this.#open();
         const fd = this.#fd;
-        await writeFully(fd, buffer);
+        await writeFully(fd, buffer, this.#stop.signal);
         if (!this.#queue.up) this.#log(`audit sink ${this.name}: writing again after ${failures} failed attempts`);
         this.#queue.delivered(batch);
         failures = 0;
@@ -125,10 +125,14 @@ export class AppendSink implements AuditSink {
   }
 }
 
-/** fs.write may write less than asked (pipes); a non-blocking stdout answers EAGAIN while full. */
-async function writeFully(fd: number, buffer: Buffer): Promise<void> {
+/**
+ * fs.write may write less than asked (pipes); a non-blocking stdout answers EAGAIN while full.
+ * `signal` (close) ends the wait, so a stdout nobody reads cannot hold up shutdown for ever.
+ */
+async function writeFully(fd: number, buffer: Buffer, signal: AbortSignal): Promise<void> {
   let offset = 0;
   while (offset < buffer.length) {
+    if (signal.aborted) throw new Error(`sink closed after ${offset} of ${buffer.length} bytes`);
     try {
       const { bytesWritten } = await writeAsync(fd, buffer, offset, buffer.length - offset, null);
       offset += bytesWritten;
@@ -137,7 +141,7 @@ async function writeFully(fd: number, buffer: Buffer): Promise<void> {
         if (offset > 0) throw Object.assign(new Error(`${(error as Error).message} after ${offset} of ${buffer.length} bytes`), { cause: error });
         throw error;
       }
-      await sleep(20);
+      await sleep(20, signal);
     }
   }
 }
