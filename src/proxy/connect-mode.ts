@@ -31,6 +31,15 @@ export function stripHopByHop(headers: Record<string, string | string[] | undefi
 }
 
 /**
+ * A request target as audit records show it: no credentials (`user:pass@`), at most 2048
+ * characters, because records are queued for SIEMs and must not carry secrets or grow unbounded.
+ */
+function auditUrl(target: URL | string | undefined): string {
+  const text = typeof target === 'string' || target === undefined ? (target ?? '') : target.href;
+  return text.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#@]*@/i, '$1').slice(0, 2048);
+}
+
+/**
  * Parses CONNECT's authority-form target (`host:port` or `[v6]:port`) into the canonical host
  * that policy, resolver and audit all use; undefined when the host could be read two ways.
  */
@@ -175,7 +184,7 @@ export function createConnectModeHandler(options: { forwarder: HttpForwarder }):
 async function handleConnect(ctx: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
   const limited = limitRefusal(ctx);
   if (limited) {
-    auditRefusal(ctx, limited, {}, { method: 'CONNECT', url: req.url ?? '' });
+    auditRefusal(ctx, limited, {}, { method: 'CONNECT', url: auditUrl(req.url) });
     return refuseOnSocket(socket, limited.status, limited.proxyStatus, limited.reason, limited.retryAfterSeconds);
   }
   const target = parseAuthority(req.url);
@@ -241,12 +250,12 @@ async function handleAbsoluteForm(ctx: ConnectionContext, req: IncomingMessage, 
     url = undefined;
   }
   const refuseBadRequest = (reason: string, code: ErrorCode = 'EGW_PROXY_BAD_REQUEST') => {
-    auditRefusal(ctx, { allow: false, status: 400, proxyStatus: 'http_request_error', code, reason }, {}, { method, url: req.url?.slice(0, 2048) ?? '' });
+    auditRefusal(ctx, { allow: false, status: 400, proxyStatus: 'http_request_error', code, reason }, {}, { method, url: auditUrl(req.url) });
     refuseOnResponse(res, 400, 'http_request_error', reason);
   };
   const limited = limitRefusal(ctx);
   if (limited) {
-    auditRefusal(ctx, limited, {}, { method, url: req.url?.slice(0, 2048) ?? '' });
+    auditRefusal(ctx, limited, {}, { method, url: auditUrl(req.url) });
     return refuseOnResponse(res, limited.status, limited.proxyStatus, limited.reason, limited.retryAfterSeconds);
   }
   if (!url) return refuseBadRequest('this is a forward proxy: send CONNECT host:port or an absolute-form http:// request');
@@ -255,7 +264,7 @@ async function handleAbsoluteForm(ctx: ConnectionContext, req: IncomingMessage, 
   if (!host) return refuseBadRequest(`host ${JSON.stringify(url.hostname)} is not a valid host name or IP address`);
   const port = url.port ? Number(url.port) : 80;
   const destination = { domain: host, port };
-  const http = { method, url: url.href };
+  const http = { method, url: auditUrl(url) };
   const auth = await authorizeDestination(ctx.state, ctx.listener, ctx.peer.spiffeId, host, port);
   if (!auth.allow) {
     auditRefusal(ctx, auth, { ...destination, ...(auth.ip ? { ip: auth.ip } : {}) }, http);

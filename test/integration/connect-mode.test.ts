@@ -72,6 +72,14 @@ describe('connect mode (HTTPS forward proxy)', () => {
     assert.equal(closed.bytesFromClient, body.length);
   });
 
+  it('keeps credentials in an absolute-form URL out of the audit record', async () => {
+    const result = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://alice:s3cret@api.example.com:${echoPort}/private`);
+    assert.equal(result.code, 0, result.stderr);
+    const permitted = await gw.waitForRecord((r) => r.action === 'egress-permitted' && r.http?.url?.endsWith('/private') === true);
+    assert.equal(permitted.http?.url, `http://api.example.com:${echoPort}/private`);
+    assert.ok(!JSON.stringify(gw.records).includes('s3cret'));
+  });
+
   it('matches a host glob: *.example.com allows api.example.com', async () => {
     const result = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://api.example.com:${echoPort}/`, ['-p']);
     assert.equal(result.code, 0, result.stderr);

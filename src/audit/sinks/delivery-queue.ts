@@ -6,16 +6,21 @@ export interface QueueEntry {
   attempts: number;
 }
 
+/** Memory one sink's queue may hold, whatever the record count: records can be large (URLs). */
+export const DEFAULT_QUEUE_BYTES = 32 * 1024 * 1024;
+
 /**
  * A bounded FIFO plus the delivery ledger of one sink. Entries move pending → in flight →
- * delivered | dropped | back to pending (retry). The bound covers pending *and* in-flight
- * entries, so putting failed entries back can never overflow it, and a full queue drops the
- * newest record (the one being offered) rather than blocking the caller.
+ * delivered | dropped | back to pending (retry). The bounds (records and bytes) cover pending
+ * *and* in-flight entries, so putting failed entries back can never overflow them, and a full
+ * queue drops the newest record (the one being offered) rather than blocking the caller.
  */
 export class DeliveryQueue {
   readonly capacity: number;
+  readonly maxBytes: number;
   #pending: QueueEntry[] = [];
   #inFlight = 0;
+  #bytes = 0;
   #received = 0;
   #delivered = 0;
   #retried = 0;
@@ -26,8 +31,14 @@ export class DeliveryQueue {
   #lastErrorAt: string | undefined;
   #idleWaiters: Array<() => void> = [];
 
-  constructor(capacity: number) {
+  constructor(capacity: number, maxBytes = DEFAULT_QUEUE_BYTES) {
     this.capacity = capacity;
+    this.maxBytes = maxBytes;
+  }
+
+  /** Bytes held by pending and in-flight entries. */
+  get bytes(): number {
+    return this.#bytes;
   }
 
   get pendingCount(): number {
@@ -41,11 +52,12 @@ export class DeliveryQueue {
   /** Accepts one encoded record, or counts it as dropped. Returns whether it was queued. */
   offer(data: Buffer): boolean {
     this.#received += 1;
-    if (this.size >= this.capacity) {
+    if (this.size >= this.capacity || this.#bytes + data.length > this.maxBytes) {
       this.#count('queue_full', 1);
       return false;
     }
     this.#pending.push({ data, attempts: 0 });
+    this.#bytes += data.length;
     return true;
   }
 
@@ -96,6 +108,7 @@ export class DeliveryQueue {
   delivered(entries: readonly QueueEntry[]): void {
     if (entries.length === 0) return;
     this.#inFlight -= entries.length;
+    this.#release(entries);
     this.#delivered += entries.length;
     this.markUp();
     this.#checkIdle();
@@ -112,6 +125,7 @@ export class DeliveryQueue {
   drop(entries: readonly QueueEntry[], reason: DropReason): void {
     if (entries.length === 0) return;
     this.#inFlight -= entries.length;
+    this.#release(entries);
     this.#count(reason, entries.length);
     this.#checkIdle();
   }
@@ -119,6 +133,7 @@ export class DeliveryQueue {
   /** Drops everything still pending (shutdown); in-flight entries are the sender's to settle. */
   dropPending(reason: DropReason): number {
     const count = this.#pending.length;
+    this.#release(this.#pending);
     this.#pending = [];
     if (count > 0) this.#count(reason, count);
     this.#checkIdle();
@@ -170,6 +185,10 @@ export class DeliveryQueue {
       up: this.#up,
       ...(this.#lastError ? { lastError: this.#lastError, lastErrorAt: this.#lastErrorAt } : {}),
     };
+  }
+
+  #release(entries: readonly QueueEntry[]): void {
+    for (const entry of entries) this.#bytes -= entry.data.length;
   }
 
   #count(reason: DropReason, count: number): void {
