@@ -1,5 +1,4 @@
 import { timingSafeEqual } from 'node:crypto';
-import { isIP } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import { isGatewayError } from '../core/errors.ts';
 import type { AdminBackend } from './admin-backend.ts';
@@ -11,14 +10,17 @@ export interface AdminServerOptions {
   readonly token?: string;
 }
 
+/**
+ * Only the two canonical loopback addresses: 127.0.0.6 and friends are what a mesh sidecar's
+ * inbound passthrough uses as source, so "any of 127/8" would let mesh traffic in.
+ */
 function isLoopback(address: string | undefined): boolean {
-  if (!address) return false;
-  const plain = address.startsWith('::ffff:') ? address.slice(7) : address;
-  return isIP(plain) === 4 ? plain.startsWith('127.') : plain === '::1';
+  return address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1';
 }
 
 function tokenMatches(header: string | undefined, token: string): boolean {
-  const presented = Buffer.from(/^Bearer (.+)$/.exec(header ?? '')?.[1] ?? '');
+  // Auth schemes are case-insensitive (RFC 7235 §2.1).
+  const presented = Buffer.from(/^Bearer +(.+)$/i.exec(header ?? '')?.[1] ?? '');
   const expected = Buffer.from(token);
   return presented.length === expected.length && timingSafeEqual(presented, expected);
 }
@@ -34,15 +36,22 @@ const policyCheckBody = {
   },
 } as const;
 
-/** POST routes, encapsulated with their own auth hook so it never applies to probes or scrapes. */
-function mutatingRoutes(backend: AdminBackend, token: string | undefined): FastifyPluginAsync {
+/**
+ * Routes that change state (POST) or reveal who talks to what (/stats, /connections, /config),
+ * encapsulated with their own auth hook so it never applies to probes or metric scrapes:
+ * a bearer token when one is configured, otherwise loopback clients only.
+ */
+function protectedRoutes(backend: AdminBackend, token: string | undefined): FastifyPluginAsync {
   return async (app) => {
     app.addHook('onRequest', async (request, reply) => {
       const allowed = token ? tokenMatches(request.headers.authorization, token) : isLoopback(request.socket.remoteAddress);
       if (!allowed) {
-        return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'EGW_ADMIN_UNAUTHORIZED', message: token ? 'a valid bearer token is required' : 'set admin.token to allow POST routes from non-loopback clients' });
+        return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'EGW_ADMIN_UNAUTHORIZED', message: token ? 'a valid bearer token is required' : 'set admin.token to allow this route from non-loopback clients' });
       }
     });
+    app.get('/stats', async () => backend.stats());
+    app.get('/connections', async () => backend.connections());
+    app.get('/config', async () => backend.effectiveConfig());
     app.post('/reload', async (_request, reply) => {
       const result = await backend.reload();
       return reply.code(result.ok ? 200 : 422).send(result);
@@ -70,10 +79,7 @@ export function buildAdminServer(backend: AdminBackend, options: Pick<AdminServe
     const { contentType, body } = await backend.metrics();
     return reply.type(contentType).send(body);
   });
-  app.get('/stats', async () => backend.stats());
-  app.get('/connections', async () => backend.connections());
-  app.get('/config', async () => backend.effectiveConfig());
-  app.register(mutatingRoutes(backend, options.token));
+  app.register(protectedRoutes(backend, options.token));
   app.setErrorHandler((error, _request, reply) => {
     const status = (error as { statusCode?: number }).statusCode ?? 500;
     if (status >= 500) process.stderr.write(`admin API error: ${(error as Error).stack ?? String(error)}\n`);

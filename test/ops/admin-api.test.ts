@@ -46,8 +46,8 @@ describe('admin API', () => {
     pki.cleanup();
   });
 
-  const get = async (path: string) => {
-    const response = await request(`${admin}${path}`);
+  const get = async (path: string, token: string | null = TOKEN) => {
+    const response = await request(`${admin}${path}`, token ? { headers: { authorization: `Bearer ${token}` } } : {});
     return { status: response.statusCode, text: await response.body.text(), headers: response.headers };
   };
   const post = async (path: string, body?: unknown, token?: string) => {
@@ -120,6 +120,14 @@ describe('admin API', () => {
     assert.equal(config.admin.token, '<redacted>');
     assert.equal(config.listeners[0].name, 'egress');
     assert.ok(!text.includes(TOKEN));
+  });
+
+  it('GET /stats, /connections and /config require the bearer token; probes and metrics do not', async () => {
+    for (const path of ['/stats', '/connections', '/config']) assert.equal((await get(path, null)).status, 401, path);
+    for (const path of ['/healthz', '/readyz', '/metrics']) assert.equal((await get(path, null)).status, 200, path);
+    const lowerCase = await request(`${admin}/stats`, { headers: { authorization: `bearer ${TOKEN}` } });
+    assert.equal(lowerCase.statusCode, 200, 'the auth scheme is case-insensitive');
+    await lowerCase.body.dump();
   });
 
   it('POST routes require the bearer token', async () => {
