@@ -178,12 +178,20 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
       const reasons: string[] = [];
       if (draining) reasons.push('draining');
       else if (listeners.length !== current.listeners.size || listeners.some((l) => !l.listening)) reasons.push('not every listener is bound');
-      const horizon = Date.now() + config.admin.certExpiryWindow;
-      if (current.serverCertificate.notAfter.getTime() < horizon) reasons.push(`gateway certificate expires at ${current.serverCertificate.notAfter.toISOString()}`);
-      for (const anchor of current.trustBundle.anchors) {
-        if (anchor.notAfter.getTime() < horizon) reasons.push(`trust anchor "${anchor.subject}" expires at ${anchor.notAfter.toISOString()}`);
+      // Expired certificates make the replica useless; expiring ones are only a warning, because
+      // every replica mounts the same Secret and would leave the Service empty all at once.
+      const warnings: string[] = [];
+      const now = Date.now();
+      const horizon = now + config.admin.certExpiryWindow;
+      const certificates = [
+        { what: 'gateway certificate', notAfter: current.serverCertificate.notAfter },
+        ...current.trustBundle.anchors.map((a) => ({ what: `trust anchor "${a.subject}"`, notAfter: a.notAfter })),
+      ];
+      for (const { what, notAfter } of certificates) {
+        if (notAfter.getTime() < now) reasons.push(`${what} expired at ${notAfter.toISOString()}`);
+        else if (notAfter.getTime() < horizon) warnings.push(`${what} expires at ${notAfter.toISOString()}`);
       }
-      return { ready: reasons.length === 0, reasons };
+      return { ready: reasons.length === 0, reasons, warnings };
     },
     async metrics() {
       return { contentType: metrics.registry.contentType, body: await metrics.registry.metrics() };

@@ -174,7 +174,7 @@ describe('admin API', () => {
 });
 
 describe('admin API readiness', () => {
-  it('answers 503 naming the certificate that expires within the configured window', async () => {
+  it('stays ready but warns while a certificate expires within the configured window', async () => {
     const pki = await createTestPki();
     const gw = await startTestGateway(pki, {
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
@@ -182,9 +182,32 @@ describe('admin API readiness', () => {
     });
     try {
       const response = await request(`http://127.0.0.1:${gw.gateway.adminAddress?.port}/readyz`);
+      assert.equal(response.statusCode, 200);
+      const body = (await response.body.json()) as { warnings: string[] };
+      assert.match(body.warnings.join(' '), /gateway certificate expires at/);
+    } finally {
+      await gw.close();
+      pki.cleanup();
+    }
+  });
+
+  it('answers 503 naming the gateway certificate once it has expired', async () => {
+    const pki = await createTestPki();
+    const expired = await pki.issue('gateway-expired', {
+      spiffeIds: ['spiffe://cluster.local/ns/bookinfo/sa/bigip-proxy'],
+      notBefore: new Date(Date.now() - 48 * 3_600_000),
+      notAfter: new Date(Date.now() - 3_600_000),
+    });
+    const gw = await startTestGateway(pki, {
+      identity: { trustDomain: 'cluster.local', trustAnchors: pki.intermediatePath, cert: expired.certPath, key: expired.keyPath },
+      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
+      admin: { listen: '127.0.0.1:0', watch: false },
+    });
+    try {
+      const response = await request(`http://127.0.0.1:${gw.gateway.adminAddress?.port}/readyz`);
       assert.equal(response.statusCode, 503);
       const body = (await response.body.json()) as { reasons: string[] };
-      assert.match(body.reasons.join(' '), /gateway certificate expires at/);
+      assert.match(body.reasons.join(' '), /gateway certificate expired at/);
     } finally {
       await gw.close();
       pki.cleanup();
