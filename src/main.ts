@@ -6,7 +6,7 @@ import type { AuditHub } from './audit/audit-hub.ts';
 import { buildAuditHub } from './audit/build-audit-hub.ts';
 import { buildGatewayState } from './config/build-state.ts';
 import type { GatewayConfig } from './config/config-schema.ts';
-import { adminToken, loadConfig, resolveConfigPath } from './config/load-config.ts';
+import { adminToken, loadConfig, parseConfig, resolveConfigPath } from './config/load-config.ts';
 import { GatewayError, isGatewayError } from './core/errors.ts';
 import { ensureDevPki } from './devtools/dev-pki.ts';
 import { TcpListener } from './listener/tcp-listener.ts';
@@ -24,6 +24,8 @@ import { HttpForwarder } from './upstream/http-forwarder.ts';
 
 export interface StartOptions {
   readonly configPath: string;
+  /** Start from this configuration text instead of reading `configPath` (cluster workers get the primary's last good one); reloads read the file. */
+  readonly configText?: string;
   /** Where operational messages go (audit records go to the configured sinks). */
   readonly log?: (message: string) => void;
   /** Replaces the configured sinks (tests). */
@@ -89,7 +91,7 @@ function watchFiles(paths: readonly string[], onChange: () => void): FSWatcher[]
 /** The composition root: config → state → audit → metrics → listeners → admin. The only module that imports them all. */
 export async function startGateway(options: StartOptions): Promise<Gateway> {
   const log = options.log ?? ((message: string) => process.stderr.write(`${message}\n`));
-  const loaded = loadConfig(options.configPath);
+  const loaded = options.configText === undefined ? loadConfig(options.configPath) : { path: options.configPath, config: parseConfig(options.configText, options.configPath) };
   let config = loaded.config;
   const devPki = config.identity.devPki;
   if (devPki?.generateIfMissing && (await ensureDevPki(resolveConfigPath(devPki.dir), config.identity.trustDomain))) {

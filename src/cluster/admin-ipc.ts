@@ -1,3 +1,6 @@
+/** Environment variable carrying the primary's last good configuration text to forked workers. */
+export const CONFIG_SNAPSHOT_ENV = 'EGW_CONFIG_SNAPSHOT';
+
 /** Messages between the cluster primary (which serves the admin API) and its workers. */
 export type AdminOperation = 'readiness' | 'stats' | 'connections' | 'effectiveConfig' | 'reload' | 'policyCheck';
 

@@ -2,7 +2,7 @@ import { AggregatorRegistry } from 'prom-client';
 import { isGatewayError } from '../core/errors.ts';
 import { type Gateway, startGateway } from '../main.ts';
 import type { PolicyCheckInput } from '../proxy/check-policy.ts';
-import { type AdminReply, isAdminRequest } from './admin-ipc.ts';
+import { type AdminReply, CONFIG_SNAPSHOT_ENV, isAdminRequest } from './admin-ipc.ts';
 
 /**
  * A worker of `serve --workers N`: a full gateway sharing the listening sockets through
@@ -10,7 +10,13 @@ import { type AdminReply, isAdminRequest } from './admin-ipc.ts';
  * drains on SIGTERM (sent by the primary).
  */
 export async function runClusterWorker(configPath: string): Promise<Gateway> {
-  const gateway = await startGateway({ configPath, adminListen: 'off', log: (m) => process.stderr.write(`[worker ${process.pid}] ${m}\n`) });
+  const snapshot = process.env[CONFIG_SNAPSHOT_ENV];
+  const gateway = await startGateway({
+    configPath,
+    ...(snapshot ? { configText: Buffer.from(snapshot, 'base64').toString('utf8') } : {}),
+    adminListen: 'off',
+    log: (m) => process.stderr.write(`[worker ${process.pid}] ${m}\n`),
+  });
   // prom-client's AggregatorRegistry in the primary collects from these registries over IPC.
   AggregatorRegistry.setRegistries([gateway.metricsRegistry]);
   // Constructing one installs prom-client's worker-side IPC responder (it is lazy).

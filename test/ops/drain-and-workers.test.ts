@@ -139,6 +139,25 @@ describe('serve --workers', () => {
       const ready = await request(`http://127.0.0.1:${adminPort}/readyz`);
       assert.equal(ready.statusCode, 200);
       await ready.body.dump();
+
+      // A broken edit is refused by reload, and a worker that dies afterwards is replaced from
+      // the last good configuration, not from the broken file.
+      writeFileSync(configPath, 'listeners: [broken');
+      const refused = await request(`http://127.0.0.1:${adminPort}/reload`, { method: 'POST' });
+      assert.equal(refused.statusCode, 422);
+      await refused.body.dump();
+      process.kill(stats.workers[0]?.pid as number, 'SIGKILL');
+      const until = Date.now() + 20_000;
+      let readyAgain = false;
+      while (!readyAgain && Date.now() < until) {
+        await new Promise((r) => setTimeout(r, 250));
+        const probe = await request(`http://127.0.0.1:${adminPort}/readyz`);
+        await probe.body.dump();
+        readyAgain = probe.statusCode === 200 && /starting a replacement/.test(stderr);
+      }
+      assert.ok(readyAgain, `the replacement worker serves again: ${stderr}`);
+      const after = await curlViaGateway(egressPort, client, pki.rootPath, url, ['-p']);
+      assert.equal(JSON.parse(after.stdout).peerAddress, '127.0.0.2');
       const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
       assert.equal(await exited, 0);
