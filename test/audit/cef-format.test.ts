@@ -141,4 +141,10 @@ describe('CEF format', () => {
     const { ext } = parseCef(formatCef(rejectedRecord({ reason: '='.repeat(2000) })));
     assert.equal(ext.reason, '='.repeat(1023));
   });
+
+  it('never cuts a character in half when truncating', () => {
+    const { ext } = parseCef(formatCef(rejectedRecord({ reason: `${'a'.repeat(1022)}😀tail` })));
+    assert.equal(ext.reason, 'a'.repeat(1022), 'the emoji would straddle the limit, so it goes whole');
+    assert.ok(!ext.reason?.includes('\uFFFD'));
+  });
 });

@@ -31,8 +31,11 @@ export function escapeCefValue(value: string): string {
   return value.replace(/[\\=\r\n]/g, (c) => (c === '\n' ? '\\n' : c === '\r' ? '\\r' : `\\${c}`));
 }
 
+/** Cuts to at most `max` UTF-16 units without splitting a surrogate pair (an emoji would become U+FFFD). */
 function truncate(value: string, max: number): string {
-  return value.length > max ? value.slice(0, max) : value;
+  if (value.length <= max) return value;
+  const last = value.charCodeAt(max - 1);
+  return value.slice(0, last >= 0xd800 && last <= 0xdbff ? max - 1 : max);
 }
 
 function epochMs(iso: string | undefined): string | undefined {
