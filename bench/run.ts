@@ -8,14 +8,14 @@
  *   memory:     proxy RSS per open idle tunnel
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { type Server, type Socket, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TLSSocket, connect } from 'node:tls';
-import { stringify } from 'yaml';
 import { createTestPki } from '../test/helpers/test-pki.ts';
 import { freePort } from '../test/helpers/loopback-ports.ts';
+import { writeTestConfig } from '../test/helpers/test-gateway.ts';
 
 const HANDSHAKES = Number(process.env.BENCH_HANDSHAKES ?? 400);
 const RELAY_MB = Number(process.env.BENCH_RELAY_MB ?? 256);
@@ -154,21 +154,16 @@ async function main(): Promise<void> {
   const tlsOpts = { ca: readFileSync(pki.rootPath), cert: readFileSync(client.certPath), key: readFileSync(client.keyPath) };
   const port = await freePort();
   const tcpPort = await freePort();
-  const configPath = join(dir, 'gateway.yaml');
-  writeFileSync(
-    configPath,
-    stringify({
-      identity: { trustDomain: 'cluster.local', trustAnchors: pki.intermediatePath, cert: pki.gateway.certPath, key: pki.gateway.keyPath },
-      listeners: [
-        { name: 'egress', listen: `127.0.0.1:${port}`, mode: 'connect', snat: '127.0.0.2' },
-        { name: 'tcp', listen: `127.0.0.1:${tcpPort}`, mode: 'tcp', upstream: `127.0.0.1:${discard.port}`, snat: '127.0.0.2' },
-      ],
-      rules: [{ name: 'bench', from: { namespaces: ['bookinfo'] }, to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
-      limits: { maxConnectionsPerIdentity: 0 },
-      audit: { sinks: [{ type: 'file', path: join(dir, 'audit.jsonl'), format: 'ecs' }] },
-      admin: { listen: 'off', watch: false },
-    }),
-  );
+  const configPath = writeTestConfig(pki, {
+    listeners: [
+      { name: 'egress', listen: `127.0.0.1:${port}`, mode: 'connect', snat: '127.0.0.2' },
+      { name: 'tcp', listen: `127.0.0.1:${tcpPort}`, mode: 'tcp', upstream: `127.0.0.1:${discard.port}`, snat: '127.0.0.2' },
+    ],
+    rules: [{ name: 'bench', from: { namespaces: ['bookinfo'] }, to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
+    limits: { maxConnectionsPerIdentity: 0 },
+    audit: { sinks: [{ type: 'file', path: join(dir, 'audit.jsonl'), format: 'ecs' }] },
+    admin: { listen: 'off', watch: false },
+  });
   const gatewayProcess = spawn(process.execPath, [join(repo, 'bin/egress-gateway.js'), 'serve', '--config', configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
   await waitForLine(gatewayProcess, 'stderr', /listener egress/);
   const baselineProcess = spawn(process.execPath, ['--import', 'tsx', join(repo, 'bench/baseline-relay.ts'), pki.gateway.certPath, pki.gateway.keyPath, pki.rootPath, String(discard.port)], { stdio: ['ignore', 'pipe', 'inherit'] });

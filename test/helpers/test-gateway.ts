@@ -1,6 +1,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { type AuditRecord, subscribeAudit } from '../../src/core/audit-event.ts';
 import { type Gateway, startGateway } from '../../src/main.ts';
@@ -17,12 +17,11 @@ export interface TestGateway {
 }
 
 /**
- * Starts a real gateway on loopback from a config written to a temp file. Listeners default to
- * port 0; audit records are captured from the data path's channel (no sink configured).
+ * Writes a gateway configuration for the test PKI into a new temp directory: the PKI's identity
+ * (anchor: the intermediate alone), no audit sink, then `config`'s keys on top. Returns its path.
  */
-export async function startTestGateway(pki: TestPki, config: Record<string, unknown>, options: { anchors?: string } = {}): Promise<TestGateway> {
-  const dir = mkdtempSync(join(tmpdir(), 'egw-config-'));
-  const configPath = join(dir, 'gateway.yaml');
+export function writeTestConfig(pki: TestPki, config: Record<string, unknown>, options: { anchors?: string } = {}): string {
+  const configPath = join(mkdtempSync(join(tmpdir(), 'egw-config-')), 'gateway.yaml');
   const full = {
     identity: {
       trustDomain: pki.trustDomain,
@@ -34,6 +33,16 @@ export async function startTestGateway(pki: TestPki, config: Record<string, unkn
     ...config,
   };
   writeFileSync(configPath, stringify(full));
+  return configPath;
+}
+
+/**
+ * Starts a real gateway on loopback from a config written to a temp file. Listeners default to
+ * port 0; audit records are captured from the data path's channel (no sink configured).
+ */
+export async function startTestGateway(pki: TestPki, config: Record<string, unknown>, options: { anchors?: string } = {}): Promise<TestGateway> {
+  const configPath = writeTestConfig(pki, config, options);
+  const dir = dirname(configPath);
   const records: AuditRecord[] = [];
   const waiters: Array<{ predicate: (r: AuditRecord) => boolean; resolve: (r: AuditRecord) => void }> = [];
   const unsubscribe = subscribeAudit((record) => {

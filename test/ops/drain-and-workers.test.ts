@@ -1,17 +1,15 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { request } from 'undici';
-import { stringify } from 'yaml';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
 import { startTcpEchoServer } from '../helpers/tcp-echo-server.ts';
-import { startTestGateway } from '../helpers/test-gateway.ts';
+import { startTestGateway, writeTestConfig } from '../helpers/test-gateway.ts';
 import { createTestPki } from '../helpers/test-pki.ts';
 import { freePort } from '../helpers/loopback-ports.ts';
 import { openTunnel } from '../helpers/tunnel-client.ts';
@@ -58,19 +56,14 @@ describe('graceful drain', () => {
 describe('shutdown with a stalled log collector', () => {
   it('exits on SIGTERM even when nobody reads its stdout', async () => {
     const pki = await createTestPki();
-    const dir = mkdtempSync(join(tmpdir(), 'egw-stalled-'));
     const port = await freePort();
-    const configPath = join(dir, 'gateway.yaml');
-    writeFileSync(
-      configPath,
-      stringify({
-        identity: { trustDomain: 'cluster.local', trustAnchors: pki.intermediatePath, cert: pki.gateway.certPath, key: pki.gateway.keyPath },
-        listeners: [{ name: 'egress', listen: `127.0.0.1:${port}`, mode: 'connect' }],
-        timeouts: { drain: '1s' },
-        admin: { listen: 'off', watch: false },
-        audit: { sinks: [{ type: 'stdout', format: 'ecs' }] },
-      }),
-    );
+    const configPath = writeTestConfig(pki, {
+      listeners: [{ name: 'egress', listen: `127.0.0.1:${port}`, mode: 'connect' }],
+      timeouts: { drain: '1s' },
+      admin: { listen: 'off', watch: false },
+      audit: { sinks: [{ type: 'stdout', format: 'ecs' }] },
+    });
+    const dir = dirname(configPath);
     const child = spawn(process.execPath, [join(repo, 'bin/egress-gateway.js'), 'serve', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout?.pause(); // the log collector is stuck: its pipe fills up
     let stderr = '';
@@ -97,20 +90,14 @@ describe('serve --workers', () => {
   it('shares the listeners across workers, aggregates metrics, reloads and drains every worker', async () => {
     const pki = await createTestPki();
     const echo: Server = await startEchoServer('127.0.0.1', 0);
-    const dir = mkdtempSync(join(tmpdir(), 'egw-workers-'));
     const egressPort = await freePort();
     const adminPort = await freePort();
-    const configPath = join(dir, 'gateway.yaml');
-    writeFileSync(
-      configPath,
-      stringify({
-        identity: { trustDomain: 'cluster.local', trustAnchors: pki.intermediatePath, cert: pki.gateway.certPath, key: pki.gateway.keyPath },
-        listeners: [{ name: 'egress', listen: `127.0.0.1:${egressPort}`, mode: 'connect', snat: '127.0.0.2' }],
-        rules: [{ name: 'bookinfo', from: { namespaces: ['bookinfo'] }, to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
-        audit: { sinks: [] },
-        admin: { listen: `127.0.0.1:${adminPort}`, watch: false },
-      }),
-    );
+    const configPath = writeTestConfig(pki, {
+      listeners: [{ name: 'egress', listen: `127.0.0.1:${egressPort}`, mode: 'connect', snat: '127.0.0.2' }],
+      rules: [{ name: 'bookinfo', from: { namespaces: ['bookinfo'] }, to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
+      admin: { listen: `127.0.0.1:${adminPort}`, watch: false },
+    });
+    const dir = dirname(configPath);
     let stderr = '';
     const child: ChildProcess = spawn(process.execPath, [join(repo, 'bin/egress-gateway.js'), 'serve', '--config', configPath, '--workers', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
     child.stderr?.on('data', (chunk) => {
