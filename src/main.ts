@@ -180,9 +180,8 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
       const reasons: string[] = [];
       if (draining) reasons.push('draining');
       else if (listeners.length !== current.listeners.size || listeners.some((l) => !l.listening)) reasons.push('not every listener is bound');
-      // Expired certificates make the replica useless; expiring ones are only a warning, because
-      // every replica mounts the same Secret and would leave the Service empty all at once.
-      const warnings: string[] = [];
+      // Expired, or expiring within admin.certExpiryWindow, makes the replica unready. Replicas
+      // mounting one Secret go unready together; certExpiryWindow: 0 fails on expiry only.
       const now = Date.now();
       const horizon = now + config.admin.certExpiryWindow;
       const certificates = [
@@ -191,9 +190,9 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
       ];
       for (const { what, notAfter } of certificates) {
         if (notAfter.getTime() < now) reasons.push(`${what} expired at ${notAfter.toISOString()}`);
-        else if (notAfter.getTime() < horizon) warnings.push(`${what} expires at ${notAfter.toISOString()}`);
+        else if (notAfter.getTime() < horizon) reasons.push(`${what} expires at ${notAfter.toISOString()}, within admin.certExpiryWindow`);
       }
-      return { ready: reasons.length === 0, reasons, warnings };
+      return { ready: reasons.length === 0, reasons };
     },
     async metrics() {
       return { contentType: metrics.registry.contentType, body: await metrics.registry.metrics() };

@@ -3,8 +3,6 @@ import type { PolicyCheckInput, PolicyCheckResult } from '../proxy/check-policy.
 export interface Readiness {
   readonly ready: boolean;
   readonly reasons: readonly string[];
-  /** Worth an alert, not a reason to take the replica out of service (e.g. a certificate expiring soon). */
-  readonly warnings?: readonly string[];
 }
 
 /**

@@ -73,9 +73,7 @@ export function buildAdminServer(backend: AdminBackend, options: Pick<AdminServe
   app.get('/healthz', async () => ({ status: 'alive' }));
   app.get('/readyz', async (_request, reply) => {
     const readiness = await backend.readiness();
-    return reply
-      .code(readiness.ready ? 200 : 503)
-      .send({ status: readiness.ready ? 'ready' : 'not-ready', reasons: readiness.reasons, ...(readiness.warnings?.length ? { warnings: readiness.warnings } : {}) });
+    return reply.code(readiness.ready ? 200 : 503).send({ status: readiness.ready ? 'ready' : 'not-ready', reasons: readiness.reasons });
   });
   app.get('/metrics', async (_request, reply) => {
     const { contentType, body } = await backend.metrics();

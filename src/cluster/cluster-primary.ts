@@ -130,9 +130,8 @@ export async function runClusterPrimary(configPath: string, workers: number, log
           .map(async (w) => ({ pid: w.process.pid, result: (await ask(w, 'readiness', undefined, READINESS_TIMEOUT_MS).catch((error: Error) => ({ ready: false, reasons: [error.message] }))) as Readiness })),
       );
       const reasons = answers.flatMap((a) => a.result.reasons.map((r) => `worker ${a.pid}: ${r}`));
-      const warnings = [...new Set(answers.flatMap((a) => a.result.warnings ?? []))];
       if (answers.length < workers) reasons.push(`${answers.length} of ${workers} workers serving`);
-      return { ready: reasons.length === 0, reasons, warnings };
+      return { ready: reasons.length === 0, reasons };
     },
     async metrics() {
       return { contentType: aggregator.contentType, body: await aggregator.clusterMetrics() };

@@ -174,7 +174,7 @@ describe('admin API', () => {
 });
 
 describe('admin API readiness', () => {
-  it('stays ready but warns while a certificate expires within the configured window', async () => {
+  it('answers 503 naming the certificate that expires within the configured window', async () => {
     const pki = await createTestPki();
     const gw = await startTestGateway(pki, {
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
@@ -182,9 +182,9 @@ describe('admin API readiness', () => {
     });
     try {
       const response = await request(`http://127.0.0.1:${gw.gateway.adminAddress?.port}/readyz`);
-      assert.equal(response.statusCode, 200);
-      const body = (await response.body.json()) as { warnings: string[] };
-      assert.match(body.warnings.join(' '), /gateway certificate expires at/);
+      assert.equal(response.statusCode, 503);
+      const body = (await response.body.json()) as { reasons: string[] };
+      assert.match(body.reasons.join(' '), /gateway certificate expires at .*, within admin\.certExpiryWindow/);
     } finally {
       await gw.close();
       pki.cleanup();
