@@ -38,10 +38,8 @@ export function canonicalIp(ip: string): string | undefined {
  */
 export function embeddedIpv4(ip: string): string | undefined {
   if (isIP(ip) !== 6) return undefined;
-  const lower = canonicalIp(ip) ?? ip.toLowerCase();
-  const dotted = /^(?:::ffff:|64:ff9b::)(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
-  if (dotted) return dotted[1];
-  const hex = /^(?:::ffff:|64:ff9b::)([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(lower);
+  // The canonical form always writes the low 32 bits as two hex groups (::ffff:7f00:1).
+  const hex = /^(?:::ffff:|64:ff9b::)([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonicalIp(ip) ?? '');
   if (hex) {
     const high = Number.parseInt(hex[1] as string, 16);
     const low = Number.parseInt(hex[2] as string, 16);

@@ -1,8 +1,8 @@
 import { GatewayError } from '../core/errors.ts';
 import { parseSpiffeId } from '../identity/spiffe-id.ts';
-import { decide } from '../policy/decide.ts';
 import { authorizeDestination } from './authorize-destination.ts';
 import { parseAuthority } from './connect-mode.ts';
+import { decideTcpUpstream } from './tcp-mode.ts';
 import type { GatewayState } from './gateway-state.ts';
 
 export interface PolicyCheckInput {
@@ -68,10 +68,7 @@ export async function checkPolicy(state: GatewayState, input: PolicyCheckInput):
       summary: `DENY listener=${listener.name} rule=${rule ?? '(default deny)'} status=${result.status} code=${result.code}: ${result.reason}`,
     };
   }
-  const upstream = listener.upstream;
-  let ip: string | undefined;
-  if (upstream) ip = await state.resolver.resolve(upstream.host).catch(() => undefined);
-  const decision = decide(state.policy, { listener: listener.name, identity: id, destination: upstream ? { host: upstream.host, port: upstream.port, ...(ip ? { ip } : {}) } : {} });
+  const { decision } = await decideTcpUpstream(state, listener, id);
   const rule = decision.rule?.name ?? null;
   return {
     allow: decision.allow,

@@ -1,9 +1,11 @@
 import { publishAudit } from '../core/audit-event.ts';
 import { GatewayError } from '../core/errors.ts';
-import { decide } from '../policy/decide.ts';
+import type { SpiffeId } from '../identity/spiffe-id.ts';
+import { type Decision, decide } from '../policy/decide.ts';
 import { dialUpstream } from '../upstream/dial-upstream.ts';
 import { pipeSockets, upstreamCounters } from '../pipe/pipe-sockets.ts';
 import type { ConnectionContext } from './connection-context.ts';
+import type { GatewayState, ListenerSettings } from './gateway-state.ts';
 import { type ModeHandler, elapsedNs, resetConnection } from './handle-connection.ts';
 
 /**
@@ -16,6 +18,17 @@ export function createTcpModeHandler(): ModeHandler {
   };
 }
 
+/**
+ * The decision for a tcp listener: its fixed upstream is the destination (resolved once, so
+ * `to.cidrs` can match). Shared by live traffic and `policy check`.
+ */
+export async function decideTcpUpstream(state: GatewayState, listener: ListenerSettings, identity: SpiffeId): Promise<{ ip?: string; decision: Decision }> {
+  const upstream = listener.upstream;
+  const ip = upstream ? await state.resolver.resolve(upstream.host).catch(() => undefined) : undefined;
+  const destination = upstream ? { host: upstream.host, port: upstream.port, ...(ip ? { ip } : {}) } : {};
+  return { ...(ip ? { ip } : {}), decision: decide(state.policy, { listener: listener.name, identity, destination }) };
+}
+
 async function handleTcp(ctx: ConnectionContext): Promise<void> {
   const upstream = ctx.listener.upstream;
   if (!upstream) return resetConnection(ctx.raw);
@@ -23,14 +36,8 @@ async function handleTcp(ctx: ConnectionContext): Promise<void> {
     publishAudit({ ...ctx.auditBase, action: 'egress-rejected', reason: ctx.limit.reason, code: ctx.limit.code, destination: { domain: upstream.host, port: upstream.port } });
     return resetConnection(ctx.raw);
   }
-  let ip: string | undefined;
-  try {
-    ip = await ctx.state.resolver.resolve(upstream.host);
-  } catch {
-    ip = undefined;
-  }
+  const { ip, decision } = await decideTcpUpstream(ctx.state, ctx.listener, ctx.peer.spiffeId);
   const destination = { domain: upstream.host, ...(ip ? { ip } : {}), port: upstream.port };
-  const decision = decide(ctx.state.policy, { listener: ctx.listener.name, identity: ctx.peer.spiffeId, destination: { host: upstream.host, port: upstream.port, ...(ip ? { ip } : {}) } });
   const rule = decision.rule ? { rule: { name: decision.rule.name } } : {};
   if (!decision.allow) {
     publishAudit({ ...ctx.auditBase, action: 'egress-rejected', reason: decision.reason, code: 'EGW_POLICY_DENIED', destination, ...rule });

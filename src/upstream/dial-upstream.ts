@@ -9,8 +9,9 @@ export interface DialOptions {
   readonly timeoutMs: number;
 }
 
-function codeFor(error: NodeJS.ErrnoException): ErrorCode {
-  switch (error.code) {
+/** Maps a socket errno to the gateway's upstream error code; shared with the undici forwarder. */
+export function upstreamErrorCode(errno: string | undefined): ErrorCode {
+  switch (errno) {
     case 'ECONNREFUSED':
       return 'EGW_UPSTREAM_REFUSED';
     case 'ETIMEDOUT':
@@ -44,7 +45,7 @@ export function dialUpstream(options: DialOptions): Promise<Socket> {
     });
     socket.once('error', (error: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      reject(new GatewayError(codeFor(error), `connect to ${options.ip}:${options.port} failed: ${error.code ?? error.message}`, { cause: error }));
+      reject(new GatewayError(upstreamErrorCode(error.code), `connect to ${options.ip}:${options.port} failed: ${error.code ?? error.message}`, { cause: error }));
     });
   });
 }

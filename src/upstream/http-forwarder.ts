@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import { Agent, errors as undiciErrors } from 'undici';
 import { type ErrorCode, GatewayError } from '../core/errors.ts';
+import { upstreamErrorCode } from './dial-upstream.ts';
 
 export interface ForwardRequest {
   readonly connectTimeoutMs: number;
@@ -29,9 +30,8 @@ function codeFor(error: unknown): ErrorCode {
   const causeCode = ((error as { cause?: NodeJS.ErrnoException }).cause?.code) ?? '';
   if (error instanceof undiciErrors.ConnectTimeoutError || code === 'UND_ERR_CONNECT_TIMEOUT') return 'EGW_UPSTREAM_TIMEOUT';
   if (error instanceof undiciErrors.HeadersTimeoutError) return 'EGW_UPSTREAM_TIMEOUT';
-  if (code === 'ECONNREFUSED' || causeCode === 'ECONNREFUSED') return 'EGW_UPSTREAM_REFUSED';
-  if (['EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL'].includes(code || causeCode)) return 'EGW_UPSTREAM_UNREACHABLE';
-  return 'EGW_UPSTREAM_ERROR';
+  // undici reports socket failures either directly or as the cause of its own error.
+  return upstreamErrorCode(code.startsWith('E') ? code : causeCode);
 }
 
 /**
