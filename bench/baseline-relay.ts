@@ -10,7 +10,13 @@ import { createServer } from 'node:tls';
 
 const [certPath, keyPath, caPath, upstreamPort] = process.argv.slice(2);
 const server = createServer(
-  { cert: readFileSync(certPath as string), key: readFileSync(keyPath as string), ca: readFileSync(caPath as string), requestCert: true, rejectUnauthorized: true },
+  {
+    cert: readFileSync(certPath as string),
+    key: readFileSync(keyPath as string),
+    ca: readFileSync(caPath as string),
+    requestCert: true,
+    rejectUnauthorized: true,
+  },
   (client) => {
     const upstream = connect({ host: '127.0.0.1', port: Number(upstreamPort), localAddress: '127.0.0.2' });
     client.on('error', () => upstream.destroy());

@@ -9,13 +9,13 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { type Server, type Socket, createServer } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type TLSSocket, connect } from 'node:tls';
-import { createTestPki } from '../test/helpers/test-pki.ts';
+import { connect, type TLSSocket } from 'node:tls';
 import { freePort } from '../test/helpers/loopback-ports.ts';
 import { writeTestConfig } from '../test/helpers/test-gateway.ts';
+import { createTestPki } from '../test/helpers/test-pki.ts';
 
 const HANDSHAKES = Number(process.env.BENCH_HANDSHAKES ?? 400);
 const RELAY_MB = Number(process.env.BENCH_RELAY_MB ?? 256);
@@ -45,7 +45,11 @@ function startDiscardServer(): Promise<{ server: Server; port: number; sockets: 
       if (chunk[0] === 0x21) socket.write('!');
     });
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, port: (server.address() as { port: number }).port, sockets })));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () =>
+      resolve({ server, port: (server.address() as { port: number }).port, sockets }),
+    ),
+  );
 }
 
 interface Subject {
@@ -71,7 +75,11 @@ async function waitForLine(child: ChildProcess, stream: 'stdout' | 'stderr', pat
   });
 }
 
-function tlsOpen(port: number, opts: { ca: Buffer; cert: Buffer; key: Buffer }, connectTo?: string): Promise<TLSSocket> {
+function tlsOpen(
+  port: number,
+  opts: { ca: Buffer; cert: Buffer; key: Buffer },
+  connectTo?: string,
+): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host: '127.0.0.1', port, ...opts, servername: 'localhost' });
     socket.once('error', reject);
@@ -151,34 +159,65 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'egw-bench-'));
   const discard = await startDiscardServer();
   const client = await pki.workload('bookinfo', 'productpage');
-  const tlsOpts = { ca: readFileSync(pki.rootPath), cert: readFileSync(client.certPath), key: readFileSync(client.keyPath) };
+  const tlsOpts = {
+    ca: readFileSync(pki.rootPath),
+    cert: readFileSync(client.certPath),
+    key: readFileSync(client.keyPath),
+  };
   const port = await freePort();
   const tcpPort = await freePort();
   const configPath = writeTestConfig(pki, {
     listeners: [
       { name: 'egress', listen: `127.0.0.1:${port}`, mode: 'connect', snat: '127.0.0.2' },
-      { name: 'tcp', listen: `127.0.0.1:${tcpPort}`, mode: 'tcp', upstream: `127.0.0.1:${discard.port}`, snat: '127.0.0.2' },
+      {
+        name: 'tcp',
+        listen: `127.0.0.1:${tcpPort}`,
+        mode: 'tcp',
+        upstream: `127.0.0.1:${discard.port}`,
+        snat: '127.0.0.2',
+      },
     ],
     rules: [{ name: 'bench', from: { namespaces: ['bookinfo'] }, to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
     limits: { maxConnectionsPerIdentity: 0 },
     audit: { sinks: [{ type: 'file', path: join(dir, 'audit.jsonl'), format: 'ecs' }] },
     admin: { listen: 'off', watch: false },
   });
-  const gatewayProcess = spawn(process.execPath, [join(repo, 'bin/egress-gateway.js'), 'serve', '--config', configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const gatewayProcess = spawn(
+    process.execPath,
+    [join(repo, 'bin/egress-gateway.js'), 'serve', '--config', configPath],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   await waitForLine(gatewayProcess, 'stderr', /listener egress/);
-  const baselineProcess = spawn(process.execPath, ['--import', 'tsx', join(repo, 'bench/baseline-relay.ts'), pki.gateway.certPath, pki.gateway.keyPath, pki.rootPath, String(discard.port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const baselineProcess = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(repo, 'bench/baseline-relay.ts'),
+      pki.gateway.certPath,
+      pki.gateway.keyPath,
+      pki.rootPath,
+      String(discard.port),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   const baselinePort = Number(await waitForLine(baselineProcess, 'stdout', /^(\d+)\n/m));
   const target = `127.0.0.1:${discard.port}`;
   const subjects: Subject[] = [
     { name: 'baseline', process: baselineProcess, port: baselinePort, open: () => tlsOpen(baselinePort, tlsOpts) },
     { name: 'gateway', process: gatewayProcess, port, open: () => tlsOpen(port, tlsOpts, target) },
-    ...(process.env.BENCH_TCP ? [{ name: 'gateway-tcp', process: gatewayProcess, port: tcpPort, open: () => tlsOpen(tcpPort, tlsOpts) }] : []),
+    ...(process.env.BENCH_TCP
+      ? [{ name: 'gateway-tcp', process: gatewayProcess, port: tcpPort, open: () => tlsOpen(tcpPort, tlsOpts) }]
+      : []),
   ];
   try {
     // Warm-up: JIT and connection pools, not measured.
     for (const subject of subjects) for (let i = 0; i < 30; i++) await handshakeRound(subject);
     // Interleaved rounds, median per subject: one noisy round cannot decide a ratio.
-    const samples = new Map<string, Array<{ handshakeMs: number; cpuPerGb: number; mbPerSecond: number; kibPerTunnel: number }>>();
+    const samples = new Map<
+      string,
+      Array<{ handshakeMs: number; cpuPerGb: number; mbPerSecond: number; kibPerTunnel: number }>
+    >();
     for (let round = 0; round < ROUNDS; round++) {
       for (const subject of round % 2 === 0 ? subjects : [...subjects].reverse()) {
         const only = process.env.BENCH_ONLY;
@@ -186,14 +225,19 @@ async function main(): Promise<void> {
         // leave the heap grown and RSS shrinking under the measurement.
         const kibPerTunnel = round === 0 && (!only || only === 'memory') ? await measureMemory(subject) : Number.NaN;
         const handshakeMs = !only || only === 'handshake' ? await measureHandshakes(subject) : Number.NaN;
-        const relay = !only || only === 'relay' ? await measureRelay(subject) : { cpuPerGb: Number.NaN, mbPerSecond: Number.NaN };
+        const relay =
+          !only || only === 'relay' ? await measureRelay(subject) : { cpuPerGb: Number.NaN, mbPerSecond: Number.NaN };
         const sample = { handshakeMs, ...relay, kibPerTunnel };
         samples.set(subject.name, [...(samples.get(subject.name) ?? []), sample]);
-        if (process.env.BENCH_VERBOSE) process.stderr.write(`round ${round} ${subject.name}: ${JSON.stringify(sample)}\n`);
+        if (process.env.BENCH_VERBOSE)
+          process.stderr.write(`round ${round} ${subject.name}: ${JSON.stringify(sample)}\n`);
       }
     }
     const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
-    const results: Record<string, { handshakeMs: number; cpuPerGb: number; mbPerSecond: number; kibPerTunnel: number }> = {};
+    const results: Record<
+      string,
+      { handshakeMs: number; cpuPerGb: number; mbPerSecond: number; kibPerTunnel: number }
+    > = {};
     for (const [name, list] of samples) {
       results[name] = {
         handshakeMs: median(list.map((s) => s.handshakeMs)),
@@ -205,12 +249,32 @@ async function main(): Promise<void> {
     const base = results.baseline as NonNullable<(typeof results)['baseline']>;
     const gw = results.gateway as NonNullable<(typeof results)['gateway']>;
     const rows = [
-      ['proxy CPU per new mTLS connection (ms)', base.handshakeMs, gw.handshakeMs, gw.handshakeMs / base.handshakeMs, TARGETS.handshake],
+      [
+        'proxy CPU per new mTLS connection (ms)',
+        base.handshakeMs,
+        gw.handshakeMs,
+        gw.handshakeMs / base.handshakeMs,
+        TARGETS.handshake,
+      ],
       ['proxy CPU per GB relayed (s)', base.cpuPerGb, gw.cpuPerGb, gw.cpuPerGb / base.cpuPerGb, TARGETS.relay],
-      ['RSS per open idle tunnel (KiB)', base.kibPerTunnel, gw.kibPerTunnel, gw.kibPerTunnel / Math.max(1, base.kibPerTunnel), TARGETS.memory],
-      ['relay throughput (MB/s, higher is better)', base.mbPerSecond, gw.mbPerSecond, gw.mbPerSecond / base.mbPerSecond, undefined],
+      [
+        'RSS per open idle tunnel (KiB)',
+        base.kibPerTunnel,
+        gw.kibPerTunnel,
+        gw.kibPerTunnel / Math.max(1, base.kibPerTunnel),
+        TARGETS.memory,
+      ],
+      [
+        'relay throughput (MB/s, higher is better)',
+        base.mbPerSecond,
+        gw.mbPerSecond,
+        gw.mbPerSecond / base.mbPerSecond,
+        undefined,
+      ],
     ] as const;
-    process.stdout.write(`\nmesh-egress-gateway benchmark: median of ${ROUNDS} interleaved rounds of ${HANDSHAKES} handshakes, ${RELAY_MB} MB relayed, ${IDLE_TUNNELS} idle tunnels (node ${process.version})\n\n`);
+    process.stdout.write(
+      `\nmesh-egress-gateway benchmark: median of ${ROUNDS} interleaved rounds of ${HANDSHAKES} handshakes, ${RELAY_MB} MB relayed, ${IDLE_TUNNELS} idle tunnels (node ${process.version})\n\n`,
+    );
     process.stdout.write('| measure | baseline relay | gateway | ratio | target ratio |\n|---|---|---|---|---|\n');
     let failed = 0;
     for (const [name, b, g, ratio, limit] of rows) {

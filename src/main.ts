@@ -55,7 +55,9 @@ const REDACTED = '<redacted>';
 function redact(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(redact);
   if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, /token|password|secret/i.test(key) ? REDACTED : redact(inner)]));
+    return Object.fromEntries(
+      Object.entries(value).map(([key, inner]) => [key, /token|password|secret/i.test(key) ? REDACTED : redact(inner)]),
+    );
   }
   return value;
 }
@@ -63,7 +65,9 @@ function redact(value: unknown): unknown {
 /** Listener names, addresses and modes are bound sockets: changing them needs a restart. */
 function listenerShapeChange(before: GatewayConfig, after: GatewayConfig): string | undefined {
   const shape = (c: GatewayConfig) => c.listeners.map((l) => `${l.name} ${l.listen} ${l.mode}`).join('\n');
-  return shape(before) === shape(after) ? undefined : 'listeners were added, removed, renamed, moved or changed mode; restart the gateway to apply that';
+  return shape(before) === shape(after)
+    ? undefined
+    : 'listeners were added, removed, renamed, moved or changed mode; restart the gateway to apply that';
 }
 
 /** Watches the config and certificate files' directories (Kubernetes swaps secrets by renaming a symlink). */
@@ -91,7 +95,10 @@ function watchFiles(paths: readonly string[], onChange: () => void): FSWatcher[]
 /** The composition root: config → state → audit → metrics → listeners → admin. The only module that imports them all. */
 export async function startGateway(options: StartOptions): Promise<Gateway> {
   const log = options.log ?? ((message: string) => process.stderr.write(`${message}\n`));
-  const loaded = options.configText === undefined ? loadConfig(options.configPath) : { path: options.configPath, config: parseConfig(options.configText, options.configPath) };
+  const loaded =
+    options.configText === undefined
+      ? loadConfig(options.configPath)
+      : { path: options.configPath, config: parseConfig(options.configText, options.configPath) };
   let config = loaded.config;
   const devPki = config.identity.devPki;
   if (devPki?.generateIfMissing && (await ensureDevPki(resolveConfigPath(devPki.dir), config.identity.trustDomain))) {
@@ -116,8 +123,16 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
       certificateExpiry: () => {
         const now = Date.now();
         return [
-          { role: 'gateway' as const, subject: current.serverCertificate.uris[0] ?? current.serverCertificate.subject, secondsLeft: (current.serverCertificate.notAfter.getTime() - now) / 1000 },
-          ...current.trustBundle.anchors.map((a) => ({ role: 'anchor' as const, subject: a.subject, secondsLeft: (a.notAfter.getTime() - now) / 1000 })),
+          {
+            role: 'gateway' as const,
+            subject: current.serverCertificate.uris[0] ?? current.serverCertificate.subject,
+            secondsLeft: (current.serverCertificate.notAfter.getTime() - now) / 1000,
+          },
+          ...current.trustBundle.anchors.map((a) => ({
+            role: 'anchor' as const,
+            subject: a.subject,
+            secondsLeft: (a.notAfter.getTime() - now) / 1000,
+          })),
         ];
       },
     },
@@ -149,7 +164,9 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
       current = state;
       config = next.config;
       metrics.reloaded(true);
-      log(`reloaded ${next.path}: ${state.policy.rules.length} rules, ${state.trustBundle.anchors.length} trust anchors (audit, admin and workers settings apply at restart)`);
+      log(
+        `reloaded ${next.path}: ${state.policy.rules.length} rules, ${state.trustBundle.anchors.length} trust anchors (audit, admin and workers settings apply at restart)`,
+      );
       return { ok: true };
     } catch (error) {
       metrics.reloaded(false);
@@ -179,7 +196,8 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
     async readiness(): Promise<Readiness> {
       const reasons: string[] = [];
       if (draining) reasons.push('draining');
-      else if (listeners.length !== current.listeners.size || listeners.some((l) => !l.listening)) reasons.push('not every listener is bound');
+      else if (listeners.length !== current.listeners.size || listeners.some((l) => !l.listening))
+        reasons.push('not every listener is bound');
       // Expired, or expiring within admin.certExpiryWindow, makes the replica unready. Replicas
       // mounting one Secret go unready together; certExpiryWindow: 0 fails on expiry only.
       const now = Date.now();
@@ -190,7 +208,8 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
       ];
       for (const { what, notAfter } of certificates) {
         if (notAfter.getTime() < now) reasons.push(`${what} expired at ${notAfter.toISOString()}`);
-        else if (notAfter.getTime() < horizon) reasons.push(`${what} expires at ${notAfter.toISOString()}, within admin.certExpiryWindow`);
+        else if (notAfter.getTime() < horizon)
+          reasons.push(`${what} expires at ${notAfter.toISOString()}, within admin.certExpiryWindow`);
       }
       return { ready: reasons.length === 0, reasons };
     },
@@ -198,7 +217,11 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
       return { contentType: metrics.registry.contentType, body: await metrics.registry.metrics() };
     },
     async stats() {
-      return { listeners: listenerStats.snapshot([...current.listeners.keys()]), activeTunnels: tunnels.size, audit: audit.stats() };
+      return {
+        listeners: listenerStats.snapshot([...current.listeners.keys()]),
+        activeTunnels: tunnels.size,
+        audit: audit.stats(),
+      };
     },
     async connections() {
       const now = Date.now();
@@ -240,10 +263,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
 
   try {
     for (const settings of current.listeners.values()) {
-      const handler =
-        settings.mode === 'connect'
-          ? createConnectModeHandler({ forwarder })
-          : createTcpModeHandler();
+      const handler = settings.mode === 'connect' ? createConnectModeHandler({ forwarder }) : createTcpModeHandler();
       const listener = new TcpListener({
         name: settings.name,
         host: settings.host,
@@ -255,19 +275,27 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
       await listener.listen();
       listeners.push(listener);
       addresses.set(settings.name, listener.address);
-      log(`listener ${settings.name} (${settings.mode}) on ${listener.address.host}:${listener.address.port}${settings.snat ? ` snat ${settings.snat}` : ''}`);
+      log(
+        `listener ${settings.name} (${settings.mode}) on ${listener.address.host}:${listener.address.port}${settings.snat ? ` snat ${settings.snat}` : ''}`,
+      );
     }
     const adminListen = options.adminListen ?? config.admin.listen;
     if (adminListen !== 'off') {
       const index = adminListen.lastIndexOf(':');
       const token = adminToken(config, loaded.path);
-      adminApp = await startAdminServer(gateway, { host: adminListen.slice(0, index).replace(/^\[|\]$/g, ''), port: Number(adminListen.slice(index + 1)), ...(token ? { token } : {}) });
+      adminApp = await startAdminServer(gateway, {
+        host: adminListen.slice(0, index).replace(/^\[|\]$/g, ''),
+        port: Number(adminListen.slice(index + 1)),
+        ...(token ? { token } : {}),
+      });
       log(`admin API on http://${adminListen.slice(0, index)}:${gateway.adminAddress?.port}`);
     }
   } catch (error) {
     await shutdownParts();
     await audit.close(1000);
-    throw isGatewayError(error) || !(error instanceof Error) ? error : new GatewayError('EGW_LISTEN_FAILED', `admin API: ${error.message}`, { cause: error });
+    throw isGatewayError(error) || !(error instanceof Error)
+      ? error
+      : new GatewayError('EGW_LISTEN_FAILED', `admin API: ${error.message}`, { cause: error });
   }
 
   if (config.admin.watch) {

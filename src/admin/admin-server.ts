@@ -44,9 +44,19 @@ const policyCheckBody = {
 function protectedRoutes(backend: AdminBackend, token: string | undefined): FastifyPluginAsync {
   return async (app) => {
     app.addHook('onRequest', async (request, reply) => {
-      const allowed = token ? tokenMatches(request.headers.authorization, token) : isLoopback(request.socket.remoteAddress);
+      const allowed = token
+        ? tokenMatches(request.headers.authorization, token)
+        : isLoopback(request.socket.remoteAddress);
       if (!allowed) {
-        return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'EGW_ADMIN_UNAUTHORIZED', message: token ? 'a valid bearer token is required' : 'set admin.token to allow this route from non-loopback clients' });
+        return reply
+          .code(401)
+          .header('www-authenticate', 'Bearer')
+          .send({
+            error: 'EGW_ADMIN_UNAUTHORIZED',
+            message: token
+              ? 'a valid bearer token is required'
+              : 'set admin.token to allow this route from non-loopback clients',
+          });
       }
     });
     app.get('/stats', async () => backend.stats());
@@ -56,14 +66,18 @@ function protectedRoutes(backend: AdminBackend, token: string | undefined): Fast
       const result = await backend.reload();
       return reply.code(result.ok ? 200 : 422).send(result);
     });
-    app.post<{ Body: { spiffeId: string; listener?: string; dest?: string } }>('/policy/check', { schema: { body: policyCheckBody } }, async (request, reply) => {
-      try {
-        return await backend.policyCheck(request.body);
-      } catch (error) {
-        if (isGatewayError(error)) return reply.code(400).send({ error: error.code, message: error.message });
-        throw error;
-      }
-    });
+    app.post<{ Body: { spiffeId: string; listener?: string; dest?: string } }>(
+      '/policy/check',
+      { schema: { body: policyCheckBody } },
+      async (request, reply) => {
+        try {
+          return await backend.policyCheck(request.body);
+        } catch (error) {
+          if (isGatewayError(error)) return reply.code(400).send({ error: error.code, message: error.message });
+          throw error;
+        }
+      },
+    );
   };
 }
 
@@ -73,7 +87,9 @@ export function buildAdminServer(backend: AdminBackend, options: Pick<AdminServe
   app.get('/healthz', async () => ({ status: 'alive' }));
   app.get('/readyz', async (_request, reply) => {
     const readiness = await backend.readiness();
-    return reply.code(readiness.ready ? 200 : 503).send({ status: readiness.ready ? 'ready' : 'not-ready', reasons: readiness.reasons });
+    return reply
+      .code(readiness.ready ? 200 : 503)
+      .send({ status: readiness.ready ? 'ready' : 'not-ready', reasons: readiness.reasons });
   });
   app.get('/metrics', async (_request, reply) => {
     const { contentType, body } = await backend.metrics();
@@ -84,7 +100,10 @@ export function buildAdminServer(backend: AdminBackend, options: Pick<AdminServe
     const status = (error as { statusCode?: number }).statusCode ?? 500;
     if (status >= 500) process.stderr.write(`admin API error: ${(error as Error).stack ?? String(error)}\n`);
     // Validation errors carry their own message; anything else is reported without internals.
-    reply.code(status).send({ error: status < 500 ? 'EGW_ADMIN_BAD_REQUEST' : 'internal', message: status < 500 ? (error as Error).message : 'internal error' });
+    reply.code(status).send({
+      error: status < 500 ? 'EGW_ADMIN_BAD_REQUEST' : 'internal',
+      message: status < 500 ? (error as Error).message : 'internal error',
+    });
   });
   return app;
 }

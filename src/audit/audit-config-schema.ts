@@ -35,12 +35,17 @@ export const SINK_DEFAULTS = Object.freeze({
 const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   const ms = parseDuration(value);
   if (ms === undefined) {
-    ctx.addIssue({ code: 'custom', message: `expected a duration like "500ms", "10s", "5m", got ${JSON.stringify(value)}` });
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected a duration like "500ms", "10s", "5m", got ${JSON.stringify(value)}`,
+    });
     return z.NEVER;
   }
   return ms;
 });
-const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. siem.example:6514');
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. siem.example:6514');
 const path = z.string().min(1);
 const sinkFormat = z.enum(['ecs', 'cef', 'text']);
 
@@ -59,11 +64,18 @@ const clientTls = { ca: path.optional(), cert: path.optional(), key: path.option
 
 function requirePair(value: { cert?: string | undefined; key?: string | undefined }, ctx: z.RefinementCtx): void {
   if ((value.cert === undefined) !== (value.key === undefined)) {
-    ctx.addIssue({ code: 'custom', message: 'cert and key go together (a client certificate needs its key)', path: [value.cert === undefined ? 'cert' : 'key'] });
+    ctx.addIssue({
+      code: 'custom',
+      message: 'cert and key go together (a client certificate needs its key)',
+      path: [value.cert === undefined ? 'cert' : 'key'],
+    });
   }
 }
 
-function checkBackoff(value: { minBackoff?: number | undefined; maxBackoff?: number | undefined }, ctx: z.RefinementCtx): void {
+function checkBackoff(
+  value: { minBackoff?: number | undefined; maxBackoff?: number | undefined },
+  ctx: z.RefinementCtx,
+): void {
   if (value.minBackoff !== undefined && value.maxBackoff !== undefined && value.minBackoff > value.maxBackoff) {
     ctx.addIssue({ code: 'custom', message: 'must not be smaller than minBackoff', path: ['maxBackoff'] });
   }
@@ -82,10 +94,15 @@ const syslogSink = z
     /** Name checked against the receiver's certificate (default: the host of `address`). */
     serverName: z.string().min(1).optional(),
     framing: z.enum(['octet-counting', 'lf']).optional(),
-    facility: z.union([z.enum(Object.keys(FACILITIES) as [FacilityName, ...FacilityName[]]), z.number().int().min(0).max(23)]).optional(),
+    facility: z
+      .union([z.enum(Object.keys(FACILITIES) as [FacilityName, ...FacilityName[]]), z.number().int().min(0).max(23)])
+      .optional(),
     appName: z.string().min(1).max(48).optional(),
     hostname: z.string().min(1).max(255).optional(),
-    sdId: z.string().refine(isSdName, 'expected an SD-ID: up to 32 printable characters without =, space, ] or "').optional(),
+    sdId: z
+      .string()
+      .refine(isSdName, 'expected an SD-ID: up to 32 printable characters without =, space, ] or "')
+      .optional(),
     bom: z.boolean().optional(),
     confirmInterval: duration.optional(),
     timeout: duration.optional(),
@@ -95,12 +112,14 @@ const syslogSink = z
   .superRefine((value, ctx) => {
     if (value.transport !== 'tls') {
       for (const key of ['ca', 'cert', 'key', 'serverName'] as const) {
-        if (value[key] !== undefined) ctx.addIssue({ code: 'custom', message: 'only valid with transport: tls', path: [key] });
+        if (value[key] !== undefined)
+          ctx.addIssue({ code: 'custom', message: 'only valid with transport: tls', path: [key] });
       }
     }
     if (value.transport === 'udp') {
       for (const key of ['framing', 'confirmInterval'] as const) {
-        if (value[key] !== undefined) ctx.addIssue({ code: 'custom', message: 'only valid with transport: tcp or tls', path: [key] });
+        if (value[key] !== undefined)
+          ctx.addIssue({ code: 'custom', message: 'only valid with transport: tcp or tls', path: [key] });
       }
     }
     requirePair(value, ctx);
@@ -134,7 +153,8 @@ const httpSink = z
     }
     if (!value.url.startsWith('https:')) {
       for (const key of ['ca', 'cert', 'key'] as const) {
-        if (value[key] !== undefined) ctx.addIssue({ code: 'custom', message: 'only valid with an https:// url', path: [key] });
+        if (value[key] !== undefined)
+          ctx.addIssue({ code: 'custom', message: 'only valid with an https:// url', path: [key] });
       }
     }
     requirePair(value, ctx);
@@ -153,7 +173,12 @@ export const auditConfigSchema = z
     const seen = new Set<string>();
     value.sinks.forEach((sink, index) => {
       const name = sinkName(sink, index);
-      if (seen.has(name)) ctx.addIssue({ code: 'custom', message: `duplicate sink name ${JSON.stringify(name)}`, path: ['sinks', index, 'name'] });
+      if (seen.has(name))
+        ctx.addIssue({
+          code: 'custom',
+          message: `duplicate sink name ${JSON.stringify(name)}`,
+          path: ['sinks', index, 'name'],
+        });
       seen.add(name);
     });
   })

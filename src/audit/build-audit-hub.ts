@@ -5,7 +5,13 @@ import { GatewayError } from '../core/errors.ts';
 import { type AuditConfig, type AuditSinkConfig, SINK_DEFAULTS, sinkName } from './audit-config-schema.ts';
 import { AuditHub } from './audit-hub.ts';
 import { FORMATTERS } from './formats/record-formatters.ts';
-import { FACILITIES, type SyslogHeader, formatSyslogMessage, frameLineFeed, frameOctetCounted } from './formats/syslog-message.ts';
+import {
+  FACILITIES,
+  formatSyslogMessage,
+  frameLineFeed,
+  frameOctetCounted,
+  type SyslogHeader,
+} from './formats/syslog-message.ts';
 import { AppendSink } from './sinks/append-sink.ts';
 import type { AuditSink, SinkLog } from './sinks/audit-sink.ts';
 import { HecSink, hecEnvelope } from './sinks/hec-sink.ts';
@@ -47,9 +53,18 @@ function buildSink(sink: AuditSinkConfig, name: string, log: SinkLog): AuditSink
         bom: sink.bom ?? d.bom,
       };
       const message = (record: AuditRecord) => formatSyslogMessage(record, format(record), header);
-      const backoff = { minBackoffMs: sink.minBackoff ?? d.minBackoffMs, maxBackoffMs: sink.maxBackoff ?? d.maxBackoffMs };
+      const backoff = {
+        minBackoffMs: sink.minBackoff ?? d.minBackoffMs,
+        maxBackoffMs: sink.maxBackoff ?? d.maxBackoffMs,
+      };
       if (sink.transport === 'udp') {
-        return new SyslogUdpSink(name, (record) => Buffer.from(message(record), 'utf8'), { host, port, queueSize, log, ...backoff });
+        return new SyslogUdpSink(name, (record) => Buffer.from(message(record), 'utf8'), {
+          host,
+          port,
+          queueSize,
+          log,
+          ...backoff,
+        });
       }
       const frame = (sink.framing ?? d.framing) === 'lf' ? frameLineFeed : frameOctetCounted;
       const paths = { ca: sink.ca, cert: sink.cert, key: sink.key };
@@ -74,7 +89,11 @@ function buildSink(sink: AuditSinkConfig, name: string, log: SinkLog): AuditSink
         try {
           return readFileSync(resolvePath(sink.tokenFile as string), 'utf8').trim();
         } catch (cause) {
-          throw new GatewayError('EGW_AUDIT_SINK_INVALID', `audit sink ${name}: tokenFile ${sink.tokenFile}: ${(cause as Error).message}`, { cause });
+          throw new GatewayError(
+            'EGW_AUDIT_SINK_INVALID',
+            `audit sink ${name}: tokenFile ${sink.tokenFile}: ${(cause as Error).message}`,
+            { cause },
+          );
         }
       };
       let token = readToken();
@@ -84,29 +103,35 @@ function buildSink(sink: AuditSinkConfig, name: string, log: SinkLog): AuditSink
         sourcetype: sink.sourcetype ?? (sink.format === 'ecs' ? '_json' : undefined),
         index: sink.index,
       };
-      return new HecSink(name, (record) => Buffer.from(hecEnvelope(record, format(record), sink.format === 'ecs', meta), 'utf8'), {
-        url: sink.url,
-        token: (refresh) => {
-          if (refresh) {
-            try {
-              token = readToken();
-            } catch (error) {
-              log((error as Error).message);
+      return new HecSink(
+        name,
+        (record) => Buffer.from(hecEnvelope(record, format(record), sink.format === 'ecs', meta), 'utf8'),
+        {
+          url: sink.url,
+          token: (refresh) => {
+            if (refresh) {
+              try {
+                token = readToken();
+              } catch (error) {
+                log((error as Error).message);
+              }
             }
-          }
-          return token;
+            return token;
+          },
+          ...(sink.url.startsWith('https:')
+            ? { tls: readTlsMaterial(name, { ca: sink.ca, cert: sink.cert, key: sink.key }) }
+            : {}),
+          batchSize: sink.batchSize ?? d.batchSize,
+          maxBatchBytes: sink.maxBatchBytes ?? d.maxBatchBytes,
+          flushIntervalMs: sink.flushInterval ?? d.flushIntervalMs,
+          timeoutMs: sink.timeout ?? d.timeoutMs,
+          maxRetries: sink.maxRetries,
+          minBackoffMs: sink.minBackoff ?? d.minBackoffMs,
+          maxBackoffMs: sink.maxBackoff ?? d.maxBackoffMs,
+          queueSize,
+          log,
         },
-        ...(sink.url.startsWith('https:') ? { tls: readTlsMaterial(name, { ca: sink.ca, cert: sink.cert, key: sink.key }) } : {}),
-        batchSize: sink.batchSize ?? d.batchSize,
-        maxBatchBytes: sink.maxBatchBytes ?? d.maxBatchBytes,
-        flushIntervalMs: sink.flushInterval ?? d.flushIntervalMs,
-        timeoutMs: sink.timeout ?? d.timeoutMs,
-        maxRetries: sink.maxRetries,
-        minBackoffMs: sink.minBackoff ?? d.minBackoffMs,
-        maxBackoffMs: sink.maxBackoff ?? d.maxBackoffMs,
-        queueSize,
-        log,
-      });
+      );
     }
   }
 }

@@ -13,7 +13,11 @@ export async function runServe(configPath: string, options: { workers?: string }
     return;
   }
   const workers = options.workers === undefined ? loadConfig(configPath).config.workers : Number(options.workers);
-  if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new GatewayError('EGW_CONFIG_INVALID', `--workers: expected a whole number from 1 to 64, got ${options.workers}`);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64)
+    throw new GatewayError(
+      'EGW_CONFIG_INVALID',
+      `--workers: expected a whole number from 1 to 64, got ${options.workers}`,
+    );
   if (workers > 1) {
     await runClusterPrimary(configPath, workers);
     return;
@@ -43,14 +47,18 @@ export async function runServe(configPath: string, options: { workers?: string }
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    process.stderr.write(`${signal}: closing listeners, draining tunnels (up to ${gateway.config.timeouts.drain} ms)\n`);
+    process.stderr.write(
+      `${signal}: closing listeners, draining tunnels (up to ${gateway.config.timeouts.drain} ms)\n`,
+    );
     // Backstop: whatever hangs (a sink, a socket), the process ends after drain + flush time.
     setTimeout(() => {
       process.stderr.write('shutdown did not finish in time; exiting\n');
       process.exit(1);
     }, gateway.config.timeouts.drain + 15_000).unref();
     const { forcedClosed } = await gateway.close();
-    process.stderr.write(`stopped${forcedClosed ? `; ${forcedClosed} connections closed at the drain deadline` : ''}\n`);
+    process.stderr.write(
+      `stopped${forcedClosed ? `; ${forcedClosed} connections closed at the drain deadline` : ''}\n`,
+    );
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
@@ -68,10 +76,19 @@ export async function runConfigValidate(configPath: string): Promise<void> {
   );
 }
 
-export async function runPolicyCheck(opts: { config: string; spiffeId: string; listener?: string; dest?: string }): Promise<void> {
+export async function runPolicyCheck(opts: {
+  config: string;
+  spiffeId: string;
+  listener?: string;
+  dest?: string;
+}): Promise<void> {
   const { config, path } = loadConfig(opts.config);
   const state = await buildGatewayState(config, path);
-  const result = await checkPolicy(state, { spiffeId: opts.spiffeId, ...(opts.listener ? { listener: opts.listener } : {}), ...(opts.dest ? { dest: opts.dest } : {}) });
+  const result = await checkPolicy(state, {
+    spiffeId: opts.spiffeId,
+    ...(opts.listener ? { listener: opts.listener } : {}),
+    ...(opts.dest ? { dest: opts.dest } : {}),
+  });
   process.stdout.write(`${result.summary}\n`);
   process.exitCode = result.allow ? 0 : 1;
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
-import { runConfigValidate, runPolicyCheck, runServe } from './gateway-commands.ts';
 import { runDevEchoServer } from './dev-commands.ts';
+import { runConfigValidate, runPolicyCheck, runServe } from './gateway-commands.ts';
 import { runMeshManifests } from './mesh-commands.ts';
 import { runPkiInit, runPkiInspect, runPkiIssue } from './pki-commands.ts';
 import { failWith } from './report.ts';
@@ -80,7 +80,10 @@ program
   .requiredOption('--port <port>', 'proxy port, e.g. 3128')
   .requiredOption('--service-account <sa>', 'service account in the gateway SVID, e.g. bigip-proxy')
   .addOption(
-    new Option('--style <style>', 'register: Service+Endpoints like istioctl register; workloadentry: WorkloadEntry+ServiceEntry+DestinationRule')
+    new Option(
+      '--style <style>',
+      'register: Service+Endpoints like istioctl register; workloadentry: WorkloadEntry+ServiceEntry+DestinationRule',
+    )
       .choices(['register', 'workloadentry'])
       .default('workloadentry'),
   )

@@ -11,16 +11,38 @@ import { readCertificateBundle } from '../pki/pem-bundle.ts';
 
 const keyType = (value: string): KeyType => (value === 'rsa' ? 'rsa-2048' : 'ecdsa-p256');
 
-export async function runPkiInit(opts: { dir: string; trustDomain: string; keyType: string; force?: boolean }): Promise<void> {
-  await initCaDirectory(opts.dir, { trustDomain: opts.trustDomain, keyType: keyType(opts.keyType), force: opts.force ?? false });
-  process.stdout.write(`wrote ${opts.dir}/{root-cert.pem,ca-cert.pem,ca-key.pem,cert-chain.pem} for trust domain ${opts.trustDomain}\n`);
+export async function runPkiInit(opts: {
+  dir: string;
+  trustDomain: string;
+  keyType: string;
+  force?: boolean;
+}): Promise<void> {
+  await initCaDirectory(opts.dir, {
+    trustDomain: opts.trustDomain,
+    keyType: keyType(opts.keyType),
+    force: opts.force ?? false,
+  });
+  process.stdout.write(
+    `wrote ${opts.dir}/{root-cert.pem,ca-cert.pem,ca-key.pem,cert-chain.pem} for trust domain ${opts.trustDomain}\n`,
+  );
 }
 
-export async function runPkiIssue(opts: { caDir: string; spiffeId: string; out: string; dns: string[]; ip: string[]; ttl: string; keyType: string; includeRoot?: boolean }): Promise<void> {
+export async function runPkiIssue(opts: {
+  caDir: string;
+  spiffeId: string;
+  out: string;
+  dns: string[];
+  ip: string[];
+  ttl: string;
+  keyType: string;
+  includeRoot?: boolean;
+}): Promise<void> {
   const id = parseSpiffeId(opts.spiffeId);
-  if (id.segments.length === 0) throw new GatewayError('EGW_PKI_ARGUMENT', `--spiffe-id ${id.uri}: an SVID needs a non-root path`);
+  if (id.segments.length === 0)
+    throw new GatewayError('EGW_PKI_ARGUMENT', `--spiffe-id ${id.uri}: an SVID needs a non-root path`);
   const ttlMs = parseDuration(opts.ttl);
-  if (ttlMs === undefined || ttlMs <= 0) throw new GatewayError('EGW_PKI_ARGUMENT', `--ttl ${opts.ttl}: expected a duration like 24h or 90d`);
+  if (ttlMs === undefined || ttlMs <= 0)
+    throw new GatewayError('EGW_PKI_ARGUMENT', `--ttl ${opts.ttl}: expected a duration like 24h or 90d`);
   const leaf = await issueToDirectory(opts.caDir, opts.out, {
     spiffeIds: [id.uri],
     dnsNames: opts.dns,
@@ -29,7 +51,9 @@ export async function runPkiIssue(opts: { caDir: string; spiffeId: string; out: 
     keyType: keyType(opts.keyType),
     includeRoot: opts.includeRoot ?? false,
   });
-  process.stdout.write(`wrote ${opts.out}/cert.pem and ${opts.out}/key.pem for ${id.uri} (expires ${leaf.cert.notAfter.toISOString()})\n`);
+  process.stdout.write(
+    `wrote ${opts.out}/cert.pem and ${opts.out}/key.pem for ${id.uri} (expires ${leaf.cert.notAfter.toISOString()})\n`,
+  );
 }
 
 /** Prints what a verifier would see; exits 1 when the certificate breaks an X.509-SVID rule. */
@@ -62,20 +86,31 @@ export async function runPkiInspect(file: string, opts: { trustDomain?: string; 
   }
   try {
     const id = verifySvidLeaf(leaf, trustDomain ?? '');
-    lines.push(`identity:    ${id.uri}${id.namespace ? ` (namespace ${id.namespace}, service account ${id.serviceAccount})` : ''}`);
+    lines.push(
+      `identity:    ${id.uri}${id.namespace ? ` (namespace ${id.namespace}, service account ${id.serviceAccount})` : ''}`,
+    );
   } catch (error) {
     violations.push(`${(error as GatewayError).code}: ${(error as Error).message}`);
   }
   const now = new Date();
   if (now > leaf.notAfter) violations.push(`EGW_IDENTITY_EXPIRED: expired at ${leaf.notAfter.toISOString()}`);
-  if (now < leaf.notBefore) violations.push(`EGW_IDENTITY_NOT_YET_VALID: not valid before ${leaf.notBefore.toISOString()}`);
+  if (now < leaf.notBefore)
+    violations.push(`EGW_IDENTITY_NOT_YET_VALID: not valid before ${leaf.notBefore.toISOString()}`);
   if (opts.anchors) {
     try {
       const bundle = loadTrustBundle(trustDomain ?? 'unknown', opts.anchors);
       const path = verifyChain(leaf, chain.map(certificateFacts), bundle, now);
-      lines.push(`chain check: OK via ${path.slice(1).map((c) => `"${c.subject}"`).join(' -> ')}`);
+      lines.push(
+        `chain check: OK via ${path
+          .slice(1)
+          .map((c) => `"${c.subject}"`)
+          .join(' -> ')}`,
+      );
     } catch (error) {
-      if (!/EXPIRED|NOT_YET_VALID/.test((error as GatewayError).code ?? '') || !violations.some((v) => v.startsWith((error as GatewayError).code))) {
+      if (
+        !/EXPIRED|NOT_YET_VALID/.test((error as GatewayError).code ?? '') ||
+        !violations.some((v) => v.startsWith((error as GatewayError).code))
+      ) {
         violations.push(`${(error as GatewayError).code}: ${(error as Error).message}`);
       }
     }

@@ -22,7 +22,11 @@ const STABLE_AFTER_MS = 60_000;
  * listeners, serves the admin API for the whole group (metrics aggregated with prom-client's
  * AggregatorRegistry), and forwards reload (SIGHUP, POST /reload) and drain (SIGTERM) to every worker.
  */
-export async function runClusterPrimary(configPath: string, workers: number, log: (m: string) => void = (m) => process.stderr.write(`${m}\n`)): Promise<void> {
+export async function runClusterPrimary(
+  configPath: string,
+  workers: number,
+  log: (m: string) => void = (m) => process.stderr.write(`${m}\n`),
+): Promise<void> {
   // Signals first: a SIGTERM during start-up must still stop the workers already forked.
   let stop: ((signal: string) => Promise<void>) | undefined;
   const onStopSignal = (signal: string) => {
@@ -31,7 +35,9 @@ export async function runClusterPrimary(configPath: string, workers: number, log
     log(`${signal} during start-up: stopping`);
     const starting = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
     for (const worker of starting) worker.process.kill('SIGTERM');
-    void Promise.all(starting.map((w) => new Promise((r) => (w.isDead() ? r(null) : w.once('exit', r))))).then(() => process.exit(0));
+    void Promise.all(starting.map((w) => new Promise((r) => (w.isDead() ? r(null) : w.once('exit', r))))).then(() =>
+      process.exit(0),
+    );
   };
   process.on('SIGTERM', () => onStopSignal('SIGTERM'));
   process.on('SIGINT', () => onStopSignal('SIGINT'));
@@ -49,7 +55,10 @@ export async function runClusterPrimary(configPath: string, workers: number, log
   const aggregator = new AggregatorRegistry();
   let draining = false;
   let nextId = 1;
-  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  const pending = new Map<
+    number,
+    { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }
+  >();
 
   const serving = new Set<number>();
   const fork = (): Worker => {
@@ -62,7 +71,12 @@ export async function runClusterPrimary(configPath: string, workers: number, log
       clearTimeout(waiter.timer);
       // Keep the worker's error code, so the admin API answers the same as a single process.
       const code = message.error?.code;
-      if (message.error) waiter.reject(code && code in ERROR_CODES ? new GatewayError(code as ErrorCode, message.error.message) : new Error(message.error.message));
+      if (message.error)
+        waiter.reject(
+          code && code in ERROR_CODES
+            ? new GatewayError(code as ErrorCode, message.error.message)
+            : new Error(message.error.message),
+        );
       else waiter.resolve(message.result);
     });
     return worker;
@@ -78,7 +92,8 @@ export async function runClusterPrimary(configPath: string, workers: number, log
       pending.set(id, { resolve, reject, timer });
       worker.send({ type: 'egw-admin', id, op, args });
     });
-  const askAll = (op: AdminOperation, args?: unknown) => Promise.all(live().map(async (w) => ({ pid: w.process.pid, result: await ask(w, op, args) })));
+  const askAll = (op: AdminOperation, args?: unknown) =>
+    Promise.all(live().map(async (w) => ({ pid: w.process.pid, result: await ask(w, op, args) })));
 
   let started = false;
   const online = new Promise<void>((resolve, reject) => {
@@ -94,7 +109,13 @@ export async function runClusterPrimary(configPath: string, workers: number, log
       }
     });
     cluster.on('exit', (worker, code, signal) => {
-      if (!started) reject(new GatewayError('EGW_LISTEN_FAILED', `worker ${worker.process.pid} exited during start-up (${signal ?? code}); see its output above`));
+      if (!started)
+        reject(
+          new GatewayError(
+            'EGW_LISTEN_FAILED',
+            `worker ${worker.process.pid} exited during start-up (${signal ?? code}); see its output above`,
+          ),
+        );
     });
   });
   let crashes = 0;
@@ -127,7 +148,13 @@ export async function runClusterPrimary(configPath: string, workers: number, log
       const answers = await Promise.all(
         live()
           .filter((w) => serving.has(w.id))
-          .map(async (w) => ({ pid: w.process.pid, result: (await ask(w, 'readiness', undefined, READINESS_TIMEOUT_MS).catch((error: Error) => ({ ready: false, reasons: [error.message] }))) as Readiness })),
+          .map(async (w) => ({
+            pid: w.process.pid,
+            result: (await ask(w, 'readiness', undefined, READINESS_TIMEOUT_MS).catch((error: Error) => ({
+              ready: false,
+              reasons: [error.message],
+            }))) as Readiness,
+          })),
       );
       const reasons = answers.flatMap((a) => a.result.reasons.map((r) => `worker ${a.pid}: ${r}`));
       if (answers.length < workers) reasons.push(`${answers.length} of ${workers} workers serving`);
@@ -140,7 +167,9 @@ export async function runClusterPrimary(configPath: string, workers: number, log
       return { workers: await askAll('stats') };
     },
     async connections() {
-      return (await askAll('connections')).flatMap((a) => (a.result as Array<Record<string, unknown>>).map((c) => ({ worker: a.pid, ...c })));
+      return (await askAll('connections')).flatMap((a) =>
+        (a.result as Array<Record<string, unknown>>).map((c) => ({ worker: a.pid, ...c })),
+      );
     },
     async effectiveConfig() {
       const first = live()[0];
@@ -151,7 +180,8 @@ export async function runClusterPrimary(configPath: string, workers: number, log
       const text = readFileSync(path, 'utf8');
       const answers = await askAll('reload');
       const failed = answers.filter((a) => !(a.result as { ok: boolean }).ok);
-      if (failed.length > 0) return { ok: false, error: `${failed.length} of ${answers.length} workers failed to reload`, details: answers };
+      if (failed.length > 0)
+        return { ok: false, error: `${failed.length} of ${answers.length} workers failed to reload`, details: answers };
       snapshot = text; // replacements start from what the workers now run
       return { ok: true, details: answers };
     },
@@ -171,7 +201,9 @@ export async function runClusterPrimary(configPath: string, workers: number, log
           ...(token ? { token } : {}),
         });
   const adminAddress = admin?.server.address();
-  log(`${workers} workers serving ${config.listeners.map((l) => `${l.name}@${l.listen}`).join(', ')}${adminAddress && typeof adminAddress === 'object' ? `; admin API on port ${adminAddress.port}` : ''}`);
+  log(
+    `${workers} workers serving ${config.listeners.map((l) => `${l.name}@${l.listen}`).join(', ')}${adminAddress && typeof adminAddress === 'object' ? `; admin API on port ${adminAddress.port}` : ''}`,
+  );
 
   process.removeAllListeners('SIGHUP');
   process.on('SIGHUP', () => {

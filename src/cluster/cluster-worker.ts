@@ -26,10 +26,16 @@ export async function runClusterWorker(configPath: string): Promise<Gateway> {
     let reply: AdminReply;
     try {
       const result =
-        message.op === 'policyCheck' ? await gateway.policyCheck(message.args as PolicyCheckInput) : await gateway[message.op]();
+        message.op === 'policyCheck'
+          ? await gateway.policyCheck(message.args as PolicyCheckInput)
+          : await gateway[message.op]();
       reply = { type: 'egw-admin-reply', id: message.id, result };
     } catch (error) {
-      reply = { type: 'egw-admin-reply', id: message.id, error: { ...(isGatewayError(error) ? { code: error.code } : {}), message: (error as Error).message } };
+      reply = {
+        type: 'egw-admin-reply',
+        id: message.id,
+        error: { ...(isGatewayError(error) ? { code: error.code } : {}), message: (error as Error).message },
+      };
     }
     process.send?.(reply);
   });
@@ -39,7 +45,8 @@ export async function runClusterWorker(configPath: string): Promise<Gateway> {
     stopping = true;
     setTimeout(() => process.exit(1), gateway.config.timeouts.drain + 15_000).unref();
     const { forcedClosed } = await gateway.close();
-    if (forcedClosed) process.stderr.write(`[worker ${process.pid}] ${forcedClosed} connections closed at the drain deadline\n`);
+    if (forcedClosed)
+      process.stderr.write(`[worker ${process.pid}] ${forcedClosed} connections closed at the drain deadline\n`);
     process.exit(0);
   });
   // The primary handles SIGINT/SIGHUP for the whole group.

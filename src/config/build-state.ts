@@ -4,7 +4,7 @@ import { canonicalHost } from '../core/host-name.ts';
 import { trustBundleFromCertificates } from '../identity/trust-bundle.ts';
 import { certificateFacts } from '../pki/certificate-facts.ts';
 import { parseCertificateBundle } from '../pki/pem-bundle.ts';
-import { PolicyCompileError, compilePolicy } from '../policy/compile-policy.ts';
+import { compilePolicy, PolicyCompileError } from '../policy/compile-policy.ts';
 import type { GatewayState, ListenerSettings } from '../proxy/gateway-state.ts';
 import { createServerTlsContext } from '../tls/server-tls-context.ts';
 import { checkSnatAddress } from '../upstream/check-snat-address.ts';
@@ -27,12 +27,17 @@ function readKeyed(source: string, key: string, path: string): string {
   try {
     return readFileSync(resolveConfigPath(path), 'utf8');
   } catch (cause) {
-    throw new GatewayError('EGW_PKI_FILE', `${source}: ${key}: cannot read ${resolveConfigPath(path)} (${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message})`, { cause });
+    throw new GatewayError(
+      'EGW_PKI_FILE',
+      `${source}: ${key}: cannot read ${resolveConfigPath(path)} (${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message})`,
+      { cause },
+    );
   }
 }
 
 function rethrowKeyed(source: string, key: string, error: unknown): never {
-  if (isGatewayError(error)) throw new GatewayError(error.code, `${source}: ${key}: ${error.message}`, { cause: error });
+  if (isGatewayError(error))
+    throw new GatewayError(error.code, `${source}: ${key}: ${error.message}`, { cause: error });
   throw error;
 }
 
@@ -51,7 +56,11 @@ export async function buildGatewayState(config: GatewayConfig, source: string): 
     // From the text already read: OpenSSL and the verifier must see the same anchors even if
     // the file is swapped (Kubernetes Secret update) between two reads.
     const anchorsPath = resolveConfigPath(id.trustAnchors);
-    trustBundle = trustBundleFromCertificates(id.trustDomain, parseCertificateBundle(anchorsPem, anchorsPath), anchorsPath);
+    trustBundle = trustBundleFromCertificates(
+      id.trustDomain,
+      parseCertificateBundle(anchorsPem, anchorsPath),
+      anchorsPath,
+    );
   } catch (error) {
     rethrowKeyed(source, 'identity.trustAnchors', error);
   }
@@ -71,17 +80,29 @@ export async function buildGatewayState(config: GatewayConfig, source: string): 
   }
   let policy: GatewayState['policy'];
   try {
-    policy = compilePolicy(config.rules, id.trustDomain, config.listeners.map((l) => l.name));
+    policy = compilePolicy(
+      config.rules,
+      id.trustDomain,
+      config.listeners.map((l) => l.name),
+    );
   } catch (error) {
-    if (error instanceof PolicyCompileError) throw new GatewayError('EGW_CONFIG_INVALID', `${source}: ${error.message}`);
+    if (error instanceof PolicyCompileError)
+      throw new GatewayError('EGW_CONFIG_INVALID', `${source}: ${error.message}`);
     throw error;
   }
   for (const name of Object.keys(config.resolver.hosts)) {
-    if (!canonicalHost(name)) throw new GatewayError('EGW_CONFIG_INVALID', `${source}: resolver.hosts: ${JSON.stringify(name)} is not a valid host name`);
+    if (!canonicalHost(name))
+      throw new GatewayError(
+        'EGW_CONFIG_INVALID',
+        `${source}: resolver.hosts: ${JSON.stringify(name)} is not a valid host name`,
+      );
   }
   config.listeners.forEach((l, i) => {
     if (l.upstream && !canonicalHost(splitHostPort(l.upstream).host)) {
-      throw new GatewayError('EGW_CONFIG_INVALID', `${source}: listeners[${i}].upstream: ${JSON.stringify(l.upstream)} is not a valid host:port`);
+      throw new GatewayError(
+        'EGW_CONFIG_INVALID',
+        `${source}: listeners[${i}].upstream: ${JSON.stringify(l.upstream)} is not a valid host:port`,
+      );
     }
   });
   const snatChecks: Promise<void>[] = [];
@@ -125,7 +146,9 @@ export async function buildGatewayState(config: GatewayConfig, source: string): 
     identityLimits: Object.freeze({
       maxConnectionsPerIdentity: config.limits.maxConnectionsPerIdentity,
       newConnectionsPerSecond: config.limits.newConnectionsPerSecondPerIdentity,
-      burst: config.limits.newConnectionBurstPerIdentity ?? Math.max(1, Math.ceil(config.limits.newConnectionsPerSecondPerIdentity * 2)),
+      burst:
+        config.limits.newConnectionBurstPerIdentity ??
+        Math.max(1, Math.ceil(config.limits.newConnectionsPerSecondPerIdentity * 2)),
     }),
     listeners,
   });

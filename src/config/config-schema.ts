@@ -12,18 +12,20 @@ const hostPort = z
   .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:3128')
   .refine((v) => Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, 'the port must be from 0 to 65535');
 const ipAddress = z.string().refine((v) => isIP(v) !== 0, 'expected an IP address');
-const duration = z
-  .union([z.string(), z.number()])
-  .transform((value, ctx) => {
-    const ms = parseDuration(value);
-    if (ms === undefined) {
-      ctx.addIssue({ code: 'custom', message: `expected a duration like "500ms", "10s", "5m", got ${JSON.stringify(value)}` });
-      return z.NEVER;
-    }
-    return ms;
-  });
-const name = z.string().regex(/^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$/i, 'expected a name of letters, digits, "-", "_" or "."');
-
+const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const ms = parseDuration(value);
+  if (ms === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected a duration like "500ms", "10s", "5m", got ${JSON.stringify(value)}`,
+    });
+    return z.NEVER;
+  }
+  return ms;
+});
+const name = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$/i, 'expected a name of letters, digits, "-", "_" or "."');
 
 export const configSchema = z.strictObject({
   identity: z.strictObject({

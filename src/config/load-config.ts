@@ -3,7 +3,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { GatewayError } from '../core/errors.ts';
-import { type GatewayConfig, configSchema } from './config-schema.ts';
+import { configSchema, type GatewayConfig } from './config-schema.ts';
 
 export interface LoadedConfig {
   readonly path: string;
@@ -12,7 +12,8 @@ export interface LoadedConfig {
 
 function keyPath(path: readonly PropertyKey[]): string {
   let out = '';
-  for (const part of path) out += typeof part === 'number' ? `[${part}]` : out === '' ? String(part) : `.${String(part)}`;
+  for (const part of path)
+    out += typeof part === 'number' ? `[${part}]` : out === '' ? String(part) : `.${String(part)}`;
   return out || '(root)';
 }
 
@@ -30,12 +31,16 @@ function crossCheck(config: GatewayConfig): string[] {
   const names = new Set<string>();
   const binds = new Set<string>();
   config.listeners.forEach((listener, i) => {
-    if (names.has(listener.name)) problems.push(`listeners[${i}].name: duplicate listener name ${JSON.stringify(listener.name)}`);
+    if (names.has(listener.name))
+      problems.push(`listeners[${i}].name: duplicate listener name ${JSON.stringify(listener.name)}`);
     names.add(listener.name);
-    if (binds.has(listener.listen) && !listener.listen.endsWith(":0")) problems.push(`listeners[${i}].listen: ${listener.listen} is used by another listener`);
+    if (binds.has(listener.listen) && !listener.listen.endsWith(':0'))
+      problems.push(`listeners[${i}].listen: ${listener.listen} is used by another listener`);
     binds.add(listener.listen);
-    if (listener.mode === 'tcp' && !listener.upstream) problems.push(`listeners[${i}].upstream: required when mode is tcp`);
-    if (listener.mode === 'connect' && listener.upstream) problems.push(`listeners[${i}].upstream: only valid when mode is tcp (connect mode dials the requested host)`);
+    if (listener.mode === 'tcp' && !listener.upstream)
+      problems.push(`listeners[${i}].upstream: required when mode is tcp`);
+    if (listener.mode === 'connect' && listener.upstream)
+      problems.push(`listeners[${i}].upstream: only valid when mode is tcp (connect mode dials the requested host)`);
   });
   return problems;
 }
@@ -52,15 +57,25 @@ export function resolveConfigPath(path: string): string {
 export function parseConfig(text: string, source: string): GatewayConfig {
   const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (document.errors.length > 0) {
-    throw new GatewayError('EGW_CONFIG_INVALID', `${source}: YAML error: ${document.errors.map((e) => e.message).join('; ')}`);
+    throw new GatewayError(
+      'EGW_CONFIG_INVALID',
+      `${source}: YAML error: ${document.errors.map((e) => e.message).join('; ')}`,
+    );
   }
   const result = configSchema.safeParse(document.toJS() ?? {});
   if (!result.success) {
-    const issues = (result.error as z.ZodError).issues.map((issue) => `${source}: ${keyPath(issue.path)}: ${issue.message}`);
-    throw new GatewayError('EGW_CONFIG_INVALID', `invalid configuration\n  ${issues.join('\n  ')}`, { details: { issues } });
+    const issues = (result.error as z.ZodError).issues.map(
+      (issue) => `${source}: ${keyPath(issue.path)}: ${issue.message}`,
+    );
+    throw new GatewayError('EGW_CONFIG_INVALID', `invalid configuration\n  ${issues.join('\n  ')}`, {
+      details: { issues },
+    });
   }
   const problems = crossCheck(result.data).map((p) => `${source}: ${p}`);
-  if (problems.length > 0) throw new GatewayError('EGW_CONFIG_INVALID', `invalid configuration\n  ${problems.join('\n  ')}`, { details: { issues: problems } });
+  if (problems.length > 0)
+    throw new GatewayError('EGW_CONFIG_INVALID', `invalid configuration\n  ${problems.join('\n  ')}`, {
+      details: { issues: problems },
+    });
   return deepFreeze(result.data);
 }
 

@@ -48,7 +48,8 @@ export const ERROR_CODES = {
   // audit delivery (src/audit/): operational log lines carry these codes
   EGW_AUDIT_SINK_INVALID: 'an audit sink cannot be built from its configuration (e.g. an unreadable CA or key file)',
   EGW_AUDIT_SINK_UNAVAILABLE: 'an audit receiver cannot be reached; records stay queued and are retried',
-  EGW_AUDIT_RECEIVER_REJECTED: 'an audit receiver refused records permanently (e.g. HTTP 400/401/403); they are dropped',
+  EGW_AUDIT_RECEIVER_REJECTED:
+    'an audit receiver refused records permanently (e.g. HTTP 400/401/403); they are dropped',
   EGW_AUDIT_RECORDS_DROPPED: 'audit records were dropped (queue full, refused, too large or unconfirmed at shutdown)',
 } as const;
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { type Server, createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
 
 /**
  * A target for trying the gateway locally: answers every HTTP request with the address it was

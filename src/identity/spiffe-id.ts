@@ -21,9 +21,13 @@ export interface SpiffeId {
 }
 
 function invalid(input: string, why: string): GatewayError {
-  return new GatewayError('EGW_IDENTITY_SPIFFE_ID_INVALID', `invalid SPIFFE ID ${JSON.stringify(input.slice(0, 200))}: ${why}`, {
-    details: { reason: why },
-  });
+  return new GatewayError(
+    'EGW_IDENTITY_SPIFFE_ID_INVALID',
+    `invalid SPIFFE ID ${JSON.stringify(input.slice(0, 200))}: ${why}`,
+    {
+      details: { reason: why },
+    },
+  );
 }
 
 /** Validates a trust domain name (lowercase letters, digits, dots, dashes, underscores). */
@@ -31,7 +35,10 @@ export function parseTrustDomain(input: string): string {
   if (input.length === 0) throw invalid(input, 'trust domain is empty');
   if (Buffer.byteLength(input) > MAX_TRUST_DOMAIN_BYTES) throw invalid(input, 'trust domain is longer than 255 bytes');
   if (!TRUST_DOMAIN_CHARS.test(input)) {
-    throw invalid(input, 'trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores');
+    throw invalid(
+      input,
+      'trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores',
+    );
   }
   return input;
 }

@@ -1,6 +1,6 @@
 import type { X509Certificate } from 'node:crypto';
 import { GatewayError } from '../core/errors.ts';
-import { type CertificateFacts, KeyUsage, certificateFacts } from '../pki/certificate-facts.ts';
+import { type CertificateFacts, certificateFacts, KeyUsage } from '../pki/certificate-facts.ts';
 import { readCertificateBundle } from '../pki/pem-bundle.ts';
 import { parseTrustDomain } from './spiffe-id.ts';
 
@@ -15,15 +15,25 @@ export interface TrustBundle {
   readonly source: string;
 }
 
-export function trustBundleFromCertificates(trustDomain: string, certs: readonly X509Certificate[], source: string): TrustBundle {
+export function trustBundleFromCertificates(
+  trustDomain: string,
+  certs: readonly X509Certificate[],
+  source: string,
+): TrustBundle {
   parseTrustDomain(trustDomain);
   const anchors = certs.map((cert, index) => {
     const facts = certificateFacts(cert);
     if (!facts.isCa) {
-      throw new GatewayError('EGW_PKI_FILE', `${source}: certificate #${index + 1} (${facts.subject || 'empty subject'}) is not a CA (basicConstraints cA is false)`);
+      throw new GatewayError(
+        'EGW_PKI_FILE',
+        `${source}: certificate #${index + 1} (${facts.subject || 'empty subject'}) is not a CA (basicConstraints cA is false)`,
+      );
     }
     if (facts.keyUsage !== undefined && (facts.keyUsage & KeyUsage.keyCertSign) === 0) {
-      throw new GatewayError('EGW_PKI_FILE', `${source}: certificate #${index + 1} (${facts.subject}) lacks keyCertSign`);
+      throw new GatewayError(
+        'EGW_PKI_FILE',
+        `${source}: certificate #${index + 1} (${facts.subject}) lacks keyCertSign`,
+      );
     }
     return facts;
   });

@@ -29,7 +29,10 @@ export function verifyChain(
 ): CertificateFacts[] {
   checkValidity(leaf, now, 'leaf');
   if (presented.length > MAX_PRESENTED) {
-    throw new GatewayError('EGW_IDENTITY_CHAIN_UNTRUSTED', `the client sent ${presented.length + 1} certificates; at most ${MAX_PRESENTED + 1} are accepted`);
+    throw new GatewayError(
+      'EGW_IDENTITY_CHAIN_UNTRUSTED',
+      `the client sent ${presented.length + 1} certificates; at most ${MAX_PRESENTED + 1} are accepted`,
+    );
   }
   let lastProblem: GatewayError | undefined;
   let signatureBudget = MAX_SIGNATURE_CHECKS;
@@ -37,7 +40,10 @@ export function verifyChain(
   const extend = (path: CertificateFacts[]): CertificateFacts[] | undefined => {
     const child = path[path.length - 1] as CertificateFacts;
     if (path.length > MAX_PATH_DEPTH) {
-      lastProblem = new GatewayError('EGW_IDENTITY_CHAIN_UNTRUSTED', `chain is longer than ${MAX_PATH_DEPTH} certificates`);
+      lastProblem = new GatewayError(
+        'EGW_IDENTITY_CHAIN_UNTRUSTED',
+        `chain is longer than ${MAX_PATH_DEPTH} certificates`,
+      );
       return undefined;
     }
     // Anchors first: a trusted intermediate ends the path even when the peer also sent the root.
@@ -47,9 +53,16 @@ export function verifyChain(
     ];
     for (const [issuer, isAnchor] of candidates) {
       if (issuer.subject !== child.issuer) continue;
-      if (--signatureBudget < 0) throw new GatewayError('EGW_IDENTITY_CHAIN_UNTRUSTED', `no path found within ${MAX_SIGNATURE_CHECKS} signature checks`);
+      if (--signatureBudget < 0)
+        throw new GatewayError(
+          'EGW_IDENTITY_CHAIN_UNTRUSTED',
+          `no path found within ${MAX_SIGNATURE_CHECKS} signature checks`,
+        );
       if (!child.node.verify(issuer.node.publicKey)) {
-        lastProblem ??= new GatewayError('EGW_IDENTITY_CHAIN_UNTRUSTED', `signature of "${child.subject || child.serialNumber}" does not verify with the key of "${issuer.subject}"`);
+        lastProblem ??= new GatewayError(
+          'EGW_IDENTITY_CHAIN_UNTRUSTED',
+          `signature of "${child.subject || child.serialNumber}" does not verify with the key of "${issuer.subject}"`,
+        );
         continue;
       }
       try {
@@ -67,12 +80,18 @@ export function verifyChain(
 
   const path = extend([leaf]);
   if (path) return path;
-  throw lastProblem ?? new GatewayError('EGW_IDENTITY_CHAIN_UNTRUSTED', `no trust anchor or presented certificate issued "${leaf.issuer}"`);
+  throw (
+    lastProblem ??
+    new GatewayError('EGW_IDENTITY_CHAIN_UNTRUSTED', `no trust anchor or presented certificate issued "${leaf.issuer}"`)
+  );
 }
 
 function checkValidity(cert: CertificateFacts, now: Date, role: string): void {
   if (now < cert.notBefore) {
-    throw new GatewayError('EGW_IDENTITY_NOT_YET_VALID', `${role} certificate is not valid before ${cert.notBefore.toISOString()}`);
+    throw new GatewayError(
+      'EGW_IDENTITY_NOT_YET_VALID',
+      `${role} certificate is not valid before ${cert.notBefore.toISOString()}`,
+    );
   }
   if (now > cert.notAfter) {
     throw new GatewayError('EGW_IDENTITY_EXPIRED', `${role} certificate expired at ${cert.notAfter.toISOString()}`);
@@ -82,14 +101,20 @@ function checkValidity(cert: CertificateFacts, now: Date, role: string): void {
 /** `path` is the chain below `issuer`; its length minus one is the number of CAs the issuer vouches for. */
 function checkIssuer(issuer: CertificateFacts, path: readonly CertificateFacts[], now: Date): void {
   if (!issuer.isCa) {
-    throw new GatewayError('EGW_IDENTITY_ISSUER_NOT_CA', `"${path[path.length - 1]?.subject || 'certificate'}" is signed by a certificate that is not a CA`);
+    throw new GatewayError(
+      'EGW_IDENTITY_ISSUER_NOT_CA',
+      `"${path[path.length - 1]?.subject || 'certificate'}" is signed by a certificate that is not a CA`,
+    );
   }
   if (issuer.keyUsage !== undefined && (issuer.keyUsage & KeyUsage.keyCertSign) === 0) {
     throw new GatewayError('EGW_IDENTITY_ISSUER_NOT_CA', `issuer "${issuer.subject}" lacks the keyCertSign KeyUsage`);
   }
   const intermediatesBelow = path.length - 1;
   if (issuer.pathLength !== undefined && intermediatesBelow > issuer.pathLength) {
-    throw new GatewayError('EGW_IDENTITY_PATH_LENGTH', `issuer "${issuer.subject}" allows ${issuer.pathLength} intermediates below it, the chain has ${intermediatesBelow}`);
+    throw new GatewayError(
+      'EGW_IDENTITY_PATH_LENGTH',
+      `issuer "${issuer.subject}" allows ${issuer.pathLength} intermediates below it, the chain has ${intermediatesBelow}`,
+    );
   }
   checkValidity(issuer, now, `issuer "${issuer.subject}"`);
 }

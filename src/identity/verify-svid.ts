@@ -1,7 +1,7 @@
 import type { X509Certificate } from 'node:crypto';
 import { GatewayError } from '../core/errors.ts';
-import { type CertificateFacts, ExtendedKeyUsageOid, KeyUsage, certificateFacts } from '../pki/certificate-facts.ts';
-import { type SpiffeId, parseSpiffeId } from './spiffe-id.ts';
+import { type CertificateFacts, certificateFacts, ExtendedKeyUsageOid, KeyUsage } from '../pki/certificate-facts.ts';
+import { parseSpiffeId, type SpiffeId } from './spiffe-id.ts';
 import type { TrustBundle } from './trust-bundle.ts';
 import { verifyChain } from './verify-chain.ts';
 
@@ -20,7 +20,8 @@ export interface PeerIdentity {
  */
 export function verifySvidLeaf(leaf: CertificateFacts, trustDomain: string): SpiffeId {
   if (leaf.isCa) throw new GatewayError('EGW_IDENTITY_LEAF_IS_CA', 'leaf certificate has basicConstraints cA=true');
-  if (leaf.keyUsage === undefined) throw new GatewayError('EGW_IDENTITY_LEAF_KEY_USAGE', 'leaf certificate has no KeyUsage extension');
+  if (leaf.keyUsage === undefined)
+    throw new GatewayError('EGW_IDENTITY_LEAF_KEY_USAGE', 'leaf certificate has no KeyUsage extension');
   if ((leaf.keyUsage & KeyUsage.digitalSignature) === 0) {
     throw new GatewayError('EGW_IDENTITY_LEAF_KEY_USAGE', 'leaf KeyUsage lacks digitalSignature');
   }
@@ -31,10 +32,14 @@ export function verifySvidLeaf(leaf: CertificateFacts, trustDomain: string): Spi
     throw new GatewayError('EGW_IDENTITY_LEAF_KEY_USAGE', 'leaf ExtendedKeyUsage lacks clientAuth');
   }
   if (leaf.uris.length !== 1) {
-    throw new GatewayError('EGW_IDENTITY_URI_SAN_COUNT', `leaf has ${leaf.uris.length} URI SANs; an X.509-SVID has exactly one`);
+    throw new GatewayError(
+      'EGW_IDENTITY_URI_SAN_COUNT',
+      `leaf has ${leaf.uris.length} URI SANs; an X.509-SVID has exactly one`,
+    );
   }
   const id = parseSpiffeId(leaf.uris[0] as string);
-  if (id.segments.length === 0) throw new GatewayError('EGW_IDENTITY_SPIFFE_ID_INVALID', `${id.uri}: an SVID needs a non-root path`);
+  if (id.segments.length === 0)
+    throw new GatewayError('EGW_IDENTITY_SPIFFE_ID_INVALID', `${id.uri}: an SVID needs a non-root path`);
   if (id.trustDomain !== trustDomain) {
     throw new GatewayError('EGW_IDENTITY_TRUST_DOMAIN', `${id.uri} is not in trust domain ${trustDomain}`);
   }
@@ -45,7 +50,11 @@ export function verifySvidLeaf(leaf: CertificateFacts, trustDomain: string): Spi
  * Verifies a peer's presented chain (leaf first, as TLS sends it) against the bundle and returns
  * its identity. Throws GatewayError with an EGW_IDENTITY_* code on any failure.
  */
-export function verifyPeerSvid(presented: readonly X509Certificate[], bundle: TrustBundle, now: Date = new Date()): PeerIdentity {
+export function verifyPeerSvid(
+  presented: readonly X509Certificate[],
+  bundle: TrustBundle,
+  now: Date = new Date(),
+): PeerIdentity {
   const [leafCert, ...rest] = presented;
   if (!leafCert) throw new GatewayError('EGW_IDENTITY_NO_CERT');
   const leaf = certificateFactsCached(leafCert);

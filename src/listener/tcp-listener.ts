@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { type Server, type Socket, createServer } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { publishAudit } from '../core/audit-event.ts';
 import { GatewayError } from '../core/errors.ts';
 
@@ -69,7 +69,13 @@ export class TcpListener {
   listen(): Promise<void> {
     return new Promise((resolve, reject) => {
       const onError = (error: NodeJS.ErrnoException) => {
-        reject(new GatewayError('EGW_LISTEN_FAILED', `listener ${this.name}: cannot listen on ${this.#options.host}:${this.#options.port} (${error.code ?? error.message})`, { cause: error }));
+        reject(
+          new GatewayError(
+            'EGW_LISTEN_FAILED',
+            `listener ${this.name}: cannot listen on ${this.#options.host}:${this.#options.port} (${error.code ?? error.message})`,
+            { cause: error },
+          ),
+        );
       };
       this.#server.once('error', onError);
       this.#server.listen({ host: this.#options.host, port: this.#options.port }, () => {

@@ -49,7 +49,9 @@ const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 function invalid(option: string, value: unknown, why: string): GatewayError {
-  return new GatewayError('EGW_CONFIG_INVALID', `--${option} ${JSON.stringify(value)}: ${why}`, { details: { option } });
+  return new GatewayError('EGW_CONFIG_INVALID', `--${option} ${JSON.stringify(value)}: ${why}`, {
+    details: { option },
+  });
 }
 
 function check(option: string, value: string, pattern: RegExp, maxLength: number, what: string): string {
@@ -62,7 +64,8 @@ function check(option: string, value: string, pattern: RegExp, maxLength: number
 function parsePort(value: string | number): number {
   const text = String(value).trim();
   const port = /^\d{1,5}$/.test(text) ? Number(text) : Number.NaN;
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw invalid('port', value, 'expected a TCP port from 1 to 65535');
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw invalid('port', value, 'expected a TCP port from 1 to 65535');
   return port;
 }
 
@@ -75,7 +78,8 @@ function parseAddresses(value: string): string[] {
   for (const address of addresses) {
     // An Endpoints/WorkloadEntry address must be an IP; a name would need DNS resolution in the
     // ServiceEntry, which changes how Istio builds the cluster (and what the sidecar dials).
-    if (isIP(address) === 0) throw invalid('address', address, 'expected an IP address (IPv4 or IPv6), not a host name');
+    if (isIP(address) === 0)
+      throw invalid('address', address, 'expected an IP address (IPv4 or IPv6), not a host name');
   }
   if (new Set(addresses).size !== addresses.length) throw invalid('address', value, 'an address is listed twice');
   return addresses;
@@ -84,18 +88,49 @@ function parseAddresses(value: string): string[] {
 /** Validates the CLI input and derives names; every error names the option at fault. */
 export function parseMeshRegistration(input: MeshRegistrationInput): MeshRegistration {
   const style = input.style ?? 'workloadentry';
-  if (style !== 'register' && style !== 'workloadentry') throw invalid('style', style, 'expected register or workloadentry');
-  const name = check('name', input.name, DNS1035_LABEL, 63, 'a Kubernetes Service name: lowercase letters, digits and "-", starting with a letter');
-  const namespace = check('namespace', input.namespace, DNS1123_LABEL, 63, 'a Kubernetes namespace: lowercase letters, digits and "-"');
-  const serviceAccount = check('service-account', input.serviceAccount, DNS1123_SUBDOMAIN, 253, 'a Kubernetes service account name');
-  const clusterDomain = check('cluster-domain', input.clusterDomain ?? 'cluster.local', DNS1123_SUBDOMAIN, 253, 'a DNS domain');
+  if (style !== 'register' && style !== 'workloadentry')
+    throw invalid('style', style, 'expected register or workloadentry');
+  const name = check(
+    'name',
+    input.name,
+    DNS1035_LABEL,
+    63,
+    'a Kubernetes Service name: lowercase letters, digits and "-", starting with a letter',
+  );
+  const namespace = check(
+    'namespace',
+    input.namespace,
+    DNS1123_LABEL,
+    63,
+    'a Kubernetes namespace: lowercase letters, digits and "-"',
+  );
+  const serviceAccount = check(
+    'service-account',
+    input.serviceAccount,
+    DNS1123_SUBDOMAIN,
+    253,
+    'a Kubernetes service account name',
+  );
+  const clusterDomain = check(
+    'cluster-domain',
+    input.clusterDomain ?? 'cluster.local',
+    DNS1123_SUBDOMAIN,
+    253,
+    'a DNS domain',
+  );
   let trustDomain: string;
   try {
     trustDomain = parseTrustDomain(input.trustDomain ?? 'cluster.local');
   } catch (error) {
     throw invalid('trust-domain', input.trustDomain, (error as Error).message);
   }
-  const host = check('host', input.host ?? `${name}.${namespace}.svc.${clusterDomain}`, DNS1123_SUBDOMAIN, 253, 'a DNS name');
+  const host = check(
+    'host',
+    input.host ?? `${name}.${namespace}.svc.${clusterDomain}`,
+    DNS1123_SUBDOMAIN,
+    253,
+    'a DNS name',
+  );
   const port = parsePort(input.port);
   return Object.freeze({
     style,
@@ -109,6 +144,10 @@ export function parseMeshRegistration(input: MeshRegistrationInput): MeshRegistr
     host,
     spiffeId: `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`,
     sni: `outbound_.${port}_._.${host}`,
-    labels: Object.freeze({ app: name, 'app.kubernetes.io/name': name, 'app.kubernetes.io/component': 'egress-gateway' }),
+    labels: Object.freeze({
+      app: name,
+      'app.kubernetes.io/name': name,
+      'app.kubernetes.io/component': 'egress-gateway',
+    }),
   });
 }

@@ -31,7 +31,10 @@ function header(reg: MeshRegistration): string {
 /** Validates the options, builds the objects for the chosen style and renders them as YAML. */
 export function renderMeshManifests(input: MeshRegistrationInput): RenderedMeshManifests {
   const registration = parseMeshRegistration(input);
-  const manifests: MeshManifest[] = registration.style === 'register' ? registerStyleManifests(registration) : workloadEntryStyleManifests(registration);
+  const manifests: MeshManifest[] =
+    registration.style === 'register'
+      ? registerStyleManifests(registration)
+      : workloadEntryStyleManifests(registration);
   const documents = manifests.map((manifest, index) => {
     const doc = new Document(manifest);
     if (index === 0) doc.commentBefore = header(registration);

@@ -26,17 +26,19 @@ function addressSuffix(address: string): string {
  */
 export function workloadEntryStyleManifests(reg: MeshRegistration): WorkloadEntryStyleManifest[] {
   const selector = { app: reg.name };
-  const workloadEntries: IWorkloadEntry[] = reg.addresses.map((address): IWorkloadEntry => ({
-    apiVersion: 'networking.istio.io/v1',
-    kind: 'WorkloadEntry',
-    metadata: { name: `${reg.name}-${addressSuffix(address)}`, namespace: reg.namespace, labels: { ...reg.labels } },
-    spec: {
-      address,
-      serviceAccount: reg.serviceAccount,
-      labels: { ...reg.labels },
-      ports: { [reg.portName]: reg.port },
-    },
-  }));
+  const workloadEntries: IWorkloadEntry[] = reg.addresses.map(
+    (address): IWorkloadEntry => ({
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'WorkloadEntry',
+      metadata: { name: `${reg.name}-${addressSuffix(address)}`, namespace: reg.namespace, labels: { ...reg.labels } },
+      spec: {
+        address,
+        serviceAccount: reg.serviceAccount,
+        labels: { ...reg.labels },
+        ports: { [reg.portName]: reg.port },
+      },
+    }),
+  );
   return [
     {
       apiVersion: 'v1',

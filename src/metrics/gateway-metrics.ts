@@ -1,11 +1,22 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { type AuditRecord, subscribeAudit } from '../core/audit-event.ts';
 import { subscribeRuntimeEvents } from '../core/runtime-event.ts';
 
 /** What the metrics read at scrape time rather than count as events. */
 export interface MetricsSources {
   activeTunnels(): ReadonlyMap<string, number>;
-  auditSinks(): Record<string, { received: number; delivered: number; retried: number; dropped: number; queued: number; up: boolean; droppedBy: Partial<Record<string, number>> }>;
+  auditSinks(): Record<
+    string,
+    {
+      received: number;
+      delivered: number;
+      retried: number;
+      dropped: number;
+      queued: number;
+      up: boolean;
+      droppedBy: Partial<Record<string, number>>;
+    }
+  >;
   /** Seconds until expiry, by certificate role and subject. */
   certificateExpiry(): ReadonlyArray<{ role: 'gateway' | 'anchor'; subject: string; secondsLeft: number }>;
 }
@@ -25,15 +36,59 @@ const UPSTREAM_CODES: Record<string, string> = {
 export class GatewayMetrics {
   readonly registry = new Registry();
   readonly #unsubscribe: Array<() => void> = [];
-  readonly #connections = new Counter({ name: 'egw_connections_total', help: 'Client connections and requests by listener and decision', labelNames: ['listener', 'decision'], registers: [this.registry] });
-  readonly #handshakeFailures = new Counter({ name: 'egw_handshake_failures_total', help: 'Refused TLS handshakes and client identities by reason code', labelNames: ['listener', 'code'], registers: [this.registry] });
-  readonly #bytes = new Counter({ name: 'egw_bytes_total', help: 'Bytes relayed by listener; direction in = client to destination, out = destination to client', labelNames: ['listener', 'direction'], registers: [this.registry] });
-  readonly #dialErrors = new Counter({ name: 'egw_upstream_dial_errors_total', help: 'Upstream dial failures by kind', labelNames: ['listener', 'kind'], registers: [this.registry] });
-  readonly #dns = new Counter({ name: 'egw_dns_lookups_total', help: 'Destination lookups by outcome', labelNames: ['outcome'], registers: [this.registry] });
-  readonly #decisions = new Counter({ name: 'egw_policy_decisions_total', help: 'Policy decisions by rule (rule="" for the default deny)', labelNames: ['rule', 'decision'], registers: [this.registry] });
-  readonly #limits = new Counter({ name: 'egw_limit_rejections_total', help: 'Connections and requests refused by a limit', labelNames: ['listener', 'limit'], registers: [this.registry] });
-  readonly #reloads = new Counter({ name: 'egw_reloads_total', help: 'Configuration reloads by result', labelNames: ['result'], registers: [this.registry] });
-  readonly #drainForced = new Counter({ name: 'egw_drain_forced_closes_total', help: 'Connections closed at the drain deadline', registers: [this.registry] });
+  readonly #connections = new Counter({
+    name: 'egw_connections_total',
+    help: 'Client connections and requests by listener and decision',
+    labelNames: ['listener', 'decision'],
+    registers: [this.registry],
+  });
+  readonly #handshakeFailures = new Counter({
+    name: 'egw_handshake_failures_total',
+    help: 'Refused TLS handshakes and client identities by reason code',
+    labelNames: ['listener', 'code'],
+    registers: [this.registry],
+  });
+  readonly #bytes = new Counter({
+    name: 'egw_bytes_total',
+    help: 'Bytes relayed by listener; direction in = client to destination, out = destination to client',
+    labelNames: ['listener', 'direction'],
+    registers: [this.registry],
+  });
+  readonly #dialErrors = new Counter({
+    name: 'egw_upstream_dial_errors_total',
+    help: 'Upstream dial failures by kind',
+    labelNames: ['listener', 'kind'],
+    registers: [this.registry],
+  });
+  readonly #dns = new Counter({
+    name: 'egw_dns_lookups_total',
+    help: 'Destination lookups by outcome',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  });
+  readonly #decisions = new Counter({
+    name: 'egw_policy_decisions_total',
+    help: 'Policy decisions by rule (rule="" for the default deny)',
+    labelNames: ['rule', 'decision'],
+    registers: [this.registry],
+  });
+  readonly #limits = new Counter({
+    name: 'egw_limit_rejections_total',
+    help: 'Connections and requests refused by a limit',
+    labelNames: ['listener', 'limit'],
+    registers: [this.registry],
+  });
+  readonly #reloads = new Counter({
+    name: 'egw_reloads_total',
+    help: 'Configuration reloads by result',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
+  readonly #drainForced = new Counter({
+    name: 'egw_drain_forced_closes_total',
+    help: 'Connections closed at the drain deadline',
+    registers: [this.registry],
+  });
 
   constructor(sources: MetricsSources, options: { defaultMetrics?: boolean } = {}) {
     // Series that alerting rules expect to exist before the first event.
@@ -61,7 +116,11 @@ export class GatewayMetrics {
           for (const [sink, stats] of Object.entries(sources.auditSinks())) this.set({ sink }, stats[key]);
         },
       });
-    sinkGauge('egw_audit_records_received', 'Audit records handed to a sink (monotonic; = delivered + dropped + queued)', 'received');
+    sinkGauge(
+      'egw_audit_records_received',
+      'Audit records handed to a sink (monotonic; = delivered + dropped + queued)',
+      'received',
+    );
     sinkGauge('egw_audit_records_delivered', 'Audit records delivered, per sink (monotonic)', 'delivered');
     sinkGauge('egw_audit_records_retried', 'Audit record delivery retries, per sink (monotonic)', 'retried');
     sinkGauge('egw_audit_queue_depth', 'Audit records waiting in a sink queue or in flight', 'queued');
@@ -98,7 +157,8 @@ export class GatewayMetrics {
       registers: [this.registry],
       collect() {
         this.reset();
-        for (const cert of sources.certificateExpiry()) this.set({ role: cert.role, subject: cert.subject }, cert.secondsLeft);
+        for (const cert of sources.certificateExpiry())
+          this.set({ role: cert.role, subject: cert.subject }, cert.secondsLeft);
       },
     });
     this.#unsubscribe.push(subscribeAudit((record) => this.#onAudit(record)));
@@ -119,10 +179,14 @@ export class GatewayMetrics {
       case 'egress-rejected': {
         this.#connections.inc({ listener, decision: 'rejected' });
         const code = record.code ?? '';
-        if (code.startsWith('EGW_LIMIT_') || code === 'EGW_DRAINING') this.#limits.inc({ listener, limit: code.replace(/^EGW_(LIMIT_)?/, '').toLowerCase() });
+        if (code.startsWith('EGW_LIMIT_') || code === 'EGW_DRAINING')
+          this.#limits.inc({ listener, limit: code.replace(/^EGW_(LIMIT_)?/, '').toLowerCase() });
         else if (UPSTREAM_CODES[code]) this.#dialErrors.inc({ listener, kind: UPSTREAM_CODES[code] as string });
         if (code.startsWith('EGW_POLICY_') || UPSTREAM_CODES[code]) {
-          this.#decisions.inc({ rule: record.rule?.name ?? '', decision: code.startsWith('EGW_POLICY_') ? 'deny' : 'allow' });
+          this.#decisions.inc({
+            rule: record.rule?.name ?? '',
+            decision: code.startsWith('EGW_POLICY_') ? 'deny' : 'allow',
+          });
         }
         return;
       }

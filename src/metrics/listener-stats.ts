@@ -23,7 +23,15 @@ export class ListenerStats {
   #entry(listener: string): ListenerCounters {
     let entry = this.#byListener.get(listener);
     if (!entry) {
-      entry = { accepted: 0, rejected: 0, rejectedByReason: {}, identityRejected: 0, closed: 0, bytesIn: 0, bytesOut: 0 };
+      entry = {
+        accepted: 0,
+        rejected: 0,
+        rejectedByReason: {},
+        identityRejected: 0,
+        closed: 0,
+        bytesIn: 0,
+        bytesOut: 0,
+      };
       this.#byListener.set(listener, entry);
     }
     return entry;

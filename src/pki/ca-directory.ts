@@ -2,8 +2,14 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { GatewayError } from '../core/errors.ts';
-import { type IssuedCertificate, type LeafOptions, createIntermediateCa, createRootCa, issueLeaf } from './issue-certificate.ts';
-import { type KeyType, exportPrivateKeyPem, importPrivateKeyPem } from './key-pair.ts';
+import {
+  createIntermediateCa,
+  createRootCa,
+  type IssuedCertificate,
+  issueLeaf,
+  type LeafOptions,
+} from './issue-certificate.ts';
+import { exportPrivateKeyPem, importPrivateKeyPem, type KeyType } from './key-pair.ts';
 
 /** File names of Istio's plugged-in CA secret (`cacerts`). */
 export const CA_FILES = Object.freeze({
@@ -21,14 +27,26 @@ function writeSecret(path: string, text: string): void {
  * `pki init`: a root and a signing intermediate in the `cacerts` layout. The root key is not
  * written: the intermediate is what signs workloads (and what Istio's istiod holds).
  */
-export async function initCaDirectory(dir: string, options: { trustDomain: string; keyType?: KeyType; force?: boolean }): Promise<void> {
+export async function initCaDirectory(
+  dir: string,
+  options: { trustDomain: string; keyType?: KeyType; force?: boolean },
+): Promise<void> {
   if (!options.force && existsSync(join(dir, CA_FILES.caKey))) {
     throw new GatewayError('EGW_PKI_ARGUMENT', `${join(dir, CA_FILES.caKey)} exists; pass --force to replace the CA`);
   }
   mkdirSync(dir, { recursive: true });
   const keyType = options.keyType ?? 'ecdsa-p256';
-  const root = await createRootCa({ commonName: `${options.trustDomain} root CA`, organization: 'mesh-egress-gateway', keyType });
-  const intermediate = await createIntermediateCa(root, { commonName: `${options.trustDomain} intermediate CA`, organization: 'mesh-egress-gateway', keyType, pathLength: 0 });
+  const root = await createRootCa({
+    commonName: `${options.trustDomain} root CA`,
+    organization: 'mesh-egress-gateway',
+    keyType,
+  });
+  const intermediate = await createIntermediateCa(root, {
+    commonName: `${options.trustDomain} intermediate CA`,
+    organization: 'mesh-egress-gateway',
+    keyType,
+    pathLength: 0,
+  });
   writeFileSync(join(dir, CA_FILES.root), root.certPem);
   writeFileSync(join(dir, CA_FILES.caCert), intermediate.certPem);
   writeSecret(join(dir, CA_FILES.caKey), await exportPrivateKeyPem(intermediate.keys.privateKey));
@@ -41,7 +59,11 @@ export async function loadCaDirectory(dir: string): Promise<{ ca: IssuedCertific
     try {
       return readFileSync(join(dir, name), 'utf8');
     } catch (cause) {
-      throw new GatewayError('EGW_PKI_FILE', `${join(dir, name)}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`, { cause });
+      throw new GatewayError(
+        'EGW_PKI_FILE',
+        `${join(dir, name)}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`,
+        { cause },
+      );
     }
   };
   const certPem = read(CA_FILES.caCert);
@@ -54,7 +76,11 @@ export async function loadCaDirectory(dir: string): Promise<{ ca: IssuedCertific
 }
 
 /** `pki issue`: writes OUTDIR/cert.pem (leaf, then the CA chain) and OUTDIR/key.pem. */
-export async function issueToDirectory(caDir: string, outDir: string, options: LeafOptions & { includeRoot?: boolean }): Promise<IssuedCertificate> {
+export async function issueToDirectory(
+  caDir: string,
+  outDir: string,
+  options: LeafOptions & { includeRoot?: boolean },
+): Promise<IssuedCertificate> {
   const { ca, chainPem } = await loadCaDirectory(caDir);
   const leaf = await issueLeaf(ca, options);
   mkdirSync(outDir, { recursive: true });

@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { isIP } from 'node:net';
 import * as x509 from '@peculiar/x509';
 import { GatewayError } from '../core/errors.ts';
-import { type KeyType, generateKeyPair, signingAlgorithmFor } from './key-pair.ts';
+import { generateKeyPair, type KeyType, signingAlgorithmFor } from './key-pair.ts';
 
 /** A certificate together with the key pair it certifies, as minted here. */
 export interface IssuedCertificate {
@@ -34,7 +34,11 @@ function randomSerial(): string {
   return Buffer.from(bytes).toString('hex');
 }
 
-async function caExtensions(keys: CryptoKeyPair, pathLength: number | undefined, issuerKey?: CryptoKey): Promise<x509.Extension[]> {
+async function caExtensions(
+  keys: CryptoKeyPair,
+  pathLength: number | undefined,
+  issuerKey?: CryptoKey,
+): Promise<x509.Extension[]> {
   const extensions: x509.Extension[] = [
     new x509.BasicConstraintsExtension(true, pathLength, true),
     new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
@@ -120,7 +124,12 @@ export async function issueLeaf(issuer: IssuedCertificate, options: LeafOptions)
     const usage = options.keyUsage ?? x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment;
     extensions.push(new x509.KeyUsagesExtension(usage, true));
   }
-  extensions.push(new x509.ExtendedKeyUsageExtension([...(options.extendedKeyUsage ?? [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth])], false));
+  extensions.push(
+    new x509.ExtendedKeyUsageExtension(
+      [...(options.extendedKeyUsage ?? [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth])],
+      false,
+    ),
+  );
   // X.509-SVID §3.1: with an empty subject the SAN extension must be critical.
   if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names, emptySubject));
   const now = Date.now();

@@ -21,7 +21,9 @@ export function keyAlgorithm(type: KeyType): EcKeyGenParams | RsaHashedKeyGenPar
 
 /** The signature algorithm a CA key signs with: SHA-256 on its own key type. */
 export function signingAlgorithmFor(key: CryptoKey): Algorithm | EcdsaParams {
-  return key.algorithm.name === 'ECDSA' ? { name: 'ECDSA', hash: 'SHA-256' } as EcdsaParams : { name: 'RSASSA-PKCS1-v1_5' };
+  return key.algorithm.name === 'ECDSA'
+    ? ({ name: 'ECDSA', hash: 'SHA-256' } as EcdsaParams)
+    : { name: 'RSASSA-PKCS1-v1_5' };
 }
 
 export async function generateKeyPair(type: KeyType): Promise<CryptoKeyPair> {
@@ -47,11 +49,14 @@ export async function importPrivateKeyPem(pem: string, source: string): Promise<
   const der = keyObject.export({ format: 'der', type: 'pkcs8' });
   if (keyObject.asymmetricKeyType === 'ec') {
     const curve = keyObject.asymmetricKeyDetails?.namedCurve;
-    if (curve !== 'prime256v1') throw new GatewayError('EGW_PKI_FILE', `${source}: EC key on curve ${curve}; only P-256 is supported`);
+    if (curve !== 'prime256v1')
+      throw new GatewayError('EGW_PKI_FILE', `${source}: EC key on curve ${curve}; only P-256 is supported`);
     return webcrypto.subtle.importKey('pkcs8', der, EC_P256, true, ['sign']) as Promise<CryptoKey>;
   }
   if (keyObject.asymmetricKeyType === 'rsa') {
-    return webcrypto.subtle.importKey('pkcs8', der, { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, true, ['sign']) as Promise<CryptoKey>;
+    return webcrypto.subtle.importKey('pkcs8', der, { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, true, [
+      'sign',
+    ]) as Promise<CryptoKey>;
   }
   throw new GatewayError('EGW_PKI_FILE', `${source}: unsupported key type ${keyObject.asymmetricKeyType}`);
 }

@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { IpSet } from '../core/ip-set.ts';
 import { parseSpiffeId } from '../identity/spiffe-id.ts';
-import { type SegmentGlob, compileHostGlob, compileSpiffeGlob } from './glob.ts';
+import { compileHostGlob, compileSpiffeGlob, type SegmentGlob } from './glob.ts';
 
 /** One allow/deny rule as written in the configuration (`rules[]`). */
 export interface RuleSpec {
@@ -61,7 +61,11 @@ const K8S_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 function compileHost(pattern: string, path: string): SegmentGlob {
   if (isIP(pattern) !== 0) return [pattern];
   const labels = pattern.split('.');
-  if (pattern.length === 0 || pattern.length > 253 || !labels.every((l) => LABEL.test(l) || /[^\u0020-\u007e]/.test(l))) {
+  if (
+    pattern.length === 0 ||
+    pattern.length > 253 ||
+    !labels.every((l) => LABEL.test(l) || /[^\u0020-\u007e]/.test(l))
+  ) {
     throw new PolicyCompileError(path, `not a host name or host glob: ${JSON.stringify(pattern)}`);
   }
   return compileHostGlob(pattern);
@@ -77,29 +81,47 @@ function compileSpiffe(pattern: string, trustDomain: string, path: string): Segm
     throw new PolicyCompileError(path, (error as Error).message);
   }
   if (id.trustDomain !== trustDomain) {
-    throw new PolicyCompileError(path, `${pattern} is outside the configured trust domain ${trustDomain}; it could never match`);
+    throw new PolicyCompileError(
+      path,
+      `${pattern} is outside the configured trust domain ${trustDomain}; it could never match`,
+    );
   }
   const glob = compileSpiffeGlob(pattern);
   const doubleStar = glob.indexOf('**');
-  if (doubleStar !== -1 && doubleStar !== glob.length - 1) throw new PolicyCompileError(path, '`**` is only allowed as the last segment');
+  if (doubleStar !== -1 && doubleStar !== glob.length - 1)
+    throw new PolicyCompileError(path, '`**` is only allowed as the last segment');
   return glob;
 }
 
-export function compilePolicy(rules: readonly RuleSpec[], trustDomain: string, listenerNames: readonly string[]): CompiledPolicy {
+export function compilePolicy(
+  rules: readonly RuleSpec[],
+  trustDomain: string,
+  listenerNames: readonly string[],
+): CompiledPolicy {
   const seen = new Set<string>();
   const compiled = rules.map((rule, index): CompiledRule => {
     const at = `rules[${index}]`;
-    if (seen.has(rule.name)) throw new PolicyCompileError(`${at}.name`, `duplicate rule name ${JSON.stringify(rule.name)}`);
+    if (seen.has(rule.name))
+      throw new PolicyCompileError(`${at}.name`, `duplicate rule name ${JSON.stringify(rule.name)}`);
     seen.add(rule.name);
     rule.listeners?.forEach((name, i) => {
-      if (!listenerNames.includes(name)) throw new PolicyCompileError(`${at}.listeners[${i}]`, `no listener is named ${JSON.stringify(name)}`);
+      if (!listenerNames.includes(name))
+        throw new PolicyCompileError(`${at}.listeners[${i}]`, `no listener is named ${JSON.stringify(name)}`);
     });
     const from = rule.from;
     from?.namespaces?.forEach((ns, i) => {
-      if (!K8S_NAME.test(ns)) throw new PolicyCompileError(`${at}.from.namespaces[${i}]`, `not a Kubernetes namespace name: ${JSON.stringify(ns)}`);
+      if (!K8S_NAME.test(ns))
+        throw new PolicyCompileError(
+          `${at}.from.namespaces[${i}]`,
+          `not a Kubernetes namespace name: ${JSON.stringify(ns)}`,
+        );
     });
     from?.serviceAccounts?.forEach((sa, i) => {
-      if (!SA_REF.test(sa)) throw new PolicyCompileError(`${at}.from.serviceAccounts[${i}]`, `expected "<namespace>/<service-account>", got ${JSON.stringify(sa)}`);
+      if (!SA_REF.test(sa))
+        throw new PolicyCompileError(
+          `${at}.from.serviceAccounts[${i}]`,
+          `expected "<namespace>/<service-account>", got ${JSON.stringify(sa)}`,
+        );
     });
     const to = rule.to;
     let cidrs: IpSet | undefined;
@@ -123,7 +145,13 @@ export function compilePolicy(rules: readonly RuleSpec[], trustDomain: string, l
             from: Object.freeze({
               ...(from.namespaces ? { namespaces: new Set(from.namespaces) } : {}),
               ...(from.serviceAccounts ? { serviceAccounts: new Set(from.serviceAccounts) } : {}),
-              ...(from.spiffeIds ? { spiffeIds: from.spiffeIds.map((p, i) => compileSpiffe(p, trustDomain, `${at}.from.spiffeIds[${i}]`)) } : {}),
+              ...(from.spiffeIds
+                ? {
+                    spiffeIds: from.spiffeIds.map((p, i) =>
+                      compileSpiffe(p, trustDomain, `${at}.from.spiffeIds[${i}]`),
+                    ),
+                  }
+                : {}),
             }),
           }
         : {}),

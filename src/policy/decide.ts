@@ -28,7 +28,12 @@ function fromMatches(rule: CompiledRule, id: SpiffeId): boolean {
   const from = rule.from;
   if (!from) return true;
   if (from.namespaces && id.namespace !== undefined && from.namespaces.has(id.namespace)) return true;
-  if (from.serviceAccounts && id.namespace !== undefined && from.serviceAccounts.has(`${id.namespace}/${id.serviceAccount}`)) return true;
+  if (
+    from.serviceAccounts &&
+    id.namespace !== undefined &&
+    from.serviceAccounts.has(`${id.namespace}/${id.serviceAccount}`)
+  )
+    return true;
   if (from.spiffeIds?.some((glob) => spiffeIdMatches(glob, id.uri))) return true;
   return false;
 }

@@ -1,7 +1,7 @@
 import { type ErrorCode, GatewayError } from '../core/errors.ts';
+import type { SpiffeId } from '../identity/spiffe-id.ts';
 import { type Decision, decide } from '../policy/decide.ts';
 import { prohibitedDestinations } from '../upstream/prohibited-ranges.ts';
-import type { SpiffeId } from '../identity/spiffe-id.ts';
 import type { GatewayState, ListenerSettings } from './gateway-state.ts';
 
 /** RFC 9209 Proxy-Status error types used by the gateway. */
@@ -47,12 +47,31 @@ export async function authorizeDestination(
   } catch (error) {
     dnsError = error instanceof GatewayError ? error : new GatewayError('EGW_UPSTREAM_DNS', String(error));
   }
-  const decision = decide(state.policy, { listener: listener.name, identity, destination: { host, port, ...(ip ? { ip } : {}) } });
+  const decision = decide(state.policy, {
+    listener: listener.name,
+    identity,
+    destination: { host, port, ...(ip ? { ip } : {}) },
+  });
   if (!decision.allow) {
-    return { allow: false, decision, ...(ip ? { ip } : {}), status: 403, proxyStatus: 'http_request_denied', code: 'EGW_POLICY_DENIED', reason: decision.reason };
+    return {
+      allow: false,
+      decision,
+      ...(ip ? { ip } : {}),
+      status: 403,
+      proxyStatus: 'http_request_denied',
+      code: 'EGW_POLICY_DENIED',
+      reason: decision.reason,
+    };
   }
   if (dnsError || ip === undefined) {
-    return { allow: false, decision, status: 502, proxyStatus: 'dns_error', code: 'EGW_UPSTREAM_DNS', reason: dnsError?.message ?? `cannot resolve ${host}` };
+    return {
+      allow: false,
+      decision,
+      status: 502,
+      proxyStatus: 'dns_error',
+      code: 'EGW_UPSTREAM_DNS',
+      reason: dnsError?.message ?? `cannot resolve ${host}`,
+    };
   }
   if (prohibitedDestinations.has(ip) && !decision.rule?.to?.cidrs?.has(ip)) {
     return {
@@ -69,7 +88,12 @@ export async function authorizeDestination(
   return { allow: true, decision, ip, ...(snat ? { snat } : {}) };
 }
 
-export function refusalForUpstreamError(error: unknown): { status: number; proxyStatus: ProxyStatusError; code: ErrorCode; reason: string } {
+export function refusalForUpstreamError(error: unknown): {
+  status: number;
+  proxyStatus: ProxyStatusError;
+  code: ErrorCode;
+  reason: string;
+} {
   const code: ErrorCode = error instanceof GatewayError ? error.code : 'EGW_UPSTREAM_ERROR';
   const reason = error instanceof Error ? error.message : String(error);
   switch (code) {
@@ -84,6 +108,9 @@ export function refusalForUpstreamError(error: unknown): { status: number; proxy
 
 /** `Proxy-Status` header value (RFC 9209); details are a quoted sf-string without control characters. */
 export function proxyStatusHeader(error: ProxyStatusError, details: string): string {
-  const safe = details.replace(/[^\x20-\x7e]/g, ' ').replace(/["\\]/g, '\\$&').slice(0, 300);
+  const safe = details
+    .replace(/[^\x20-\x7e]/g, ' ')
+    .replace(/["\\]/g, '\\$&')
+    .slice(0, 300);
   return `mesh-egress-gateway; error=${error}; details="${safe}"`;
 }

@@ -2,8 +2,8 @@ import { GatewayError } from '../core/errors.ts';
 import { parseSpiffeId } from '../identity/spiffe-id.ts';
 import { authorizeDestination } from './authorize-destination.ts';
 import { parseAuthority } from './connect-mode.ts';
-import { decideTcpUpstream } from './tcp-mode.ts';
 import type { GatewayState } from './gateway-state.ts';
+import { decideTcpUpstream } from './tcp-mode.ts';
 
 export interface PolicyCheckInput {
   readonly spiffeId: string;
@@ -28,7 +28,11 @@ export interface PolicyCheckResult {
 
 function splitDest(dest: string): { host: string; port: number } {
   const target = parseAuthority(dest);
-  if (!target) throw new GatewayError('EGW_PROXY_BAD_REQUEST', `the destination must be host:port with a valid host name or IP, got ${JSON.stringify(dest)}`);
+  if (!target)
+    throw new GatewayError(
+      'EGW_PROXY_BAD_REQUEST',
+      `the destination must be host:port with a valid host name or IP, got ${JSON.stringify(dest)}`,
+    );
   return target;
 }
 
@@ -42,7 +46,11 @@ export async function checkPolicy(state: GatewayState, input: PolicyCheckInput):
   if (!listener) throw new GatewayError('EGW_CONFIG_INVALID', `no listener is named ${JSON.stringify(listenerName)}`);
   const id = parseSpiffeId(input.spiffeId);
   if (listener.mode === 'connect') {
-    if (!input.dest) throw new GatewayError('EGW_PROXY_BAD_REQUEST', `a destination (host:port) is required for connect-mode listener ${listener.name}`);
+    if (!input.dest)
+      throw new GatewayError(
+        'EGW_PROXY_BAD_REQUEST',
+        `a destination (host:port) is required for connect-mode listener ${listener.name}`,
+      );
     const { host, port } = splitDest(input.dest);
     const result = await authorizeDestination(state, listener, id, host, port);
     const rule = result.decision?.rule?.name ?? null;

@@ -1,4 +1,4 @@
-import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES, createServer } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from 'node:http';
 import { type Duplex, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { publishAudit } from '../core/audit-event.ts';
@@ -7,14 +7,32 @@ import { canonicalHost } from '../core/host-name.ts';
 import { pipeSockets, upstreamCounters } from '../pipe/pipe-sockets.ts';
 import { dialUpstream } from '../upstream/dial-upstream.ts';
 import type { HttpForwarder } from '../upstream/http-forwarder.ts';
-import { type Authorization, type ProxyStatusError, authorizeDestination, proxyStatusHeader, refusalForUpstreamError } from './authorize-destination.ts';
+import {
+  type Authorization,
+  authorizeDestination,
+  type ProxyStatusError,
+  proxyStatusHeader,
+  refusalForUpstreamError,
+} from './authorize-destination.ts';
 import type { ConnectionContext } from './connection-context.ts';
-import { type ModeHandler, elapsedNs } from './handle-connection.ts';
+import { elapsedNs, type ModeHandler } from './handle-connection.ts';
 
 /** RFC 7230 §6.1 hop-by-hop headers, plus the proxy-only ones, never forwarded either way. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
 
-export function stripHopByHop(headers: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+export function stripHopByHop(
+  headers: Record<string, string | string[] | undefined>,
+): Record<string, string | string[]> {
   const named = new Set(
     String(headers.connection ?? '')
       .split(',')
@@ -58,7 +76,13 @@ function refusalBody(status: number, reason: string): string {
 }
 
 /** Writes a refusal on a socket that node:http has handed over (after CONNECT). */
-function refuseOnSocket(socket: Duplex, status: number, proxyStatus: ProxyStatusError, reason: string, retryAfterSeconds?: number): void {
+function refuseOnSocket(
+  socket: Duplex,
+  status: number,
+  proxyStatus: ProxyStatusError,
+  reason: string,
+  retryAfterSeconds?: number,
+): void {
   const body = refusalBody(status, reason);
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
@@ -71,7 +95,13 @@ function refuseOnSocket(socket: Duplex, status: number, proxyStatus: ProxyStatus
   );
 }
 
-function refuseOnResponse(res: ServerResponse, status: number, proxyStatus: ProxyStatusError, reason: string, retryAfterSeconds?: number): void {
+function refuseOnResponse(
+  res: ServerResponse,
+  status: number,
+  proxyStatus: ProxyStatusError,
+  reason: string,
+  retryAfterSeconds?: number,
+): void {
   const body = refusalBody(status, reason);
   if (res.headersSent) return void res.destroy();
   res.writeHead(status, {
@@ -88,15 +118,34 @@ type Refusal = Extract<Authorization, { allow: false }> & { retryAfterSeconds: n
 /** Draining and per-identity limits refuse before any DNS or policy work. */
 function limitRefusal(ctx: ConnectionContext): Refusal | undefined {
   if (ctx.runtime.isDraining()) {
-    return { allow: false, status: 503, proxyStatus: 'connection_limit_reached', code: 'EGW_DRAINING', reason: 'the gateway is shutting down', retryAfterSeconds: 1 };
+    return {
+      allow: false,
+      status: 503,
+      proxyStatus: 'connection_limit_reached',
+      code: 'EGW_DRAINING',
+      reason: 'the gateway is shutting down',
+      retryAfterSeconds: 1,
+    };
   }
   if (!ctx.limit.ok) {
-    return { allow: false, status: 429, proxyStatus: 'connection_limit_reached', code: ctx.limit.code, reason: ctx.limit.reason, retryAfterSeconds: ctx.limit.retryAfterSeconds };
+    return {
+      allow: false,
+      status: 429,
+      proxyStatus: 'connection_limit_reached',
+      code: ctx.limit.code,
+      reason: ctx.limit.reason,
+      retryAfterSeconds: ctx.limit.retryAfterSeconds,
+    };
   }
   return undefined;
 }
 
-function auditRefusal(ctx: ConnectionContext, refusal: Extract<Authorization, { allow: false }>, destination: { domain?: string; ip?: string; port?: number }, http?: { method: string; url?: string }) {
+function auditRefusal(
+  ctx: ConnectionContext,
+  refusal: Extract<Authorization, { allow: false }>,
+  destination: { domain?: string; ip?: string; port?: number },
+  http?: { method: string; url?: string },
+) {
   publishAudit({
     ...ctx.auditBase,
     action: 'egress-rejected',
@@ -125,7 +174,12 @@ export function createConnectModeHandler(options: { forwarder: HttpForwarder }):
     clearTimeout(headTimers.get(ctx.tls));
     const limitMs = ctx.state.timeouts.requestHeadMs;
     const timer = setTimeout(() => {
-      publishAudit({ ...ctx.auditBase, action: 'egress-rejected', reason: `no complete request head within ${limitMs} ms`, code: 'EGW_PROXY_BAD_REQUEST' });
+      publishAudit({
+        ...ctx.auditBase,
+        action: 'egress-rejected',
+        reason: `no complete request head within ${limitMs} ms`,
+        code: 'EGW_PROXY_BAD_REQUEST',
+      });
       ctx.tls.destroy();
     }, limitMs);
     timer.unref();
@@ -161,11 +215,22 @@ export function createConnectModeHandler(options: { forwarder: HttpForwarder }):
     server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
       const ctx = contexts.get(socket);
       if (ctx && error.code !== 'ECONNRESET') {
-        publishAudit({ ...ctx.auditBase, action: 'egress-rejected', reason: `malformed proxy request: ${error.code ?? error.message}`, code: 'EGW_PROXY_BAD_REQUEST' });
+        publishAudit({
+          ...ctx.auditBase,
+          action: 'egress-rejected',
+          reason: `malformed proxy request: ${error.code ?? error.message}`,
+          code: 'EGW_PROXY_BAD_REQUEST',
+        });
       }
       if (socket.writable) {
-        const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-        refuseOnSocket(socket, status, 'http_request_error', `malformed proxy request (${error.code ?? 'parse error'})`);
+        const status =
+          error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+        refuseOnSocket(
+          socket,
+          status,
+          'http_request_error',
+          `malformed proxy request (${error.code ?? 'parse error'})`,
+        );
       }
       socket.destroy();
     });
@@ -181,7 +246,12 @@ export function createConnectModeHandler(options: { forwarder: HttpForwarder }):
   };
 }
 
-async function handleConnect(ctx: ConnectionContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+async function handleConnect(
+  ctx: ConnectionContext,
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+): Promise<void> {
   const limited = limitRefusal(ctx);
   if (limited) {
     auditRefusal(ctx, limited, {}, { method: 'CONNECT', url: auditUrl(req.url) });
@@ -190,7 +260,11 @@ async function handleConnect(ctx: ConnectionContext, req: IncomingMessage, socke
   const target = parseAuthority(req.url);
   if (!target) {
     const reason = `CONNECT target must be host:port, got ${JSON.stringify(req.url?.slice(0, 100))}`;
-    auditRefusal(ctx, { allow: false, status: 400, proxyStatus: 'http_request_error', code: 'EGW_PROXY_BAD_REQUEST', reason }, {});
+    auditRefusal(
+      ctx,
+      { allow: false, status: 400, proxyStatus: 'http_request_error', code: 'EGW_PROXY_BAD_REQUEST', reason },
+      {},
+    );
     return refuseOnSocket(socket, 400, 'http_request_error', reason);
   }
   const destination = { domain: target.host, port: target.port };
@@ -203,14 +277,36 @@ async function handleConnect(ctx: ConnectionContext, req: IncomingMessage, socke
   const dest = { ...destination, ip: auth.ip };
   let upstream: Awaited<ReturnType<typeof dialUpstream>>;
   try {
-    upstream = await dialUpstream({ ip: auth.ip, port: target.port, timeoutMs: ctx.state.timeouts.connectMs, ...(auth.snat ? { localAddress: auth.snat } : {}) });
+    upstream = await dialUpstream({
+      ip: auth.ip,
+      port: target.port,
+      timeoutMs: ctx.state.timeouts.connectMs,
+      ...(auth.snat ? { localAddress: auth.snat } : {}),
+    });
   } catch (error) {
     const refusal = refusalForUpstreamError(error);
-    publishAudit({ ...ctx.auditBase, action: 'egress-rejected', reason: refusal.reason, code: refusal.code, destination: dest, ...rule });
+    publishAudit({
+      ...ctx.auditBase,
+      action: 'egress-rejected',
+      reason: refusal.reason,
+      code: refusal.code,
+      destination: dest,
+      ...rule,
+    });
     return refuseOnSocket(socket, refusal.status, refusal.proxyStatus, refusal.reason);
   }
-  const snat = { snat: { ip: upstream.localAddress ?? auth.snat ?? '', ...(upstream.localPort ? { port: upstream.localPort } : {}) } };
-  publishAudit({ ...ctx.auditBase, action: 'egress-permitted', reason: auth.decision.reason, destination: dest, ...rule, ...snat, http: { method: 'CONNECT', url: req.url ?? '' } });
+  const snat = {
+    snat: { ip: upstream.localAddress ?? auth.snat ?? '', ...(upstream.localPort ? { port: upstream.localPort } : {}) },
+  };
+  publishAudit({
+    ...ctx.auditBase,
+    action: 'egress-permitted',
+    reason: auth.decision.reason,
+    destination: dest,
+    ...rule,
+    ...snat,
+    http: { method: 'CONNECT', url: req.url ?? '' },
+  });
   socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
   if (head.length > 0) upstream.write(head);
   const startedNs = process.hrtime.bigint();
@@ -241,7 +337,12 @@ async function handleConnect(ctx: ConnectionContext, req: IncomingMessage, socke
   });
 }
 
-async function handleAbsoluteForm(ctx: ConnectionContext, req: IncomingMessage, res: ServerResponse, forwarder: HttpForwarder): Promise<void> {
+async function handleAbsoluteForm(
+  ctx: ConnectionContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  forwarder: HttpForwarder,
+): Promise<void> {
   const method = req.method ?? 'GET';
   let url: URL | undefined;
   try {
@@ -250,7 +351,12 @@ async function handleAbsoluteForm(ctx: ConnectionContext, req: IncomingMessage, 
     url = undefined;
   }
   const refuseBadRequest = (reason: string, code: ErrorCode = 'EGW_PROXY_BAD_REQUEST') => {
-    auditRefusal(ctx, { allow: false, status: 400, proxyStatus: 'http_request_error', code, reason }, {}, { method, url: auditUrl(req.url) });
+    auditRefusal(
+      ctx,
+      { allow: false, status: 400, proxyStatus: 'http_request_error', code, reason },
+      {},
+      { method, url: auditUrl(req.url) },
+    );
     refuseOnResponse(res, 400, 'http_request_error', reason);
   };
   const limited = limitRefusal(ctx);
@@ -258,8 +364,10 @@ async function handleAbsoluteForm(ctx: ConnectionContext, req: IncomingMessage, 
     auditRefusal(ctx, limited, {}, { method, url: auditUrl(req.url) });
     return refuseOnResponse(res, limited.status, limited.proxyStatus, limited.reason, limited.retryAfterSeconds);
   }
-  if (!url) return refuseBadRequest('this is a forward proxy: send CONNECT host:port or an absolute-form http:// request');
-  if (url.protocol !== 'http:') return refuseBadRequest(`absolute-form ${url.protocol}// is not supported; use CONNECT for TLS destinations`);
+  if (!url)
+    return refuseBadRequest('this is a forward proxy: send CONNECT host:port or an absolute-form http:// request');
+  if (url.protocol !== 'http:')
+    return refuseBadRequest(`absolute-form ${url.protocol}// is not supported; use CONNECT for TLS destinations`);
   const host = canonicalHost(url.hostname);
   if (!host) return refuseBadRequest(`host ${JSON.stringify(url.hostname)} is not a valid host name or IP address`);
   const port = url.port ? Number(url.port) : 80;
@@ -299,11 +407,29 @@ async function handleAbsoluteForm(ctx: ConnectionContext, req: IncomingMessage, 
     });
   } catch (error) {
     const refusal = refusalForUpstreamError(error);
-    publishAudit({ ...ctx.auditBase, action: 'egress-rejected', reason: refusal.reason, code: refusal.code, destination: dest, ...rule, http: { ...http, statusCode: refusal.status } });
+    publishAudit({
+      ...ctx.auditBase,
+      action: 'egress-rejected',
+      reason: refusal.reason,
+      code: refusal.code,
+      destination: dest,
+      ...rule,
+      http: { ...http, statusCode: refusal.status },
+    });
     return refuseOnResponse(res, refusal.status, refusal.proxyStatus, refusal.reason);
   }
-  const snat = { snat: { ip: response.localAddress ?? auth.snat ?? '', ...(response.localPort ? { port: response.localPort } : {}) } };
-  publishAudit({ ...ctx.auditBase, action: 'egress-permitted', reason: auth.decision.reason, destination: dest, ...rule, ...snat, http: { ...http, statusCode: response.statusCode } });
+  const snat = {
+    snat: { ip: response.localAddress ?? auth.snat ?? '', ...(response.localPort ? { port: response.localPort } : {}) },
+  };
+  publishAudit({
+    ...ctx.auditBase,
+    action: 'egress-permitted',
+    reason: auth.decision.reason,
+    destination: dest,
+    ...rule,
+    ...snat,
+    http: { ...http, statusCode: response.statusCode },
+  });
   let bytesToClient = 0;
   response.body.on('data', (chunk: Buffer) => {
     bytesToClient += chunk.length;

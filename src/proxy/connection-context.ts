@@ -31,7 +31,10 @@ export interface ConnectionContext {
   /** The per-identity limit verdict taken when the identity was established. */
   readonly limit: LimitVerdict;
   /** Audit fields every record of this connection carries. */
-  readonly auditBase: Pick<AuditRecord, 'connectionId' | 'listener' | 'mode' | 'source' | 'identity' | 'certificate' | 'tls'>;
+  readonly auditBase: Pick<
+    AuditRecord,
+    'connectionId' | 'listener' | 'mode' | 'source' | 'identity' | 'certificate' | 'tls'
+  >;
 }
 
 export function newConnectionId(): string {

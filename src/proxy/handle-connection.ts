@@ -3,7 +3,13 @@ import { publishAudit } from '../core/audit-event.ts';
 import { GatewayError } from '../core/errors.ts';
 import { verifyPeerSvid } from '../identity/verify-svid.ts';
 import { acceptTls, opensslVerifyError, presentedChain } from '../tls/accept-tls.ts';
-import { type ConnectionContext, type ProxyRuntime, auditBaseFor, newConnectionId, sourceOf } from './connection-context.ts';
+import {
+  auditBaseFor,
+  type ConnectionContext,
+  newConnectionId,
+  type ProxyRuntime,
+  sourceOf,
+} from './connection-context.ts';
 import type { GatewayState } from './gateway-state.ts';
 
 export type ModeHandler = (ctx: ConnectionContext) => void;
@@ -22,7 +28,12 @@ export function resetConnection(raw: Socket): void {
  * listener → TLS handshake → identity: the stages every connection goes through before its
  * listener's mode handler sees it. Any failure is audited as `identity-rejected` and reset.
  */
-export function createConnectionPipeline(getState: () => GatewayState, listenerName: string, handler: ModeHandler, runtime: ProxyRuntime): (raw: Socket) => void {
+export function createConnectionPipeline(
+  getState: () => GatewayState,
+  listenerName: string,
+  handler: ModeHandler,
+  runtime: ProxyRuntime,
+): (raw: Socket) => void {
   return (raw) => {
     const state = getState();
     const listener = state.listeners.get(listenerName);
@@ -37,9 +48,11 @@ export function createConnectionPipeline(getState: () => GatewayState, listenerN
         try {
           peer = verifyPeerSvid(presentedChain(tls), state.trustBundle);
           const opensslError = opensslVerifyError(tls);
-          if (opensslError) throw new GatewayError('EGW_IDENTITY_CHAIN_UNTRUSTED', `OpenSSL rejected the chain: ${opensslError}`);
+          if (opensslError)
+            throw new GatewayError('EGW_IDENTITY_CHAIN_UNTRUSTED', `OpenSSL rejected the chain: ${opensslError}`);
         } catch (error) {
-          const gatewayError = error instanceof GatewayError ? error : new GatewayError('EGW_IDENTITY_MALFORMED', String(error));
+          const gatewayError =
+            error instanceof GatewayError ? error : new GatewayError('EGW_IDENTITY_MALFORMED', String(error));
           publishAudit({
             ...auditBaseFor(id, listener, source, tls, undefined),
             action: 'identity-rejected',
@@ -53,12 +66,31 @@ export function createConnectionPipeline(getState: () => GatewayState, listenerN
         // Taken once per connection; the mode handler answers a refusal in its own protocol.
         const limit = runtime.limiter.acquire(peer.spiffeId.uri, state.identityLimits);
         if (limit.ok) raw.once('close', limit.release);
-        handler({ id, listener, state, raw, tls, peer, source, startedAt, startedNs, runtime, limit, auditBase: auditBaseFor(id, listener, source, tls, peer) });
+        handler({
+          id,
+          listener,
+          state,
+          raw,
+          tls,
+          peer,
+          source,
+          startedAt,
+          startedNs,
+          runtime,
+          limit,
+          auditBase: auditBaseFor(id, listener, source, tls, peer),
+        });
       },
       (error: GatewayError) => {
         // A TCP connect without a single byte (port scan, TCP health check) is not a decision.
-        if (raw.bytesRead === 0 && (error.code === 'EGW_TLS_HANDSHAKE' || error.code === 'EGW_TLS_HANDSHAKE_TIMEOUT')) return;
-        publishAudit({ ...auditBaseFor(id, listener, source, undefined, undefined), action: 'identity-rejected', reason: error.message, code: error.code });
+        if (raw.bytesRead === 0 && (error.code === 'EGW_TLS_HANDSHAKE' || error.code === 'EGW_TLS_HANDSHAKE_TIMEOUT'))
+          return;
+        publishAudit({
+          ...auditBaseFor(id, listener, source, undefined, undefined),
+          action: 'identity-rejected',
+          reason: error.message,
+          code: error.code,
+        });
         resetConnection(raw);
       },
     );

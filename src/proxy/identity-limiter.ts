@@ -36,17 +36,30 @@ export class IdentityLimiter {
         bucket = { tokens: capacity, updatedMs: nowMs };
         this.#buckets.set(identity, bucket);
       }
-      bucket.tokens = Math.min(capacity, bucket.tokens + ((nowMs - bucket.updatedMs) / 1000) * limits.newConnectionsPerSecond);
+      bucket.tokens = Math.min(
+        capacity,
+        bucket.tokens + ((nowMs - bucket.updatedMs) / 1000) * limits.newConnectionsPerSecond,
+      );
       bucket.updatedMs = nowMs;
       if (bucket.tokens < 1) {
         const retryAfterSeconds = Math.max(1, Math.ceil((1 - bucket.tokens) / limits.newConnectionsPerSecond));
-        return { ok: false, code: 'EGW_LIMIT_IDENTITY_RATE', reason: `${identity} exceeded ${limits.newConnectionsPerSecond} new connections per second`, retryAfterSeconds };
+        return {
+          ok: false,
+          code: 'EGW_LIMIT_IDENTITY_RATE',
+          reason: `${identity} exceeded ${limits.newConnectionsPerSecond} new connections per second`,
+          retryAfterSeconds,
+        };
       }
       bucket.tokens -= 1;
     }
     const open = this.#open.get(identity) ?? 0;
     if (limits.maxConnectionsPerIdentity > 0 && open >= limits.maxConnectionsPerIdentity) {
-      return { ok: false, code: 'EGW_LIMIT_IDENTITY_CONNECTIONS', reason: `${identity} already holds ${open} connections (limit ${limits.maxConnectionsPerIdentity})`, retryAfterSeconds: 1 };
+      return {
+        ok: false,
+        code: 'EGW_LIMIT_IDENTITY_CONNECTIONS',
+        reason: `${identity} already holds ${open} connections (limit ${limits.maxConnectionsPerIdentity})`,
+        retryAfterSeconds: 1,
+      };
     }
     this.#open.set(identity, open + 1);
     let released = false;

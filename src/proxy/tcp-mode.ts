@@ -1,12 +1,12 @@
 import { publishAudit } from '../core/audit-event.ts';
 import { GatewayError } from '../core/errors.ts';
 import type { SpiffeId } from '../identity/spiffe-id.ts';
+import { pipeSockets, upstreamCounters } from '../pipe/pipe-sockets.ts';
 import { type Decision, decide } from '../policy/decide.ts';
 import { dialUpstream } from '../upstream/dial-upstream.ts';
-import { pipeSockets, upstreamCounters } from '../pipe/pipe-sockets.ts';
 import type { ConnectionContext } from './connection-context.ts';
 import type { GatewayState, ListenerSettings } from './gateway-state.ts';
-import { type ModeHandler, elapsedNs, resetConnection } from './handle-connection.ts';
+import { elapsedNs, type ModeHandler, resetConnection } from './handle-connection.ts';
 
 /**
  * tcp mode: the decrypted stream goes to one fixed upstream (a BIG-IP virtual server in front of
@@ -22,7 +22,11 @@ export function createTcpModeHandler(): ModeHandler {
  * The decision for a tcp listener: its fixed upstream is the destination (resolved once, so
  * `to.cidrs` can match). Shared by live traffic and `policy check`.
  */
-export async function decideTcpUpstream(state: GatewayState, listener: ListenerSettings, identity: SpiffeId): Promise<{ ip?: string; decision: Decision }> {
+export async function decideTcpUpstream(
+  state: GatewayState,
+  listener: ListenerSettings,
+  identity: SpiffeId,
+): Promise<{ ip?: string; decision: Decision }> {
   const upstream = listener.upstream;
   const ip = upstream ? await state.resolver.resolve(upstream.host).catch(() => undefined) : undefined;
   const destination = upstream ? { host: upstream.host, port: upstream.port, ...(ip ? { ip } : {}) } : {};
@@ -33,28 +37,63 @@ async function handleTcp(ctx: ConnectionContext): Promise<void> {
   const upstream = ctx.listener.upstream;
   if (!upstream) return resetConnection(ctx.raw);
   if (!ctx.limit.ok) {
-    publishAudit({ ...ctx.auditBase, action: 'egress-rejected', reason: ctx.limit.reason, code: ctx.limit.code, destination: { domain: upstream.host, port: upstream.port } });
+    publishAudit({
+      ...ctx.auditBase,
+      action: 'egress-rejected',
+      reason: ctx.limit.reason,
+      code: ctx.limit.code,
+      destination: { domain: upstream.host, port: upstream.port },
+    });
     return resetConnection(ctx.raw);
   }
   const { ip, decision } = await decideTcpUpstream(ctx.state, ctx.listener, ctx.peer.spiffeId);
   const destination = { domain: upstream.host, ...(ip ? { ip } : {}), port: upstream.port };
   const rule = decision.rule ? { rule: { name: decision.rule.name } } : {};
   if (!decision.allow) {
-    publishAudit({ ...ctx.auditBase, action: 'egress-rejected', reason: decision.reason, code: 'EGW_POLICY_DENIED', destination, ...rule });
+    publishAudit({
+      ...ctx.auditBase,
+      action: 'egress-rejected',
+      reason: decision.reason,
+      code: 'EGW_POLICY_DENIED',
+      destination,
+      ...rule,
+    });
     return resetConnection(ctx.raw);
   }
   const snat = decision.rule?.snat ?? ctx.listener.snat;
   let socket: Awaited<ReturnType<typeof dialUpstream>>;
   try {
     if (!ip) throw new GatewayError('EGW_UPSTREAM_DNS', `cannot resolve upstream ${upstream.host}`);
-    socket = await dialUpstream({ ip, port: upstream.port, timeoutMs: ctx.state.timeouts.connectMs, ...(snat ? { localAddress: snat } : {}) });
+    socket = await dialUpstream({
+      ip,
+      port: upstream.port,
+      timeoutMs: ctx.state.timeouts.connectMs,
+      ...(snat ? { localAddress: snat } : {}),
+    });
   } catch (error) {
     const gatewayError = error as GatewayError;
-    publishAudit({ ...ctx.auditBase, action: 'egress-rejected', reason: gatewayError.message, code: gatewayError.code, destination, ...rule, ...(snat ? { snat: { ip: snat } } : {}) });
+    publishAudit({
+      ...ctx.auditBase,
+      action: 'egress-rejected',
+      reason: gatewayError.message,
+      code: gatewayError.code,
+      destination,
+      ...rule,
+      ...(snat ? { snat: { ip: snat } } : {}),
+    });
     return resetConnection(ctx.raw);
   }
-  const snatRecord = { snat: { ip: socket.localAddress ?? snat ?? '', ...(socket.localPort ? { port: socket.localPort } : {}) } };
-  publishAudit({ ...ctx.auditBase, action: 'egress-permitted', reason: decision.reason, destination, ...rule, ...snatRecord });
+  const snatRecord = {
+    snat: { ip: socket.localAddress ?? snat ?? '', ...(socket.localPort ? { port: socket.localPort } : {}) },
+  };
+  publishAudit({
+    ...ctx.auditBase,
+    action: 'egress-permitted',
+    reason: decision.reason,
+    destination,
+    ...rule,
+    ...snatRecord,
+  });
   const untrack = ctx.runtime.tunnels.add({
     connectionId: ctx.id,
     listener: ctx.listener.name,

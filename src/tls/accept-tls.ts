@@ -40,7 +40,9 @@ export function acceptTls(raw: Socket, context: SecureContext, timeoutMs: number
       fail(
         noCert
           ? new GatewayError('EGW_IDENTITY_NO_CERT', 'client presented no certificate', { cause: error })
-          : new GatewayError('EGW_TLS_HANDSHAKE', `TLS handshake failed: ${error.code ?? error.message}`, { cause: error }),
+          : new GatewayError('EGW_TLS_HANDSHAKE', `TLS handshake failed: ${error.code ?? error.message}`, {
+              cause: error,
+            }),
       );
     };
     const onSecure = () => {
@@ -58,7 +60,8 @@ export function acceptTls(raw: Socket, context: SecureContext, timeoutMs: number
     // The listener allows half-open sockets, so a bare connect-and-close (a TCP health check)
     // shows up as 'end', not 'close': fail at once instead of waiting for the handshake timeout.
     const closedEarly = () => {
-      if (!settled) fail(new GatewayError('EGW_TLS_HANDSHAKE', 'client closed the connection during the TLS handshake'));
+      if (!settled)
+        fail(new GatewayError('EGW_TLS_HANDSHAKE', 'client closed the connection during the TLS handshake'));
     };
     raw.once('end', closedEarly);
     raw.once('close', closedEarly);
@@ -88,7 +91,8 @@ export function presentedChain(socket: TLSSocket): X509Certificate[] {
  * handle; a hand-built TLSSocket leaves it unread. Used as a second opinion after our own check.
  */
 export function opensslVerifyError(socket: TLSSocket): string | undefined {
-  const handle = (socket as unknown as { _handle?: { verifyError?: () => (Error & { code?: string }) | null } })._handle;
+  const handle = (socket as unknown as { _handle?: { verifyError?: () => (Error & { code?: string }) | null } })
+    ._handle;
   const error = handle?.verifyError?.();
   return error ? (error.code ?? error.message) : undefined;
 }

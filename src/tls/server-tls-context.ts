@@ -1,5 +1,5 @@
 import { constants } from 'node:crypto';
-import { type SecureContext, createSecureContext } from 'node:tls';
+import { createSecureContext, type SecureContext } from 'node:tls';
 import { GatewayError } from '../core/errors.ts';
 
 export interface ServerTlsMaterial {
@@ -30,6 +30,10 @@ export function createServerTlsContext(material: ServerTlsMaterial): SecureConte
       secureOptions: constants.SSL_OP_NO_TICKET,
     } as Parameters<typeof createSecureContext>[0]);
   } catch (cause) {
-    throw new GatewayError('EGW_PKI_FILE', `gateway certificate/key/trust anchors are not usable: ${(cause as Error).message}`, { cause });
+    throw new GatewayError(
+      'EGW_PKI_FILE',
+      `gateway certificate/key/trust anchors are not usable: ${(cause as Error).message}`,
+      { cause },
+    );
   }
 }

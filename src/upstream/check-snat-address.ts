@@ -9,7 +9,13 @@ export function checkSnatAddress(address: string, where: string): Promise<void> 
   return new Promise((resolve, reject) => {
     const probe = createServer();
     probe.once('error', (error: NodeJS.ErrnoException) => {
-      reject(new GatewayError('EGW_SNAT_UNBINDABLE', `${where}: SNAT address ${address} is not bindable on this host (${error.code ?? error.message})`, { cause: error }));
+      reject(
+        new GatewayError(
+          'EGW_SNAT_UNBINDABLE',
+          `${where}: SNAT address ${address} is not bindable on this host (${error.code ?? error.message})`,
+          { cause: error },
+        ),
+      );
     });
     probe.listen({ host: address, port: 0, exclusive: true }, () => probe.close(() => resolve()));
   });

@@ -1,4 +1,4 @@
-import { type Socket, connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { type ErrorCode, GatewayError } from '../core/errors.ts';
 
 export interface DialOptions {
@@ -36,7 +36,12 @@ export function dialUpstream(options: DialOptions): Promise<Socket> {
     });
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new GatewayError('EGW_UPSTREAM_TIMEOUT', `connect to ${options.ip}:${options.port} timed out after ${options.timeoutMs} ms`));
+      reject(
+        new GatewayError(
+          'EGW_UPSTREAM_TIMEOUT',
+          `connect to ${options.ip}:${options.port} timed out after ${options.timeoutMs} ms`,
+        ),
+      );
     }, options.timeoutMs);
     socket.once('connect', () => {
       clearTimeout(timer);
@@ -45,7 +50,13 @@ export function dialUpstream(options: DialOptions): Promise<Socket> {
     });
     socket.once('error', (error: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      reject(new GatewayError(upstreamErrorCode(error.code), `connect to ${options.ip}:${options.port} failed: ${error.code ?? error.message}`, { cause: error }));
+      reject(
+        new GatewayError(
+          upstreamErrorCode(error.code),
+          `connect to ${options.ip}:${options.port} failed: ${error.code ?? error.message}`,
+          { cause: error },
+        ),
+      );
     });
   });
 }

@@ -27,8 +27,9 @@ export interface ForwardResponse {
 
 function codeFor(error: unknown): ErrorCode {
   const code = (error as NodeJS.ErrnoException).code ?? '';
-  const causeCode = ((error as { cause?: NodeJS.ErrnoException }).cause?.code) ?? '';
-  if (error instanceof undiciErrors.ConnectTimeoutError || code === 'UND_ERR_CONNECT_TIMEOUT') return 'EGW_UPSTREAM_TIMEOUT';
+  const causeCode = (error as { cause?: NodeJS.ErrnoException }).cause?.code ?? '';
+  if (error instanceof undiciErrors.ConnectTimeoutError || code === 'UND_ERR_CONNECT_TIMEOUT')
+    return 'EGW_UPSTREAM_TIMEOUT';
   if (error instanceof undiciErrors.HeadersTimeoutError) return 'EGW_UPSTREAM_TIMEOUT';
   // undici reports socket failures either directly or as the cause of its own error.
   return upstreamErrorCode(code.startsWith('E') ? code : causeCode);
@@ -77,7 +78,9 @@ export class HttpForwarder {
         headers: { ...request.headers, host: request.hostHeader },
         ...(request.body ? { body: request.body } : {}),
       });
-      const socketInfo = (response as unknown as { context?: { socket?: { localAddress?: string; localPort?: number } } }).context;
+      const socketInfo = (
+        response as unknown as { context?: { socket?: { localAddress?: string; localPort?: number } } }
+      ).context;
       localAddress = socketInfo?.socket?.localAddress;
       localPort = socketInfo?.socket?.localPort;
       return {
@@ -88,7 +91,11 @@ export class HttpForwarder {
         ...(localPort ? { localPort } : {}),
       };
     } catch (cause) {
-      throw new GatewayError(codeFor(cause), `forwarding to ${request.ip}:${request.port} failed: ${(cause as Error).message}`, { cause });
+      throw new GatewayError(
+        codeFor(cause),
+        `forwarding to ${request.ip}:${request.port} failed: ${(cause as Error).message}`,
+        { cause },
+      );
     }
   }
 

@@ -36,7 +36,11 @@ export function createHostResolver(overrides: Readonly<Record<string, string>> =
         return answer.address;
       } catch (cause) {
         publishRuntimeEvent({ type: 'dns-lookup', outcome: 'failed' });
-        throw new GatewayError('EGW_UPSTREAM_DNS', `cannot resolve ${host}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`, { cause });
+        throw new GatewayError(
+          'EGW_UPSTREAM_DNS',
+          `cannot resolve ${host}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`,
+          { cause },
+        );
       } finally {
         clearTimeout(timer);
       }

@@ -48,14 +48,19 @@ describe('file and stdout sinks', () => {
     process.chdir(dir);
     let hub: AuditHub;
     try {
-      hub = buildAuditHub(auditConfigSchema.parse({ sinks: [{ type: 'file', path: 'relative/audit.log', format: 'text' }] }));
+      hub = buildAuditHub(
+        auditConfigSchema.parse({ sinks: [{ type: 'file', path: 'relative/audit.log', format: 'text' }] }),
+      );
     } finally {
       process.chdir(cwd);
     }
     hub.start();
     hub.deliver(permittedRecord());
     await hub.close(2000);
-    assert.match(lines(join(dir, 'relative/audit.log'))[0] ?? '', / PERMITTED spiffe:\/\/prod\.example\.org\/ns\/payments\/sa\/checkout /);
+    assert.match(
+      lines(join(dir, 'relative/audit.log'))[0] ?? '',
+      / PERMITTED spiffe:\/\/prod\.example\.org\/ns\/payments\/sa\/checkout /,
+    );
   });
 
   it('reopens the path on reopen() (SIGUSR1), so logrotate can rename the file underneath', async () => {
@@ -82,7 +87,10 @@ describe('file and stdout sinks', () => {
     const blocker = join(dir, 'not-a-directory');
     writeFileSync(blocker, '');
     const logs: string[] = [];
-    const hub = buildAuditHub(auditConfigSchema.parse({ sinks: [{ type: 'file', path: join(blocker, 'audit.log') }] }), { log: (l) => logs.push(l) });
+    const hub = buildAuditHub(
+      auditConfigSchema.parse({ sinks: [{ type: 'file', path: join(blocker, 'audit.log') }] }),
+      { log: (l) => logs.push(l) },
+    );
     hub.start();
     hub.deliver(permittedRecord());
     hub.deliver(permittedRecord());
@@ -99,9 +107,13 @@ describe('file and stdout sinks', () => {
   });
 
   it('never blocks the caller when nobody reads stdout: the bounded queue drops and counts instead', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', new URL('./helpers/stalled-stdout-child.ts', import.meta.url).pathname, '5000'], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', new URL('./helpers/stalled-stdout-child.ts', import.meta.url).pathname, '5000'],
+      {
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
     child.stdout.pause(); // the "log collector" is stuck
     let stderr = '';
     child.stderr.on('data', (chunk) => {
@@ -114,14 +126,18 @@ describe('file and stdout sinks', () => {
         for (;;) {
           const line = stderr.split('\n').find((l) => l.includes(`"phase":"${name}"`));
           if (line) return JSON.parse(line) as { elapsedMs: number; slowestWriteMs: number; stats: SinkStats };
-          if (Date.now() > deadline || child.exitCode !== null) throw new Error(`child did not report ${name}: ${stderr}`);
+          if (Date.now() > deadline || child.exitCode !== null)
+            throw new Error(`child did not report ${name}: ${stderr}`);
           await new Promise((r) => setTimeout(r, 50));
         }
       };
       // 5,000 ECS records are about 10 MB against a 64 KiB pipe nobody reads: a blocking write()
       // would never let the child report this phase. (No timing assertion: this is a behaviour test.)
       const written = await phase('written');
-      assert.ok(written.stats.dropped > 4000, `a stalled stdout fills the queue (100) and the rest is dropped: ${JSON.stringify(written.stats)}`);
+      assert.ok(
+        written.stats.dropped > 4000,
+        `a stalled stdout fills the queue (100) and the rest is dropped: ${JSON.stringify(written.stats)}`,
+      );
       assert.equal(written.stats.droppedBy.queue_full, written.stats.dropped);
       let out = '';
       child.stdout.on('data', (chunk) => {

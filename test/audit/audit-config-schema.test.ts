@@ -33,7 +33,17 @@ sinks:
   it('parses durations and queue sizes', () => {
     const config = auditConfigSchema.parse({
       dropLogInterval: '30s',
-      sinks: [{ type: 'syslog', address: '127.0.0.1:514', transport: 'tcp', confirmInterval: '250ms', minBackoff: 100, maxBackoff: '1m', queueSize: 50 }],
+      sinks: [
+        {
+          type: 'syslog',
+          address: '127.0.0.1:514',
+          transport: 'tcp',
+          confirmInterval: '250ms',
+          minBackoff: 100,
+          maxBackoff: '1m',
+          queueSize: 50,
+        },
+      ],
     });
     const sink = config.sinks[0];
     assert.equal(config.dropLogInterval, 30_000);
@@ -44,8 +54,14 @@ sinks:
   });
 
   it('rejects TLS files on a plain TCP or UDP syslog sink', () => {
-    assert.deepEqual(issues({ sinks: [{ type: 'syslog', address: 'h:514', transport: 'tcp', ca: 'ca.pem' }] }), ['sinks.0.ca: only valid with transport: tls']);
-    assert.ok(issues({ sinks: [{ type: 'syslog', address: 'h:514', transport: 'udp', framing: 'lf' }] }).includes('sinks.0.framing: only valid with transport: tcp or tls'));
+    assert.deepEqual(issues({ sinks: [{ type: 'syslog', address: 'h:514', transport: 'tcp', ca: 'ca.pem' }] }), [
+      'sinks.0.ca: only valid with transport: tls',
+    ]);
+    assert.ok(
+      issues({ sinks: [{ type: 'syslog', address: 'h:514', transport: 'udp', framing: 'lf' }] }).includes(
+        'sinks.0.framing: only valid with transport: tcp or tls',
+      ),
+    );
   });
 
   it('requires a client certificate and its key together', () => {
@@ -55,24 +71,47 @@ sinks:
   });
 
   it('requires exactly one of token and tokenFile for the HEC sink', () => {
-    assert.deepEqual(issues({ sinks: [{ type: 'http', url: 'https://h:8088/services/collector/event' }] }), ['sinks.0.token: set exactly one of token and tokenFile']);
+    assert.deepEqual(issues({ sinks: [{ type: 'http', url: 'https://h:8088/services/collector/event' }] }), [
+      'sinks.0.token: set exactly one of token and tokenFile',
+    ]);
     assert.equal(issues({ sinks: [{ type: 'http', url: 'https://h/', token: 't', tokenFile: 'f' }] }).length, 1);
   });
 
   it('rejects a CA for a plain http:// HEC URL and non-HTTP URLs', () => {
-    assert.deepEqual(issues({ sinks: [{ type: 'http', url: 'http://h:8088/', token: 't', ca: 'ca.pem' }] }), ['sinks.0.ca: only valid with an https:// url']);
+    assert.deepEqual(issues({ sinks: [{ type: 'http', url: 'http://h:8088/', token: 't', ca: 'ca.pem' }] }), [
+      'sinks.0.ca: only valid with an https:// url',
+    ]);
     assert.ok(issues({ sinks: [{ type: 'http', url: 'ftp://h/', token: 't' }] })[0]?.startsWith('sinks.0.url:'));
   });
 
   it('names the bad key: unknown keys, transports, formats and addresses', () => {
     assert.ok(issues({ sinks: [{ type: 'stdout', fromat: 'ecs' }] }).some((i) => i.includes('fromat')));
-    assert.ok(issues({ sinks: [{ type: 'syslog', address: 'h:514', transport: 'relp' }] }).some((i) => i.startsWith('sinks.0.transport')));
+    assert.ok(
+      issues({ sinks: [{ type: 'syslog', address: 'h:514', transport: 'relp' }] }).some((i) =>
+        i.startsWith('sinks.0.transport'),
+      ),
+    );
     assert.ok(issues({ sinks: [{ type: 'stdout', format: 'leef' }] }).some((i) => i.startsWith('sinks.0.format')));
-    assert.ok(issues({ sinks: [{ type: 'syslog', address: 'no-port', transport: 'tcp' }] }).some((i) => i.startsWith('sinks.0.address: expected host:port')));
+    assert.ok(
+      issues({ sinks: [{ type: 'syslog', address: 'no-port', transport: 'tcp' }] }).some((i) =>
+        i.startsWith('sinks.0.address: expected host:port'),
+      ),
+    );
   });
 
   it('rejects two sinks with the same name, and a backoff whose maximum is below its minimum', () => {
-    assert.deepEqual(issues({ sinks: [{ type: 'stdout', name: 'siem' }, { type: 'file', path: 'a', name: 'siem' }] }), ['sinks.1.name: duplicate sink name "siem"']);
-    assert.deepEqual(issues({ sinks: [{ type: 'syslog', address: 'h:1', transport: 'tcp', minBackoff: '2s', maxBackoff: '1s' }] }), ['sinks.0.maxBackoff: must not be smaller than minBackoff']);
+    assert.deepEqual(
+      issues({
+        sinks: [
+          { type: 'stdout', name: 'siem' },
+          { type: 'file', path: 'a', name: 'siem' },
+        ],
+      }),
+      ['sinks.1.name: duplicate sink name "siem"'],
+    );
+    assert.deepEqual(
+      issues({ sinks: [{ type: 'syslog', address: 'h:1', transport: 'tcp', minBackoff: '2s', maxBackoff: '1s' }] }),
+      ['sinks.0.maxBackoff: must not be smaller than minBackoff'],
+    );
   });
 });

@@ -10,15 +10,19 @@ import { stringify } from 'yaml';
 import type { SinkStats } from '../../src/audit/sinks/audit-sink.ts';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
-import { type TestPki, type WrittenLeaf, createTestPki } from '../helpers/test-pki.ts';
+import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
 import { type HecReceiver, startHecReceiver } from './helpers/hec-receiver.ts';
-import { type RsyslogReceiver, createRsyslogReceiver, freeTcpPort } from './helpers/rsyslog-receiver.ts';
-import { type SiemPki, createSiemPki } from './helpers/siem-pki.ts';
+import { createRsyslogReceiver, freeTcpPort, type RsyslogReceiver } from './helpers/rsyslog-receiver.ts';
+import { createSiemPki, type SiemPki } from './helpers/siem-pki.ts';
 
 const repo = new URL('../..', import.meta.url).pathname;
 const TOKEN = 'e2e-hec-token';
 
-type Ecs = { event: { id: string; action: string; reason?: string }; source: { user?: { id: string }; nat?: { ip: string } }; tls?: { client?: { x509?: { serial_number: string } } } };
+type Ecs = {
+  event: { id: string; action: string; reason?: string };
+  source: { user?: { id: string }; nat?: { ip: string } };
+  tls?: { client?: { x509?: { serial_number: string } } };
+};
 
 async function waitUntil<T>(what: string, probe: () => T | undefined, timeoutMs = 15_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -61,7 +65,9 @@ describe('audit end to end: one gateway, three sinks, real receivers', () => {
     siem = await createSiemPki();
     bookinfo = await pki.workload('bookinfo', 'productpage');
     other = await pki.workload('sm-apigw-a', 'default');
-    rsyslog = await createRsyslogReceiver({ tls: { ca: siem.caPath, cert: siem.server.certPath, key: siem.server.keyPath, authMode: 'x509/certvalid' } });
+    rsyslog = await createRsyslogReceiver({
+      tls: { ca: siem.caPath, cert: siem.server.certPath, key: siem.server.keyPath, authMode: 'x509/certvalid' },
+    });
     await rsyslog.start();
     hec = await startHecReceiver({ cert: siem.server.certPath, key: siem.server.keyPath, token: TOKEN });
     echo = await startEchoServer('127.0.0.1', 0);
@@ -75,10 +81,22 @@ describe('audit end to end: one gateway, three sinks, real receivers', () => {
     copyFileSync(siem.client.certPath, join(work, 'certs/siem-client.pem'));
     copyFileSync(siem.client.keyPath, join(work, 'certs/siem-client.key'));
     const config = {
-      identity: { trustDomain: pki.trustDomain, trustAnchors: pki.intermediatePath, cert: pki.gateway.certPath, key: pki.gateway.keyPath },
+      identity: {
+        trustDomain: pki.trustDomain,
+        trustAnchors: pki.intermediatePath,
+        cert: pki.gateway.certPath,
+        key: pki.gateway.keyPath,
+      },
       listeners: [{ name: 'egress', listen: `127.0.0.1:${port}`, mode: 'connect', snat: '127.0.0.2' }],
       admin: { listen: 'off' }, // no fixed port to collide with tests running in parallel
-      rules: [{ name: 'bookinfo-egress', from: { namespaces: ['bookinfo'] }, to: { cidrs: ['127.0.0.0/8'], ports: [echoPort] }, action: 'allow' }],
+      rules: [
+        {
+          name: 'bookinfo-egress',
+          from: { namespaces: ['bookinfo'] },
+          to: { cidrs: ['127.0.0.0/8'], ports: [echoPort] },
+          action: 'allow',
+        },
+      ],
       audit: {
         sinks: [
           { type: 'stdout', format: 'ecs' },
@@ -94,12 +112,24 @@ describe('audit end to end: one gateway, three sinks, real receivers', () => {
             confirmInterval: '300ms',
           },
           // A long flush interval: these records leave only when SIGTERM flushes the sink.
-          { type: 'http', name: 'splunk', url: hec.url, token: TOKEN, ca: 'certs/siem-ca.pem', format: 'ecs', batchSize: 100, flushInterval: '60s' },
+          {
+            type: 'http',
+            name: 'splunk',
+            url: hec.url,
+            token: TOKEN,
+            ca: 'certs/siem-ca.pem',
+            format: 'ecs',
+            batchSize: 100,
+            flushInterval: '60s',
+          },
         ],
       },
     };
     writeFileSync(join(work, 'gateway.yaml'), stringify(config));
-    gateway = spawn(process.execPath, [join(repo, 'bin/egress-gateway.js'), 'serve', '--config', 'gateway.yaml'], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
+    gateway = spawn(process.execPath, [join(repo, 'bin/egress-gateway.js'), 'serve', '--config', 'gateway.yaml'], {
+      cwd: work,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     gateway.stdout?.on('data', (chunk) => {
       stdout += chunk;
     });
@@ -107,7 +137,11 @@ describe('audit end to end: one gateway, three sinks, real receivers', () => {
       stderr += chunk;
     });
     // Wait for the log line rather than probing the port: a bare TCP probe is itself audited.
-    await waitUntil(`the listener on port ${port}: ${stderr}`, () => (gateway.exitCode === null && stderr.includes(`127.0.0.1:${port}`) ? true : undefined), 30_000);
+    await waitUntil(
+      `the listener on port ${port}: ${stderr}`,
+      () => (gateway.exitCode === null && stderr.includes(`127.0.0.1:${port}`) ? true : undefined),
+      30_000,
+    );
   });
 
   after(async () => {
@@ -123,7 +157,10 @@ describe('audit end to end: one gateway, three sinks, real receivers', () => {
   const sinkStats = async (): Promise<Record<string, SinkStats>> => {
     const before = stderr.length;
     gateway.kill('SIGUSR2');
-    const line = await waitUntil('the SIGUSR2 stats line', () => /audit sinks: (\{.*\})\n/.exec(stderr.slice(before))?.[1]);
+    const line = await waitUntil(
+      'the SIGUSR2 stats line',
+      () => /audit sinks: (\{.*\})\n/.exec(stderr.slice(before))?.[1],
+    );
     return JSON.parse(line);
   };
 
@@ -148,15 +185,24 @@ describe('audit end to end: one gateway, three sinks, real receivers', () => {
     assert.equal(rejected.event.reason, 'no rule matched (default deny)');
 
     // rsyslog over mutual TLS: RFC 5424 with the event ID in structured data, CEF in MSG.
-    const messages = await rsyslog.waitFor((all) => [permitted, rejected].every((r) => all.some((m) => m.sd.includes(`id="${r.event.id}"`))), 15_000);
+    const messages = await rsyslog.waitFor(
+      (all) => [permitted, rejected].every((r) => all.some((m) => m.sd.includes(`id="${r.event.id}"`))),
+      15_000,
+    );
     const syslogPermitted = messages.find((m) => m.sd.includes(`id="${permitted.event.id}"`));
     const syslogRejected = messages.find((m) => m.sd.includes(`id="${rejected.event.id}"`));
     assert.equal(syslogPermitted?.msgid, 'egress-permitted');
     assert.match(syslogPermitted?.sd ?? '', / spiffe="spiffe:\/\/cluster\.local\/ns\/bookinfo\/sa\/productpage" /);
-    assert.match(syslogPermitted?.msg ?? '', /^CEF:0\|mesh-egress-gateway\|mesh-egress-gateway\|[^|]*\|egress-permitted\|.* act=permit .*suser=spiffe:\/\/cluster\.local\/ns\/bookinfo\/sa\/productpage /);
+    assert.match(
+      syslogPermitted?.msg ?? '',
+      /^CEF:0\|mesh-egress-gateway\|mesh-egress-gateway\|[^|]*\|egress-permitted\|.* act=permit .*suser=spiffe:\/\/cluster\.local\/ns\/bookinfo\/sa\/productpage /,
+    );
     assert.match(syslogPermitted?.msg ?? '', / sourceTranslatedAddress=127\.0\.0\.2 /);
     assert.equal(syslogRejected?.msgid, 'egress-rejected');
-    assert.match(syslogRejected?.msg ?? '', / act=reject .*reason=no rule matched \(default deny\) cat=EGW_POLICY_DENIED .*suser=spiffe:\/\/cluster\.local\/ns\/sm-apigw-a\/sa\/default /);
+    assert.match(
+      syslogRejected?.msg ?? '',
+      / act=reject .*reason=no rule matched \(default deny\) cat=EGW_POLICY_DENIED .*suser=spiffe:\/\/cluster\.local\/ns\/sm-apigw-a\/sa\/default /,
+    );
 
     // The ledger (SIGUSR2): stdout and syslog delivered everything; HEC holds its batch.
     let ledger = await sinkStats();

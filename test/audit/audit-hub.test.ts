@@ -42,7 +42,10 @@ describe('audit hub', () => {
 
   it('counts a record a formatter cannot encode as format_error instead of throwing into the publisher', async () => {
     const port = await freeTcpPort();
-    const hub = buildAuditHub(auditConfigSchema.parse({ sinks: [{ type: 'syslog', address: `127.0.0.1:${port}`, transport: 'tcp' }] }), { log: () => {} });
+    const hub = buildAuditHub(
+      auditConfigSchema.parse({ sinks: [{ type: 'syslog', address: `127.0.0.1:${port}`, transport: 'tcp' }] }),
+      { log: () => {} },
+    );
     hub.start();
     assert.doesNotThrow(() => hub.deliver(permittedRecord({ timestamp: 'not a time' })));
     await hub.close(50);
@@ -52,14 +55,23 @@ describe('audit hub', () => {
 
   it('logs drops once per interval per sink, with the totals, not once per record', async () => {
     const logs: string[] = [];
-    const hub = buildAuditHub(auditConfigSchema.parse({ dropLogInterval: '100ms', sinks: [{ type: 'file', path: join(dir, 'tiny.log'), queueSize: 1 }] }), {
-      log: (line) => logs.push(line),
-    });
+    const hub = buildAuditHub(
+      auditConfigSchema.parse({
+        dropLogInterval: '100ms',
+        sinks: [{ type: 'file', path: join(dir, 'tiny.log'), queueSize: 1 }],
+      }),
+      {
+        log: (line) => logs.push(line),
+      },
+    );
     hub.start();
     for (let i = 0; i < 50; i += 1) hub.deliver(permittedRecord()); // one fits; the writer is asynchronous
     await new Promise((r) => setTimeout(r, 350));
     assert.equal(logs.length, 1, logs.join('\n'));
-    assert.match(logs[0] ?? '', /^audit sink file#0: EGW_AUDIT_RECORDS_DROPPED 49 records dropped since the last report \(totals: received 50, delivered 1, retried 0, dropped 49 \[queue_full 49\], queued 0\)$/);
+    assert.match(
+      logs[0] ?? '',
+      /^audit sink file#0: EGW_AUDIT_RECORDS_DROPPED 49 records dropped since the last report \(totals: received 50, delivered 1, retried 0, dropped 49 \[queue_full 49\], queued 0\)$/,
+    );
     for (let i = 0; i < 3; i += 1) hub.deliver(permittedRecord());
     await hub.close(1000);
     assert.equal(logs.length, 2, logs.join('\n'));
@@ -68,7 +80,12 @@ describe('audit hub', () => {
 
   it('returns from close within the timeout when a receiver is down, counting what it could not send', async () => {
     const port = await freeTcpPort();
-    const hub = buildAuditHub(auditConfigSchema.parse({ sinks: [{ type: 'syslog', address: `127.0.0.1:${port}`, transport: 'tcp', minBackoff: '50ms' }] }), { log: () => {} });
+    const hub = buildAuditHub(
+      auditConfigSchema.parse({
+        sinks: [{ type: 'syslog', address: `127.0.0.1:${port}`, transport: 'tcp', minBackoff: '50ms' }],
+      }),
+      { log: () => {} },
+    );
     hub.start();
     for (let i = 0; i < 10; i += 1) hub.deliver(permittedRecord());
     const started = Date.now();
@@ -81,10 +98,14 @@ describe('audit hub', () => {
   });
 
   it('fails at build time, with EGW_AUDIT_SINK_INVALID, when a TLS file is missing', () => {
-    const config = auditConfigSchema.parse({ sinks: [{ type: 'syslog', address: '127.0.0.1:6514', transport: 'tls', ca: join(dir, 'missing-ca.pem') }] });
+    const config = auditConfigSchema.parse({
+      sinks: [{ type: 'syslog', address: '127.0.0.1:6514', transport: 'tls', ca: join(dir, 'missing-ca.pem') }],
+    });
     assert.throws(
       () => buildAuditHub(config),
-      (error) => isGatewayError(error, 'EGW_AUDIT_SINK_INVALID') && /syslog#0: ca .*missing-ca\.pem/.test((error as Error).message),
+      (error) =>
+        isGatewayError(error, 'EGW_AUDIT_SINK_INVALID') &&
+        /syslog#0: ca .*missing-ca\.pem/.test((error as Error).message),
     );
   });
 });

@@ -37,7 +37,9 @@ function parseCef(line: string): { header: string[]; ext: Record<string, string>
   }
   starts.forEach((s, n) => {
     const end = n + 1 < starts.length ? (starts[n + 1] as { at: number }).at : rest.length;
-    ext[s.key] = rest.slice(s.valueAt, end).replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c === 'r' ? '\r' : c));
+    ext[s.key] = rest
+      .slice(s.valueAt, end)
+      .replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c === 'r' ? '\r' : c));
   });
   return { header, ext };
 }
@@ -85,10 +87,22 @@ describe('CEF format', () => {
     assert.deepEqual(labelled('cs2'), { label: 'k8sServiceAccount', value: 'checkout' });
     assert.deepEqual(labelled('cs3'), { label: 'ruleName', value: 'payments-to-stripe' });
     assert.deepEqual(labelled('cs4'), { label: 'tlsVersionCipher', value: 'TLSv1.3 TLS_AES_256_GCM_SHA384' });
-    assert.deepEqual(labelled('cs5'), { label: 'clientCertIssuer', value: 'O=SPIRE, CN=prod.example.org intermediate' });
-    assert.deepEqual(labelled('cs6'), { label: 'clientCertSha256', value: 'C098A11D5479B5F2C7DFC3A7D01931AC9C5C9527AB9DFF3860FC5AA303764262' });
-    assert.deepEqual(labelled('flexString1'), { label: 'clientCertSerial', value: '6A5B073E506A2728ED2E8DC56387C1D5375AC50F' });
-    assert.deepEqual(labelled('deviceCustomDate1'), { label: 'clientCertNotAfter', value: String(Date.parse('2026-05-01T13:00:00.000Z')) });
+    assert.deepEqual(labelled('cs5'), {
+      label: 'clientCertIssuer',
+      value: 'O=SPIRE, CN=prod.example.org intermediate',
+    });
+    assert.deepEqual(labelled('cs6'), {
+      label: 'clientCertSha256',
+      value: 'C098A11D5479B5F2C7DFC3A7D01931AC9C5C9527AB9DFF3860FC5AA303764262',
+    });
+    assert.deepEqual(labelled('flexString1'), {
+      label: 'clientCertSerial',
+      value: '6A5B073E506A2728ED2E8DC56387C1D5375AC50F',
+    });
+    assert.deepEqual(labelled('deviceCustomDate1'), {
+      label: 'clientCertNotAfter',
+      value: String(Date.parse('2026-05-01T13:00:00.000Z')),
+    });
   });
 
   it('escapes = in extension values (the issuer DN) so a reader does not see extra keys', () => {

@@ -30,7 +30,11 @@ describe('ECS format', () => {
     assert.deepEqual(doc.tls.client.x509.issuer.common_name, ['prod.example.org intermediate']);
     assert.equal(doc.tls.client.x509.not_after, '2026-05-01T13:00:00.000Z');
     assert.equal(doc.tls.client.x509.not_before, '2026-05-01T11:00:00.000Z');
-    assert.equal(doc.tls.client.x509.subject, undefined, 'an empty subject (Istio SVID) is left out, not written as ""');
+    assert.equal(
+      doc.tls.client.x509.subject,
+      undefined,
+      'an empty subject (Istio SVID) is left out, not written as ""',
+    );
     assert.deepEqual(doc.related.hash, [doc.tls.client.hash.sha256]);
   });
 
@@ -72,7 +76,9 @@ describe('ECS format', () => {
   });
 
   it('writes a destination given as an IP only to destination.ip/address, never to destination.domain', () => {
-    const doc = toEcs(permittedRecord({ destination: { domain: '198.51.100.7', ip: '198.51.100.7', port: 443 } })) as Doc;
+    const doc = toEcs(
+      permittedRecord({ destination: { domain: '198.51.100.7', ip: '198.51.100.7', port: 443 } }),
+    ) as Doc;
     assert.equal(doc.destination.domain, undefined);
     assert.equal(doc.destination.address, '198.51.100.7');
     assert.equal(doc.related.hosts, undefined);
@@ -80,7 +86,9 @@ describe('ECS format', () => {
 
   it('says network.protocol http only for forwarded http:// requests, not for CONNECT tunnels', () => {
     assert.equal((toEcs(permittedRecord()) as Doc).network.protocol, undefined);
-    const forwarded = toEcs(permittedRecord({ http: { method: 'GET', url: 'http://api.example.com/x', statusCode: 200 } })) as Doc;
+    const forwarded = toEcs(
+      permittedRecord({ http: { method: 'GET', url: 'http://api.example.com/x', statusCode: 200 } }),
+    ) as Doc;
     assert.equal(forwarded.network.protocol, 'http');
     assert.equal(forwarded.url.full, 'http://api.example.com/x');
     assert.equal(forwarded.http.response.status_code, 200);

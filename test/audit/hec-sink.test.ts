@@ -9,7 +9,7 @@ import type { SinkStats } from '../../src/audit/sinks/audit-sink.ts';
 import { type HecReceiver, startHecReceiver } from './helpers/hec-receiver.ts';
 import { freeTcpPort } from './helpers/rsyslog-receiver.ts';
 import { permittedRecord, rejectedRecord } from './helpers/sample-records.ts';
-import { type SiemPki, createSiemPki } from './helpers/siem-pki.ts';
+import { createSiemPki, type SiemPki } from './helpers/siem-pki.ts';
 
 const TOKEN = '3f1c2a9e-0000-4000-8000-hec-test-token';
 
@@ -24,7 +24,20 @@ describe('HEC sink against a local HTTPS receiver', () => {
 
   function hubFor(sink: Record<string, unknown>, logs: string[] = []): AuditHub {
     const hub = buildAuditHub(
-      auditConfigSchema.parse({ sinks: [{ type: 'http', url: hec.url, token: TOKEN, ca: pki.caPath, format: 'ecs', minBackoff: '100ms', maxBackoff: '300ms', ...sink }] }),
+      auditConfigSchema.parse({
+        sinks: [
+          {
+            type: 'http',
+            url: hec.url,
+            token: TOKEN,
+            ca: pki.caPath,
+            format: 'ecs',
+            minBackoff: '100ms',
+            maxBackoff: '300ms',
+            ...sink,
+          },
+        ],
+      }),
       { log: (line) => logs.push(line) },
     );
     hub.start();
@@ -59,7 +72,10 @@ describe('HEC sink against a local HTTPS receiver', () => {
       [3, 3, 1],
     );
     const last = hec.requests[2];
-    assert.ok(last && last.at - started >= 250, `the partial batch waited for flushInterval (${last && last.at - started} ms)`);
+    assert.ok(
+      last && last.at - started >= 250,
+      `the partial batch waited for flushInterval (${last && last.at - started} ms)`,
+    );
     const first = hec.requests[0];
     assert.ok(first);
     assert.equal(first.headers.authorization, `Splunk ${TOKEN}`);
@@ -99,7 +115,10 @@ describe('HEC sink against a local HTTPS receiver', () => {
       [503, 503, 200],
     );
     const gaps = hec.requests.slice(1).map((r, i) => r.at - (hec.requests[i] as { at: number }).at);
-    assert.ok(gaps.every((gap) => gap >= 45), `backoff between attempts (min 100 ms, equal jitter ≥ 50 ms): ${gaps.join(', ')}`);
+    assert.ok(
+      gaps.every((gap) => gap >= 45),
+      `backoff between attempts (min 100 ms, equal jitter ≥ 50 ms): ${gaps.join(', ')}`,
+    );
     assert.deepEqual(
       hec.accepted().map((e) => (e.event as { event: { id: string } }).event.id),
       records.map((r) => r.id),
@@ -123,7 +142,11 @@ describe('HEC sink against a local HTTPS receiver', () => {
     const stats = statsOf(hub);
     assert.deepEqual([stats.delivered, stats.retried, stats.dropped, stats.queued], [0, 0, 2, 0]);
     assert.deepEqual(stats.droppedBy, { rejected: 2 });
-    assert.equal(logs.filter((l) => l.includes('EGW_AUDIT_RECEIVER_REJECTED HTTP 400')).length, 1, `logged once per run of refusals: ${logs.join('\n')}`);
+    assert.equal(
+      logs.filter((l) => l.includes('EGW_AUDIT_RECEIVER_REJECTED HTTP 400')).length,
+      1,
+      `logged once per run of refusals: ${logs.join('\n')}`,
+    );
 
     reset();
     const wrongToken = hubFor({ token: 'not-the-token', batchSize: 1 });
@@ -194,7 +217,17 @@ describe('HEC sink against a local HTTPS receiver', () => {
     const logs: string[] = [];
     const hub = buildAuditHub(
       auditConfigSchema.parse({
-        sinks: [{ type: 'http', url: `https://127.0.0.1:${port}/services/collector/event`, token: TOKEN, ca: pki.caPath, batchSize: 1, minBackoff: '100ms', maxBackoff: '200ms' }],
+        sinks: [
+          {
+            type: 'http',
+            url: `https://127.0.0.1:${port}/services/collector/event`,
+            token: TOKEN,
+            ca: pki.caPath,
+            batchSize: 1,
+            minBackoff: '100ms',
+            maxBackoff: '200ms',
+          },
+        ],
       }),
       { log: (line) => logs.push(line) },
     );

@@ -1,10 +1,24 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { formatCef } from '../../src/audit/formats/cef-format.ts';
-import { escapeSdValue, formatSyslogMessage, frameLineFeed, frameOctetCounted, headerField, isSdName } from '../../src/audit/formats/syslog-message.ts';
+import {
+  escapeSdValue,
+  formatSyslogMessage,
+  frameLineFeed,
+  frameOctetCounted,
+  headerField,
+  isSdName,
+} from '../../src/audit/formats/syslog-message.ts';
 import { closedRecord, identityRejectedRecord, permittedRecord, rejectedRecord } from './helpers/sample-records.ts';
 
-const header = { facility: 20, hostname: 'egw-0', appName: 'egress-gateway', procId: '4242', sdId: 'egw@32473', bom: false };
+const header = {
+  facility: 20,
+  hostname: 'egw-0',
+  appName: 'egress-gateway',
+  procId: '4242',
+  sdId: 'egw@32473',
+  bom: false,
+};
 
 describe('RFC 5424 syslog message', () => {
   it('has PRI, VERSION 1, an RFC 3339 timestamp, host, app, procid, the action as MSGID, SD and MSG', () => {

@@ -5,9 +5,9 @@ import type { AuditHub } from '../../src/audit/audit-hub.ts';
 import { buildAuditHub } from '../../src/audit/build-audit-hub.ts';
 import type { SinkStats } from '../../src/audit/sinks/audit-sink.ts';
 import type { AuditRecord } from '../../src/core/audit-event.ts';
-import { type RsyslogReceiver, createRsyslogReceiver } from './helpers/rsyslog-receiver.ts';
+import { createRsyslogReceiver, type RsyslogReceiver } from './helpers/rsyslog-receiver.ts';
 import { permittedRecord } from './helpers/sample-records.ts';
-import { type SiemPki, createSiemPki } from './helpers/siem-pki.ts';
+import { createSiemPki, type SiemPki } from './helpers/siem-pki.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -30,7 +30,13 @@ interface Stream {
  * (e.g. stop rsyslog at record 100). Which records the sink dropped is known exactly because
  * the sink drops the newest record synchronously inside `write`.
  */
-async function stream(hub: AuditHub, count: number, everyMs: number, events: Map<number, () => Promise<void>>, outage: { active: boolean }): Promise<Stream> {
+async function stream(
+  hub: AuditHub,
+  count: number,
+  everyMs: number,
+  events: Map<number, () => Promise<void>>,
+  outage: { active: boolean },
+): Promise<Stream> {
   const result: Stream = { sent: [], droppedIds: new Set(), duringOutage: new Set(), beforeOutage: new Set() };
   let stopped = false;
   for (let i = 0; i < count; i += 1) {
@@ -59,7 +65,9 @@ describe('syslog sink through a receiver outage (rsyslogd stopped mid-stream and
 
   before(async () => {
     pki = await createSiemPki();
-    rsyslog = await createRsyslogReceiver({ tls: { ca: pki.caPath, cert: pki.server.certPath, key: pki.server.keyPath, authMode: 'x509/certvalid' } });
+    rsyslog = await createRsyslogReceiver({
+      tls: { ca: pki.caPath, cert: pki.server.certPath, key: pki.server.keyPath, authMode: 'x509/certvalid' },
+    });
     await rsyslog.start();
   });
   after(async () => {
@@ -136,8 +144,14 @@ describe('syslog sink through a receiver outage (rsyslogd stopped mid-stream and
     assert.ok(stats.retried > 0, `records on the connection rsyslog closed were sent again: ${report}`);
     assert.ok(duplicates <= stats.retried, `a duplicate in the file is always a counted re-send: ${report}`);
     assert.ok(sent.duringOutage.size > 50, report);
-    assert.ok(logs.some((l) => l.includes('EGW_AUDIT_SINK_UNAVAILABLE')), logs.join('\n'));
-    assert.ok(logs.some((l) => /delivering again after \d+ failed attempts/.test(l)), logs.join('\n'));
+    assert.ok(
+      logs.some((l) => l.includes('EGW_AUDIT_SINK_UNAVAILABLE')),
+      logs.join('\n'),
+    );
+    assert.ok(
+      logs.some((l) => /delivering again after \d+ failed attempts/.test(l)),
+      logs.join('\n'),
+    );
   });
 
   it('drops only what the counters report when the outage overflows the queue', async () => {
@@ -156,15 +170,26 @@ describe('syslog sink through a receiver outage (rsyslogd stopped mid-stream and
     assert.equal(stats.droppedBy.queue_full, stats.dropped, `every drop was a full queue: ${report}`);
     assert.equal(stats.delivered + stats.dropped + stats.queued, stats.received, report);
     assert.equal(stats.queued, 0, report);
-    assert.deepEqual(new Set(missing), sent.droppedIds, `the records missing from rsyslog are exactly the ones counted as dropped: ${report}`);
+    assert.deepEqual(
+      new Set(missing),
+      sent.droppedIds,
+      `the records missing from rsyslog are exactly the ones counted as dropped: ${report}`,
+    );
     // Drops start when the outage has filled the queue and last until the reconnect (after a backoff) drains it.
     for (const id of sent.beforeOutage) assert.ok(unique.has(id), 'every record written before the outage arrived');
     const firstDropped = sent.sent.findIndex((r) => sent.droppedIds.has(r.id));
-    assert.ok(firstDropped > 40, `nothing written before the receiver stopped (record 40) was dropped: first drop at record ${firstDropped}`);
-    for (const record of sent.sent.slice(-40)) assert.ok(unique.has(record.id), `after the reconnect drained the queue, records arrive again: ${report}`);
+    assert.ok(
+      firstDropped > 40,
+      `nothing written before the receiver stopped (record 40) was dropped: first drop at record ${firstDropped}`,
+    );
+    for (const record of sent.sent.slice(-40))
+      assert.ok(unique.has(record.id), `after the reconnect drained the queue, records arrive again: ${report}`);
     const dropLines = logs.filter((l) => l.includes('EGW_AUDIT_RECORDS_DROPPED'));
     assert.ok(dropLines.length >= 1, logs.join('\n'));
-    const reported = dropLines.reduce((sum, line) => sum + Number(/EGW_AUDIT_RECORDS_DROPPED (\d+) /.exec(line)?.[1] ?? 0), 0);
+    const reported = dropLines.reduce(
+      (sum, line) => sum + Number(/EGW_AUDIT_RECORDS_DROPPED (\d+) /.exec(line)?.[1] ?? 0),
+      0,
+    );
     assert.equal(reported, stats.dropped, `the drop log lines add up to the counter: ${dropLines.join('\n')}`);
     assert.ok(dropLines.length <= 8, `drops are logged once per interval, not per record: ${dropLines.length} lines`);
   });

@@ -3,9 +3,9 @@ import { after, before, describe, it } from 'node:test';
 import { auditConfigSchema } from '../../src/audit/audit-config-schema.ts';
 import type { AuditHub } from '../../src/audit/audit-hub.ts';
 import { buildAuditHub } from '../../src/audit/build-audit-hub.ts';
-import { type RsyslogReceiver, createRsyslogReceiver, freeTcpPort } from './helpers/rsyslog-receiver.ts';
+import { createRsyslogReceiver, freeTcpPort, type RsyslogReceiver } from './helpers/rsyslog-receiver.ts';
 import { closedRecord, permittedRecord, rejectedRecord } from './helpers/sample-records.ts';
-import { type SiemPki, createSiemPki } from './helpers/siem-pki.ts';
+import { createSiemPki, type SiemPki } from './helpers/siem-pki.ts';
 
 function hubFor(sink: Record<string, unknown>, logs: string[] = []): AuditHub {
   return buildAuditHub(auditConfigSchema.parse({ sinks: [sink] }), { log: (line) => logs.push(line) });
@@ -23,7 +23,11 @@ describe('syslog sink against a real rsyslogd', () => {
 
   before(async () => {
     pki = await createSiemPki();
-    rsyslog = await createRsyslogReceiver({ tcp: true, udp: true, tls: { ca: pki.caPath, cert: pki.server.certPath, key: pki.server.keyPath, authMode: 'x509/certvalid' } });
+    rsyslog = await createRsyslogReceiver({
+      tcp: true,
+      udp: true,
+      tls: { ca: pki.caPath, cert: pki.server.certPath, key: pki.server.keyPath, authMode: 'x509/certvalid' },
+    });
     await rsyslog.start();
   });
   after(async () => {
@@ -61,8 +65,14 @@ describe('syslog sink against a real rsyslogd', () => {
     assert.equal(p.msgid, 'egress-permitted');
     assert.equal(r.msgid, 'egress-rejected');
     assert.equal(p.timestamp, '2026-05-01T12:00:05.250Z', 'the record time, not the reception time');
-    assert.match(p.sd, /^\[egw@32473 id="[^"]+" conn="[^"]+" action="egress-permitted" spiffe="spiffe:\/\/prod\.example\.org\/ns\/payments\/sa\/checkout" /);
-    assert.match(p.msg, /^CEF:0\|mesh-egress-gateway\|mesh-egress-gateway\|[^|]+\|egress-permitted\|Egress connection permitted\|3\|/);
+    assert.match(
+      p.sd,
+      /^\[egw@32473 id="[^"]+" conn="[^"]+" action="egress-permitted" spiffe="spiffe:\/\/prod\.example\.org\/ns\/payments\/sa\/checkout" /,
+    );
+    assert.match(
+      p.msg,
+      /^CEF:0\|mesh-egress-gateway\|mesh-egress-gateway\|[^|]+\|egress-permitted\|Egress connection permitted\|3\|/,
+    );
     assert.match(p.msg, / suser=spiffe:\/\/prod\.example\.org\/ns\/payments\/sa\/checkout /);
     assert.match(r.msg, / act=reject outcome=success reason=no rule matched \(default deny\) cat=EGW_POLICY_DENIED /);
     const stats = only(hub.stats());
@@ -72,12 +82,21 @@ describe('syslog sink against a real rsyslogd', () => {
   });
 
   it('delivers ECS over plain TCP with octet counting, JSON intact in MSG', async () => {
-    const hub = hubFor({ type: 'syslog', address: `127.0.0.1:${rsyslog.tcpPort}`, transport: 'tcp', format: 'ecs', appName: 'egw-test', facility: 'auth' });
+    const hub = hubFor({
+      type: 'syslog',
+      address: `127.0.0.1:${rsyslog.tcpPort}`,
+      transport: 'tcp',
+      format: 'ecs',
+      appName: 'egw-test',
+      facility: 'auth',
+    });
     hub.start();
     const record = closedRecord();
     hub.deliver(record);
     await hub.close(10_000);
-    const [message] = (await rsyslog.waitFor((all) => all.some((m) => m.sd.includes(record.id)))).filter((m) => m.sd.includes(record.id));
+    const [message] = (await rsyslog.waitFor((all) => all.some((m) => m.sd.includes(record.id)))).filter((m) =>
+      m.sd.includes(record.id),
+    );
     assert.ok(message);
     assert.equal(message.app, 'egw-test');
     assert.equal(message.pri, String(4 * 8 + 6));
@@ -88,14 +107,23 @@ describe('syslog sink against a real rsyslogd', () => {
   });
 
   it('delivers with LF framing when asked (RFC 6587 non-transparent framing)', async () => {
-    const hub = hubFor({ type: 'syslog', address: `127.0.0.1:${rsyslog.tcpPort}`, transport: 'tcp', format: 'text', framing: 'lf' });
+    const hub = hubFor({
+      type: 'syslog',
+      address: `127.0.0.1:${rsyslog.tcpPort}`,
+      transport: 'tcp',
+      format: 'text',
+      framing: 'lf',
+    });
     hub.start();
     const records = [permittedRecord(), permittedRecord(), permittedRecord()];
     for (const record of records) hub.deliver(record);
     await hub.close(10_000);
     const messages = await rsyslog.waitFor((all) => records.every((r) => all.some((m) => m.sd.includes(r.id))));
     const text = messages.find((m) => m.sd.includes(records[1]?.id ?? '-'));
-    assert.match(text?.msg ?? '', /^2026-05-01T12:00:05\.250Z PERMITTED spiffe:\/\/prod\.example\.org\/ns\/payments\/sa\/checkout -> api\.stripe\.com:443 /);
+    assert.match(
+      text?.msg ?? '',
+      /^2026-05-01T12:00:05\.250Z PERMITTED spiffe:\/\/prod\.example\.org\/ns\/payments\/sa\/checkout -> api\.stripe\.com:443 /,
+    );
   });
 
   it('sends one datagram per record over UDP', async () => {
@@ -124,7 +152,13 @@ describe('syslog sink against a real rsyslogd', () => {
     const stats = only(hub.stats());
     assert.equal(stats.delivered, 3, 'sent is all UDP can know');
     assert.match(stats.lastError ?? '', /ECONNREFUSED/);
-    assert.equal(logs.filter((l) => /EGW_AUDIT_SINK_UNAVAILABLE udp:\/\/.*ECONNREFUSED; UDP cannot tell which datagrams were lost/.test(l)).length, 1, logs.join('\n'));
+    assert.equal(
+      logs.filter((l) =>
+        /EGW_AUDIT_SINK_UNAVAILABLE udp:\/\/.*ECONNREFUSED; UDP cannot tell which datagrams were lost/.test(l),
+      ).length,
+      1,
+      logs.join('\n'),
+    );
   });
 
   it('never counts a record as delivered when rsyslog refuses the client certificate', async () => {
@@ -157,15 +191,35 @@ describe('syslog sink against a real rsyslogd', () => {
     const final = only(hub.stats());
     assert.deepEqual([final.received, final.delivered, final.dropped, final.queued], [1, 0, 1, 0]);
     assert.deepEqual(final.droppedBy, { shutdown: 1 });
-    assert.equal(logs.filter((l) => l.includes('EGW_AUDIT_SINK_UNAVAILABLE')).length, 1, `one line per outage, not per retry: ${logs.join('\n')}`);
-    assert.ok(logs.some((l) => l.includes('EGW_AUDIT_RECORDS_DROPPED 1 records dropped')), logs.join('\n'));
-    assert.equal(rsyslog.messages().some((m) => m.sd.includes(record.id)), false);
+    assert.equal(
+      logs.filter((l) => l.includes('EGW_AUDIT_SINK_UNAVAILABLE')).length,
+      1,
+      `one line per outage, not per retry: ${logs.join('\n')}`,
+    );
+    assert.ok(
+      logs.some((l) => l.includes('EGW_AUDIT_RECORDS_DROPPED 1 records dropped')),
+      logs.join('\n'),
+    );
+    assert.equal(
+      rsyslog.messages().some((m) => m.sd.includes(record.id)),
+      false,
+    );
   });
 
   it('queues while the receiver is down at start-up, then delivers when it comes up', async () => {
     const late = await createRsyslogReceiver({ tcp: true });
     const logs: string[] = [];
-    const hub = hubFor({ type: 'syslog', address: `127.0.0.1:${late.tcpPort}`, transport: 'tcp', confirmInterval: '100ms', minBackoff: '100ms', maxBackoff: '300ms' }, logs);
+    const hub = hubFor(
+      {
+        type: 'syslog',
+        address: `127.0.0.1:${late.tcpPort}`,
+        transport: 'tcp',
+        confirmInterval: '100ms',
+        minBackoff: '100ms',
+        maxBackoff: '300ms',
+      },
+      logs,
+    );
     try {
       hub.start();
       const records = Array.from({ length: 5 }, () => permittedRecord());
@@ -181,7 +235,10 @@ describe('syslog sink against a real rsyslogd', () => {
       const up = only(hub.stats());
       assert.equal(up.delivered, 5);
       assert.equal(up.up, true);
-      assert.ok(logs.some((l) => /delivering again after \d+ failed attempts/.test(l)), logs.join('\n'));
+      assert.ok(
+        logs.some((l) => /delivering again after \d+ failed attempts/.test(l)),
+        logs.join('\n'),
+      );
     } finally {
       await hub.close(100);
       await late.cleanup();

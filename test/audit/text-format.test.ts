@@ -24,11 +24,16 @@ describe('text format', () => {
   });
 
   it('names the client by address when there is no identity', () => {
-    assert.match(formatText(identityRejectedRecord()), / IDENTITY-REJECTED 10\.42\.7\.9:40222 listener=egress code=EGW_IDENTITY_NO_CERT /);
+    assert.match(
+      formatText(identityRejectedRecord()),
+      / IDENTITY-REJECTED 10\.42\.7\.9:40222 listener=egress code=EGW_IDENTITY_NO_CERT /,
+    );
   });
 
   it('quotes client-supplied names with spaces or line breaks, so one record stays one line', () => {
-    const line = formatText(rejectedRecord({ destination: { domain: 'evil host\nPERMITTED x', port: 443 }, reason: 'a\nb' }));
+    const line = formatText(
+      rejectedRecord({ destination: { domain: 'evil host\nPERMITTED x', port: 443 }, reason: 'a\nb' }),
+    );
     assert.equal(line.includes('\n'), false);
     assert.match(line, / -> "evil host\\nPERMITTED x:443" /);
     assert.match(line, / reason="a\\nb" /);

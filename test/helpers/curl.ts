@@ -1,5 +1,5 @@
-import type { WrittenLeaf } from './test-pki.ts';
 import { type CommandResult, runCommand } from './run-command.ts';
+import type { WrittenLeaf } from './test-pki.ts';
 
 /** curl through the gateway as an HTTPS proxy with a client certificate (`curl --proxy https://…`). */
 export function curlViaGateway(

@@ -8,9 +8,17 @@ export interface CommandResult {
 }
 
 /** Runs a real client binary (curl, openssl, …) with a hard timeout; never rejects on exit status. */
-export function runCommand(command: string, args: readonly string[], options: { input?: string | Buffer; timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<CommandResult> {
+export function runCommand(
+  command: string,
+  args: readonly string[],
+  options: { input?: string | Buffer; timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: options.env ?? process.env, cwd: options.cwd });
+    const child = spawn(command, args, {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: options.env ?? process.env,
+      cwd: options.cwd,
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk) => {
@@ -32,6 +40,13 @@ export function runCommand(command: string, args: readonly string[], options: { 
 }
 
 /** The CLI as a user runs it: `node bin/egress-gateway.js …`. */
-export function runCli(args: readonly string[], options: { timeoutMs?: number; cwd?: string } = {}): Promise<CommandResult> {
-  return runCommand(process.execPath, [new URL('../../bin/egress-gateway.js', import.meta.url).pathname, ...args], options);
+export function runCli(
+  args: readonly string[],
+  options: { timeoutMs?: number; cwd?: string } = {},
+): Promise<CommandResult> {
+  return runCommand(
+    process.execPath,
+    [new URL('../../bin/egress-gateway.js', import.meta.url).pathname, ...args],
+    options,
+  );
 }

@@ -1,4 +1,4 @@
-import { type Server, createServer } from 'node:net';
+import { createServer, type Server } from 'node:net';
 
 /** A TCP server that echoes every byte back, for tunnels that must carry data both ways. */
 export function startTcpEchoServer(): Promise<{ server: Server; port: number; close(): void }> {

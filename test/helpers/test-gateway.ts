@@ -20,7 +20,11 @@ export interface TestGateway {
  * Writes a gateway configuration for the test PKI into a new temp directory: the PKI's identity
  * (anchor: the intermediate alone), no audit sink, then `config`'s keys on top. Returns its path.
  */
-export function writeTestConfig(pki: TestPki, config: Record<string, unknown>, options: { anchors?: string } = {}): string {
+export function writeTestConfig(
+  pki: TestPki,
+  config: Record<string, unknown>,
+  options: { anchors?: string } = {},
+): string {
   const configPath = join(mkdtempSync(join(tmpdir(), 'egw-config-')), 'gateway.yaml');
   const full = {
     identity: {
@@ -40,7 +44,11 @@ export function writeTestConfig(pki: TestPki, config: Record<string, unknown>, o
  * Starts a real gateway on loopback from a config written to a temp file. Listeners default to
  * port 0; audit records are captured from the data path's channel (no sink configured).
  */
-export async function startTestGateway(pki: TestPki, config: Record<string, unknown>, options: { anchors?: string } = {}): Promise<TestGateway> {
+export async function startTestGateway(
+  pki: TestPki,
+  config: Record<string, unknown>,
+  options: { anchors?: string } = {},
+): Promise<TestGateway> {
   const configPath = writeTestConfig(pki, config, options);
   const dir = dirname(configPath);
   const records: AuditRecord[] = [];
@@ -77,7 +85,11 @@ export async function startTestGateway(pki: TestPki, config: Record<string, unkn
         };
         const timer = setTimeout(() => {
           waiters.splice(waiters.indexOf(waiter), 1);
-          reject(new Error(`no matching audit record within ${timeoutMs} ms; have: ${records.map((r) => `${r.action}/${r.code ?? ''}`).join(', ')}`));
+          reject(
+            new Error(
+              `no matching audit record within ${timeoutMs} ms; have: ${records.map((r) => `${r.action}/${r.code ?? ''}`).join(', ')}`,
+            ),
+          );
         }, timeoutMs);
         waiters.push(waiter);
       });

@@ -1,7 +1,13 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type IssuedCertificate, type LeafOptions, createIntermediateCa, createRootCa, issueLeaf } from '../../src/pki/issue-certificate.ts';
+import {
+  createIntermediateCa,
+  createRootCa,
+  type IssuedCertificate,
+  issueLeaf,
+  type LeafOptions,
+} from '../../src/pki/issue-certificate.ts';
 import { exportPrivateKeyPem } from '../../src/pki/key-pair.ts';
 
 /**
@@ -18,8 +24,15 @@ export interface TestPki {
   readonly rootPath: string;
   readonly bundlePath: string;
   readonly gateway: WrittenLeaf;
-  issue(name: string, options: LeafOptions & { chain?: readonly IssuedCertificate[]; issuer?: IssuedCertificate }): Promise<WrittenLeaf>;
-  workload(namespace: string, serviceAccount: string, options?: LeafOptions & { chain?: readonly IssuedCertificate[] }): Promise<WrittenLeaf>;
+  issue(
+    name: string,
+    options: LeafOptions & { chain?: readonly IssuedCertificate[]; issuer?: IssuedCertificate },
+  ): Promise<WrittenLeaf>;
+  workload(
+    namespace: string,
+    serviceAccount: string,
+    options?: LeafOptions & { chain?: readonly IssuedCertificate[] },
+  ): Promise<WrittenLeaf>;
   cleanup(): void;
 }
 
@@ -32,11 +45,21 @@ export interface WrittenLeaf {
   readonly leafOnlyPath: string;
 }
 
-export async function createTestPki(options: { trustDomain?: string; keyType?: 'ecdsa-p256' | 'rsa-2048' } = {}): Promise<TestPki> {
+export async function createTestPki(
+  options: { trustDomain?: string; keyType?: 'ecdsa-p256' | 'rsa-2048' } = {},
+): Promise<TestPki> {
   const trustDomain = options.trustDomain ?? 'cluster.local';
   const dir = mkdtempSync(join(tmpdir(), 'egw-pki-'));
-  const root = await createRootCa({ commonName: 'Test Mesh Root', organization: 'test', keyType: options.keyType ?? 'ecdsa-p256' });
-  const intermediate = await createIntermediateCa(root, { commonName: 'Test Mesh Intermediate', organization: 'test', keyType: options.keyType ?? 'ecdsa-p256' });
+  const root = await createRootCa({
+    commonName: 'Test Mesh Root',
+    organization: 'test',
+    keyType: options.keyType ?? 'ecdsa-p256',
+  });
+  const intermediate = await createIntermediateCa(root, {
+    commonName: 'Test Mesh Intermediate',
+    organization: 'test',
+    keyType: options.keyType ?? 'ecdsa-p256',
+  });
   const write = (name: string, text: string) => {
     const path = join(dir, name);
     writeFileSync(path, text, { mode: 0o600 });
@@ -46,7 +69,10 @@ export async function createTestPki(options: { trustDomain?: string; keyType?: '
   const rootPath = write('root.pem', root.certPem);
   const bundlePath = write('bundle.pem', `${intermediate.certPem}\n${root.certPem}`);
 
-  async function issue(name: string, leafOptions: LeafOptions & { chain?: readonly IssuedCertificate[]; issuer?: IssuedCertificate }): Promise<WrittenLeaf> {
+  async function issue(
+    name: string,
+    leafOptions: LeafOptions & { chain?: readonly IssuedCertificate[]; issuer?: IssuedCertificate },
+  ): Promise<WrittenLeaf> {
     const leaf = await issueLeaf(leafOptions.issuer ?? intermediate, leafOptions);
     const chain = leafOptions.chain ?? [intermediate];
     return {

@@ -84,7 +84,8 @@ export function tinyproxyRequests(log: string): Array<{ client: string; request:
     const connect = /Connect \(file descriptor (\d+)\): (\S+)/.exec(line);
     if (connect?.[1] && connect[2]) clientByFd.set(connect[1], connect[2]);
     const request = /Request \(file descriptor (\d+)\): (.*)$/.exec(line);
-    if (request?.[1] && request[2]) requests.push({ client: clientByFd.get(request[1]) ?? '(unknown)', request: request[2] });
+    if (request?.[1] && request[2])
+      requests.push({ client: clientByFd.get(request[1]) ?? '(unknown)', request: request[2] });
   }
   return requests;
 }

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { type TLSSocket, connect } from 'node:tls';
+import { connect, type TLSSocket } from 'node:tls';
 import type { WrittenLeaf } from './test-pki.ts';
 
 export interface Tunnel {
@@ -13,7 +13,14 @@ export interface Tunnel {
 
 /** Opens a CONNECT tunnel through the gateway with Node's TLS client, for tests that hold tunnels open. */
 export async function openTunnel(port: number, client: WrittenLeaf, caPath: string, target: string): Promise<Tunnel> {
-  const socket = connect({ host: '127.0.0.1', port, ca: readFileSync(caPath), cert: readFileSync(client.certPath), key: readFileSync(client.keyPath), servername: 'localhost' });
+  const socket = connect({
+    host: '127.0.0.1',
+    port,
+    ca: readFileSync(caPath),
+    cert: readFileSync(client.certPath),
+    key: readFileSync(client.keyPath),
+    servername: 'localhost',
+  });
   socket.on('error', () => {});
   await new Promise<void>((resolve, reject) => {
     socket.once('secureConnect', () => resolve());

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { runCli } from '../helpers/run-command.ts';
-import { type TestPki, createTestPki } from '../helpers/test-pki.ts';
+import { createTestPki, type TestPki } from '../helpers/test-pki.ts';
 
 describe('egress-gateway CLI', () => {
   let pki: TestPki;
@@ -19,14 +19,26 @@ describe('egress-gateway CLI', () => {
     writeFileSync(
       configPath,
       stringify({
-        identity: { trustDomain: 'cluster.local', trustAnchors: pki.intermediatePath, cert: pki.gateway.certPath, key: pki.gateway.keyPath },
+        identity: {
+          trustDomain: 'cluster.local',
+          trustAnchors: pki.intermediatePath,
+          cert: pki.gateway.certPath,
+          key: pki.gateway.keyPath,
+        },
         listeners: [
           { name: 'egress', listen: '127.0.0.1:0', mode: 'connect', snat: '127.0.0.2' },
           { name: 'legacy-proxy', listen: '127.0.0.1:0', mode: 'tcp', upstream: '127.0.0.1:8888' },
         ],
         resolver: { hosts: { 'api.example.com': '203.0.113.10' } },
         rules: [
-          { name: 'bookinfo-egress', listeners: ['egress'], from: { namespaces: ['bookinfo'] }, to: { hosts: ['*.example.com'], ports: [443] }, action: 'allow', snat: '127.0.0.3' },
+          {
+            name: 'bookinfo-egress',
+            listeners: ['egress'],
+            from: { namespaces: ['bookinfo'] },
+            to: { hosts: ['*.example.com'], ports: [443] },
+            action: 'allow',
+            snat: '127.0.0.3',
+          },
           { name: 'bookinfo-legacy', listeners: ['legacy-proxy'], from: { namespaces: ['bookinfo'] }, action: 'allow' },
         ],
       }),
@@ -58,7 +70,10 @@ describe('egress-gateway CLI', () => {
     writeFileSync(unbindable, readFileSync(configPath, 'utf8').replace('snat: 127.0.0.2', 'snat: 203.0.113.77'));
     const result = await runCli(['config', 'validate', '--config', unbindable]);
     assert.equal(result.code, 2);
-    assert.match(result.stderr, /EGW_SNAT_UNBINDABLE.*listeners\[0\]\.snat: SNAT address 203\.0\.113\.77 is not bindable/);
+    assert.match(
+      result.stderr,
+      /EGW_SNAT_UNBINDABLE.*listeners\[0\]\.snat: SNAT address 203\.0\.113\.77 is not bindable/,
+    );
   });
 
   it('config validate names the key of a missing certificate file', async () => {
@@ -70,25 +85,66 @@ describe('egress-gateway CLI', () => {
   });
 
   it('policy check prints ALLOW with the rule and SNAT, exit 0', async () => {
-    const result = await runCli(['policy', 'check', '--config', configPath, '--spiffe-id', 'spiffe://cluster.local/ns/bookinfo/sa/productpage', '--listener', 'egress', '--dest', 'api.example.com:443']);
+    const result = await runCli([
+      'policy',
+      'check',
+      '--config',
+      configPath,
+      '--spiffe-id',
+      'spiffe://cluster.local/ns/bookinfo/sa/productpage',
+      '--listener',
+      'egress',
+      '--dest',
+      'api.example.com:443',
+    ]);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /^ALLOW listener=egress rule=bookinfo-egress ip=203\.0\.113\.10 snat=127\.0\.0\.3/);
   });
 
   it('policy check prints DENY and the default deny, exit 1', async () => {
-    const result = await runCli(['policy', 'check', '--config', configPath, '--spiffe-id', 'spiffe://cluster.local/ns/sm-apigw-a/sa/default', '--dest', 'api.example.com:443']);
+    const result = await runCli([
+      'policy',
+      'check',
+      '--config',
+      configPath,
+      '--spiffe-id',
+      'spiffe://cluster.local/ns/sm-apigw-a/sa/default',
+      '--dest',
+      'api.example.com:443',
+    ]);
     assert.equal(result.code, 1);
-    assert.match(result.stdout, /^DENY listener=egress rule=\(default deny\) status=403 code=EGW_POLICY_DENIED: no rule matched/);
+    assert.match(
+      result.stdout,
+      /^DENY listener=egress rule=\(default deny\) status=403 code=EGW_POLICY_DENIED: no rule matched/,
+    );
   });
 
   it('policy check evaluates a tcp listener without a destination', async () => {
-    const result = await runCli(['policy', 'check', '--config', configPath, '--spiffe-id', 'spiffe://cluster.local/ns/bookinfo/sa/productpage', '--listener', 'legacy-proxy']);
+    const result = await runCli([
+      'policy',
+      'check',
+      '--config',
+      configPath,
+      '--spiffe-id',
+      'spiffe://cluster.local/ns/bookinfo/sa/productpage',
+      '--listener',
+      'legacy-proxy',
+    ]);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /ALLOW listener=legacy-proxy rule=bookinfo-legacy/);
   });
 
   it('policy check rejects a malformed SPIFFE ID with a code', async () => {
-    const result = await runCli(['policy', 'check', '--config', configPath, '--spiffe-id', 'spiffe://cluster.local/ns/../x', '--dest', 'a.example.com:443']);
+    const result = await runCli([
+      'policy',
+      'check',
+      '--config',
+      configPath,
+      '--spiffe-id',
+      'spiffe://cluster.local/ns/../x',
+      '--dest',
+      'a.example.com:443',
+    ]);
     assert.equal(result.code, 2);
     assert.match(result.stderr, /EGW_IDENTITY_SPIFFE_ID_INVALID/);
   });
@@ -97,17 +153,34 @@ describe('egress-gateway CLI', () => {
     const ca = join(dir, 'ca');
     const init = await runCli(['pki', 'init', '--dir', ca, '--trust-domain', 'cluster.local']);
     assert.equal(init.code, 0, init.stderr);
-    for (const file of ['root-cert.pem', 'ca-cert.pem', 'ca-key.pem', 'cert-chain.pem']) assert.ok(existsSync(join(ca, file)), file);
+    for (const file of ['root-cert.pem', 'ca-cert.pem', 'ca-key.pem', 'cert-chain.pem'])
+      assert.ok(existsSync(join(ca, file)), file);
     const again = await runCli(['pki', 'init', '--dir', ca]);
     assert.equal(again.code, 2, 'an existing CA is never overwritten without --force');
     const out = join(dir, 'svid');
-    const issue = await runCli(['pki', 'issue', '--ca-dir', ca, '--spiffe-id', 'spiffe://cluster.local/ns/bookinfo/sa/productpage', '--out', out, '--dns', 'productpage.bookinfo', '--ttl', '2h']);
+    const issue = await runCli([
+      'pki',
+      'issue',
+      '--ca-dir',
+      ca,
+      '--spiffe-id',
+      'spiffe://cluster.local/ns/bookinfo/sa/productpage',
+      '--out',
+      out,
+      '--dns',
+      'productpage.bookinfo',
+      '--ttl',
+      '2h',
+    ]);
     assert.equal(issue.code, 0, issue.stderr);
     const inspect = await runCli(['pki', 'inspect', join(out, 'cert.pem'), '--anchors', join(ca, 'ca-cert.pem')]);
     assert.equal(inspect.code, 0, inspect.stdout);
     assert.match(inspect.stdout, /URI SANs: {4}spiffe:\/\/cluster\.local\/ns\/bookinfo\/sa\/productpage/);
     assert.match(inspect.stdout, /DNS SANs: {4}productpage\.bookinfo/);
-    assert.match(inspect.stdout, /identity: {4}spiffe:\/\/cluster\.local\/ns\/bookinfo\/sa\/productpage \(namespace bookinfo, service account productpage\)/);
+    assert.match(
+      inspect.stdout,
+      /identity: {4}spiffe:\/\/cluster\.local\/ns\/bookinfo\/sa\/productpage \(namespace bookinfo, service account productpage\)/,
+    );
     assert.match(inspect.stdout, /chain check: OK/);
     assert.match(inspect.stdout, /SVID rules: {2}OK/);
   });
@@ -116,20 +189,42 @@ describe('egress-gateway CLI', () => {
     const ca = join(dir, 'ca-rsa');
     assert.equal((await runCli(['pki', 'init', '--dir', ca, '--key-type', 'rsa'])).code, 0);
     const out = join(dir, 'svid-rsa');
-    const issue = await runCli(['pki', 'issue', '--ca-dir', ca, '--spiffe-id', 'spiffe://cluster.local/ns/a/sa/b', '--out', out, '--key-type', 'rsa']);
+    const issue = await runCli([
+      'pki',
+      'issue',
+      '--ca-dir',
+      ca,
+      '--spiffe-id',
+      'spiffe://cluster.local/ns/a/sa/b',
+      '--out',
+      out,
+      '--key-type',
+      'rsa',
+    ]);
     assert.equal(issue.code, 0, issue.stderr);
     assert.match(readFileSync(join(out, 'key.pem'), 'utf8'), /BEGIN PRIVATE KEY/);
   });
 
   it('pki inspect lists SVID rule violations and exits 1', async () => {
-    const twoUris = await pki.issue('inspect-two', { spiffeIds: ['spiffe://cluster.local/ns/a/sa/b', 'spiffe://cluster.local/ns/a/sa/c'] });
+    const twoUris = await pki.issue('inspect-two', {
+      spiffeIds: ['spiffe://cluster.local/ns/a/sa/b', 'spiffe://cluster.local/ns/a/sa/c'],
+    });
     const result = await runCli(['pki', 'inspect', twoUris.certPath]);
     assert.equal(result.code, 1);
     assert.match(result.stdout, /EGW_IDENTITY_URI_SAN_COUNT: leaf has 2 URI SANs/);
   });
 
   it('pki issue rejects a SPIFFE ID without a path', async () => {
-    const result = await runCli(['pki', 'issue', '--ca-dir', join(dir, 'ca'), '--spiffe-id', 'spiffe://cluster.local', '--out', join(dir, 'x')]);
+    const result = await runCli([
+      'pki',
+      'issue',
+      '--ca-dir',
+      join(dir, 'ca'),
+      '--spiffe-id',
+      'spiffe://cluster.local',
+      '--out',
+      join(dir, 'x'),
+    ]);
     assert.equal(result.code, 2);
     assert.match(result.stderr, /EGW_PKI_ARGUMENT.*non-root path/);
   });

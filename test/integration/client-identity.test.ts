@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { KeyUsage } from '../../src/pki/certificate-facts.ts';
 import { createIntermediateCa, createRootCa } from '../../src/pki/issue-certificate.ts';
-import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
 import { sClient } from '../helpers/openssl-client.ts';
-import { type TestGateway, startTestGateway } from '../helpers/test-gateway.ts';
-import { type TestPki, createTestPki } from '../helpers/test-pki.ts';
+import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import { createTestPki, type TestPki } from '../helpers/test-pki.ts';
 
 const HOUR = 3_600_000;
 
@@ -40,7 +40,13 @@ describe('client identity (mTLS with an intermediate-only trust anchor)', () => 
   /** Connects with curl and returns the audit record the gateway wrote for that connection. */
   async function refusedWith(certPath: string, keyPath: string): Promise<string> {
     const before = gw.records.length;
-    const result = await curlViaGateway(gw.port('egress'), { certPath, keyPath, leafOnlyPath: certPath, leaf: undefined as never }, pki.rootPath, echoUrl, ['-p']);
+    const result = await curlViaGateway(
+      gw.port('egress'),
+      { certPath, keyPath, leafOnlyPath: certPath, leaf: undefined as never },
+      pki.rootPath,
+      echoUrl,
+      ['-p'],
+    );
     assert.notEqual(result.code, 0, 'curl must fail');
     const record = await gw.waitForRecord((r) => gw.records.indexOf(r) >= before && r.action === 'identity-rejected');
     return record.code ?? '';
@@ -75,7 +81,10 @@ describe('client identity (mTLS with an intermediate-only trust anchor)', () => 
 
   it('refuses a forged chain: same subject names, other keys', async () => {
     const forgedRoot = await createRootCa({ commonName: 'Test Mesh Root', organization: 'test' });
-    const forgedIntermediate = await createIntermediateCa(forgedRoot, { commonName: 'Test Mesh Intermediate', organization: 'test' });
+    const forgedIntermediate = await createIntermediateCa(forgedRoot, {
+      commonName: 'Test Mesh Intermediate',
+      organization: 'test',
+    });
     const client = await pki.issue('forged', {
       issuer: forgedIntermediate,
       chain: [forgedIntermediate, forgedRoot],
@@ -86,7 +95,10 @@ describe('client identity (mTLS with an intermediate-only trust anchor)', () => 
   });
 
   it('refuses a leaf signed by a foreign key but presented with the real intermediate', async () => {
-    const impostor = await createIntermediateCa(await createRootCa({ commonName: 'x' }), { commonName: 'Test Mesh Intermediate', organization: 'test' });
+    const impostor = await createIntermediateCa(await createRootCa({ commonName: 'x' }), {
+      commonName: 'Test Mesh Intermediate',
+      organization: 'test',
+    });
     const client = await pki.issue('impostor', {
       signingKeyOverride: impostor.keys.privateKey,
       spiffeIds: ['spiffe://cluster.local/ns/bookinfo/sa/productpage'],
@@ -95,12 +107,18 @@ describe('client identity (mTLS with an intermediate-only trust anchor)', () => 
   });
 
   it('refuses an expired leaf', async () => {
-    const client = await pki.workload('bookinfo', 'old', { notBefore: new Date(Date.now() - 48 * HOUR), notAfter: new Date(Date.now() - HOUR) });
+    const client = await pki.workload('bookinfo', 'old', {
+      notBefore: new Date(Date.now() - 48 * HOUR),
+      notAfter: new Date(Date.now() - HOUR),
+    });
     assert.equal(await refusedWith(client.certPath, client.keyPath), 'EGW_IDENTITY_EXPIRED');
   });
 
   it('refuses a leaf that is not yet valid', async () => {
-    const client = await pki.workload('bookinfo', 'future', { notBefore: new Date(Date.now() + HOUR), notAfter: new Date(Date.now() + 48 * HOUR) });
+    const client = await pki.workload('bookinfo', 'future', {
+      notBefore: new Date(Date.now() + HOUR),
+      notAfter: new Date(Date.now() + 48 * HOUR),
+    });
     assert.equal(await refusedWith(client.certPath, client.keyPath), 'EGW_IDENTITY_NOT_YET_VALID');
   });
 
@@ -110,7 +128,9 @@ describe('client identity (mTLS with an intermediate-only trust anchor)', () => 
   });
 
   it('refuses a leaf with keyCertSign', async () => {
-    const client = await pki.workload('bookinfo', 'signer', { keyUsage: KeyUsage.digitalSignature | KeyUsage.keyCertSign });
+    const client = await pki.workload('bookinfo', 'signer', {
+      keyUsage: KeyUsage.digitalSignature | KeyUsage.keyCertSign,
+    });
     assert.equal(await refusedWith(client.certPath, client.keyPath), 'EGW_IDENTITY_LEAF_KEY_USAGE');
   });
 
@@ -120,7 +140,9 @@ describe('client identity (mTLS with an intermediate-only trust anchor)', () => 
   });
 
   it('refuses a leaf without digitalSignature', async () => {
-    const client = await pki.workload('bookinfo', 'nodigsig', { keyUsage: KeyUsage.keyEncipherment | KeyUsage.keyAgreement });
+    const client = await pki.workload('bookinfo', 'nodigsig', {
+      keyUsage: KeyUsage.keyEncipherment | KeyUsage.keyAgreement,
+    });
     assert.equal(await refusedWith(client.certPath, client.keyPath), 'EGW_IDENTITY_LEAF_KEY_USAGE');
   });
 
@@ -145,7 +167,9 @@ describe('client identity (mTLS with an intermediate-only trust anchor)', () => 
   });
 
   it('refuses a client whose SVID has two URI SANs', async () => {
-    const client = await pki.issue('two-uris', { spiffeIds: ['spiffe://cluster.local/ns/bookinfo/sa/a', 'spiffe://cluster.local/ns/bookinfo/sa/b'] });
+    const client = await pki.issue('two-uris', {
+      spiffeIds: ['spiffe://cluster.local/ns/bookinfo/sa/a', 'spiffe://cluster.local/ns/bookinfo/sa/b'],
+    });
     assert.equal(await refusedWith(client.certPath, client.keyPath), 'EGW_IDENTITY_URI_SAN_COUNT');
   });
 
@@ -170,7 +194,10 @@ describe('client identity (mTLS with an intermediate-only trust anchor)', () => 
   });
 
   it('resets the TCP connection after refusing a verified-but-invalid client', async () => {
-    const client = await pki.workload('bookinfo', 'expired', { notBefore: new Date(Date.now() - 48 * HOUR), notAfter: new Date(Date.now() - HOUR) });
+    const client = await pki.workload('bookinfo', 'expired', {
+      notBefore: new Date(Date.now() - 48 * HOUR),
+      notAfter: new Date(Date.now() - HOUR),
+    });
     const result = await curlViaGateway(gw.port('egress'), client, pki.rootPath, echoUrl, ['-p']);
     assert.match(result.stderr, /reset by peer|Connection reset|SSL_read|Recv failure/i);
   });
@@ -182,15 +209,30 @@ describe('client identity with a root-only trust anchor', () => {
     const echo = await startEchoServer('127.0.0.1', 0);
     const gw = await startTestGateway(
       pki,
-      { listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }], rules: [{ name: 'loop', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }] },
+      {
+        listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
+        rules: [{ name: 'loop', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
+      },
       { anchors: pki.rootPath },
     );
     try {
       const client = await pki.workload('bookinfo', 'productpage');
-      const ok = await curlViaGateway(gw.port('egress'), client, pki.rootPath, `http://127.0.0.1:${(echo.address() as AddressInfo).port}/`, ['-p']);
+      const ok = await curlViaGateway(
+        gw.port('egress'),
+        client,
+        pki.rootPath,
+        `http://127.0.0.1:${(echo.address() as AddressInfo).port}/`,
+        ['-p'],
+      );
       assert.equal(ok.code, 0, ok.stderr);
       const leafOnly = await pki.workload('bookinfo', 'productpage', { chain: [] });
-      const refused = await curlViaGateway(gw.port('egress'), leafOnly, pki.rootPath, `http://127.0.0.1:${(echo.address() as AddressInfo).port}/`, ['-p']);
+      const refused = await curlViaGateway(
+        gw.port('egress'),
+        leafOnly,
+        pki.rootPath,
+        `http://127.0.0.1:${(echo.address() as AddressInfo).port}/`,
+        ['-p'],
+      );
       assert.notEqual(refused.code, 0, 'without the intermediate there is no path to the root');
     } finally {
       await gw.close();
@@ -204,10 +246,22 @@ describe('client identity with RSA keys', () => {
   it('accepts an RSA-2048 workload certificate (Istio default key type)', async () => {
     const pki = await createTestPki({ keyType: 'rsa-2048' });
     const echo = await startEchoServer('127.0.0.1', 0);
-    const gw = await startTestGateway(pki, { listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }], rules: [{ name: 'loop', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }] });
+    const gw = await startTestGateway(pki, {
+      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
+      rules: [{ name: 'loop', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
+    });
     try {
-      const client = await pki.issue('rsa', { spiffeIds: ['spiffe://cluster.local/ns/bookinfo/sa/productpage'], keyType: 'rsa-2048' });
-      const ok = await curlViaGateway(gw.port('egress'), client, pki.rootPath, `http://127.0.0.1:${(echo.address() as AddressInfo).port}/`, ['-p']);
+      const client = await pki.issue('rsa', {
+        spiffeIds: ['spiffe://cluster.local/ns/bookinfo/sa/productpage'],
+        keyType: 'rsa-2048',
+      });
+      const ok = await curlViaGateway(
+        gw.port('egress'),
+        client,
+        pki.rootPath,
+        `http://127.0.0.1:${(echo.address() as AddressInfo).port}/`,
+        ['-p'],
+      );
       assert.equal(ok.code, 0, ok.stderr);
     } finally {
       await gw.close();

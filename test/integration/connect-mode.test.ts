@@ -6,8 +6,8 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
-import { type TestGateway, startTestGateway } from '../helpers/test-gateway.ts';
-import { type TestPki, type WrittenLeaf, createTestPki } from '../helpers/test-pki.ts';
+import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
 
 describe('connect mode (HTTPS forward proxy)', () => {
   let pki: TestPki;
@@ -27,8 +27,18 @@ describe('connect mode (HTTPS forward proxy)', () => {
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect', snat: '127.0.0.2' }],
       resolver: { hosts: { 'api.example.com': '127.0.0.1', 'metadata.example.com': '169.254.169.254' } },
       rules: [
-        { name: 'bookinfo-egress', from: { namespaces: ['bookinfo'] }, to: { hosts: ['*.example.com'], cidrs: ['127.0.0.0/8'], ports: [echoPort] }, action: 'allow' },
-        { name: 'bookinfo-metadata', from: { namespaces: ['bookinfo'] }, to: { hosts: ['metadata.example.com'] }, action: 'allow' },
+        {
+          name: 'bookinfo-egress',
+          from: { namespaces: ['bookinfo'] },
+          to: { hosts: ['*.example.com'], cidrs: ['127.0.0.0/8'], ports: [echoPort] },
+          action: 'allow',
+        },
+        {
+          name: 'bookinfo-metadata',
+          from: { namespaces: ['bookinfo'] },
+          to: { hosts: ['metadata.example.com'] },
+          action: 'allow',
+        },
       ],
     });
   });
@@ -39,19 +49,33 @@ describe('connect mode (HTTPS forward proxy)', () => {
   });
 
   it('tunnels CONNECT for an allowed identity and dials from the SNAT address', async () => {
-    const result = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://127.0.0.1:${echoPort}/tunnel`, ['-p']);
+    const result = await curlViaGateway(
+      gw.port('egress'),
+      bookinfo,
+      pki.rootPath,
+      `http://127.0.0.1:${echoPort}/tunnel`,
+      ['-p'],
+    );
     assert.equal(result.code, 0, result.stderr);
     const body = JSON.parse(result.stdout);
     assert.equal(body.peerAddress, '127.0.0.2');
     assert.equal(body.url, '/tunnel');
-    const closed = await gw.waitForRecord((r) => r.action === 'egress-closed' && r.http === undefined && r.identity?.namespace === 'bookinfo');
+    const closed = await gw.waitForRecord(
+      (r) => r.action === 'egress-closed' && r.http === undefined && r.identity?.namespace === 'bookinfo',
+    );
     assert.equal(closed.snat?.ip, '127.0.0.2');
     assert.ok((closed.bytesToClient ?? 0) > 0);
     assert.ok((closed.bytesFromClient ?? 0) > 0);
   });
 
   it('forwards absolute-form http:// requests with undici from the SNAT address', async () => {
-    const result = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://api.example.com:${echoPort}/absolute?x=1`, ['-H', 'Proxy-Connection: keep-alive', '-H', 'X-Custom: kept']);
+    const result = await curlViaGateway(
+      gw.port('egress'),
+      bookinfo,
+      pki.rootPath,
+      `http://api.example.com:${echoPort}/absolute?x=1`,
+      ['-H', 'Proxy-Connection: keep-alive', '-H', 'X-Custom: kept'],
+    );
     assert.equal(result.code, 0, result.stderr);
     const body = JSON.parse(result.stdout);
     assert.equal(body.peerAddress, '127.0.0.2');
@@ -63,34 +87,61 @@ describe('connect mode (HTTPS forward proxy)', () => {
 
   it('forwards an absolute-form request body intact and counts it', async () => {
     const body = Buffer.alloc(200_000, 'x');
-    const result = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://api.example.com:${echoPort}/upload`, ['-X', 'POST', '--data-binary', '@-', '-H', 'content-type: application/octet-stream'], body);
+    const result = await curlViaGateway(
+      gw.port('egress'),
+      bookinfo,
+      pki.rootPath,
+      `http://api.example.com:${echoPort}/upload`,
+      ['-X', 'POST', '--data-binary', '@-', '-H', 'content-type: application/octet-stream'],
+      body,
+    );
     assert.equal(result.code, 0, result.stderr);
     const echoed = JSON.parse(result.stdout);
     assert.equal(echoed.bodyBytes, body.length);
     assert.equal(echoed.bodySha256, createHash('sha256').update(body).digest('hex'));
-    const closed = await gw.waitForRecord((r) => r.action === 'egress-closed' && r.http?.url?.endsWith('/upload') === true);
+    const closed = await gw.waitForRecord(
+      (r) => r.action === 'egress-closed' && r.http?.url?.endsWith('/upload') === true,
+    );
     assert.equal(closed.bytesFromClient, body.length);
   });
 
   it('keeps credentials in an absolute-form URL out of the audit record', async () => {
-    const result = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://alice:s3cret@api.example.com:${echoPort}/private`);
+    const result = await curlViaGateway(
+      gw.port('egress'),
+      bookinfo,
+      pki.rootPath,
+      `http://alice:s3cret@api.example.com:${echoPort}/private`,
+    );
     assert.equal(result.code, 0, result.stderr);
-    const permitted = await gw.waitForRecord((r) => r.action === 'egress-permitted' && r.http?.url?.endsWith('/private') === true);
+    const permitted = await gw.waitForRecord(
+      (r) => r.action === 'egress-permitted' && r.http?.url?.endsWith('/private') === true,
+    );
     assert.equal(permitted.http?.url, `http://api.example.com:${echoPort}/private`);
     assert.ok(!JSON.stringify(gw.records).includes('s3cret'));
   });
 
   it('matches a host glob: *.example.com allows api.example.com', async () => {
-    const result = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://api.example.com:${echoPort}/`, ['-p']);
+    const result = await curlViaGateway(
+      gw.port('egress'),
+      bookinfo,
+      pki.rootPath,
+      `http://api.example.com:${echoPort}/`,
+      ['-p'],
+    );
     assert.equal(result.code, 0, result.stderr);
   });
 
   it('refuses another namespace with 403 and a Proxy-Status header', async () => {
-    const result = await curlViaGateway(gw.port('egress'), other, pki.rootPath, `http://127.0.0.1:${echoPort}/`, ['-p', '-v']);
+    const result = await curlViaGateway(gw.port('egress'), other, pki.rootPath, `http://127.0.0.1:${echoPort}/`, [
+      '-p',
+      '-v',
+    ]);
     assert.notEqual(result.code, 0);
     assert.match(result.stderr, /< HTTP\/1\.1 403/);
     assert.match(result.stderr, /< Proxy-Status: mesh-egress-gateway; error=http_request_denied/);
-    const record = await gw.waitForRecord((r) => r.action === 'egress-rejected' && r.identity?.namespace === 'sm-apigw-a');
+    const record = await gw.waitForRecord(
+      (r) => r.action === 'egress-rejected' && r.identity?.namespace === 'sm-apigw-a',
+    );
     assert.equal(record.code, 'EGW_POLICY_DENIED');
     assert.equal(record.reason, 'no rule matched (default deny)');
   });
@@ -101,7 +152,13 @@ describe('connect mode (HTTPS forward proxy)', () => {
   });
 
   it('refuses the cloud metadata address even when a host rule allows the name (SSRF guard)', async () => {
-    const result = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, 'http://metadata.example.com/latest/meta-data/', ['-v']);
+    const result = await curlViaGateway(
+      gw.port('egress'),
+      bookinfo,
+      pki.rootPath,
+      'http://metadata.example.com/latest/meta-data/',
+      ['-v'],
+    );
     assert.match(result.stderr, /< HTTP\/1\.1 403/);
     assert.match(result.stderr, /error=destination_ip_prohibited/);
     const record = await gw.waitForRecord((r) => r.code === 'EGW_POLICY_DESTINATION_PROHIBITED');
@@ -110,13 +167,25 @@ describe('connect mode (HTTPS forward proxy)', () => {
   });
 
   it('answers 502 with dns_error when an allowed host does not resolve', async () => {
-    const result = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://nonexistent.example.com:${echoPort}/`, ['-p', '-v']);
+    const result = await curlViaGateway(
+      gw.port('egress'),
+      bookinfo,
+      pki.rootPath,
+      `http://nonexistent.example.com:${echoPort}/`,
+      ['-p', '-v'],
+    );
     assert.match(result.stderr, /< HTTP\/1\.1 502/);
     assert.match(result.stderr, /error=dns_error/);
   });
 
   it('answers 403, not a DNS error, to a denied identity asking for an unresolvable host', async () => {
-    const result = await curlViaGateway(gw.port('egress'), other, pki.rootPath, `http://nonexistent.example.com:${echoPort}/`, ['-p', '-v']);
+    const result = await curlViaGateway(
+      gw.port('egress'),
+      other,
+      pki.rootPath,
+      `http://nonexistent.example.com:${echoPort}/`,
+      ['-p', '-v'],
+    );
     assert.match(result.stderr, /< HTTP\/1\.1 403/);
   });
 
@@ -129,7 +198,13 @@ describe('connect mode (HTTPS forward proxy)', () => {
       rules: [{ name: 'all-loopback', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
     });
     try {
-      const result = await curlViaGateway(gw2.port('egress'), bookinfo, pki.rootPath, `http://127.0.0.1:${closedPort}/`, ['-p', '-v']);
+      const result = await curlViaGateway(
+        gw2.port('egress'),
+        bookinfo,
+        pki.rootPath,
+        `http://127.0.0.1:${closedPort}/`,
+        ['-p', '-v'],
+      );
       assert.match(result.stderr, /< HTTP\/1\.1 502/);
       assert.match(result.stderr, /error=connection_refused/);
       const record = await gw2.waitForRecord((r) => r.code === 'EGW_UPSTREAM_REFUSED');
@@ -142,28 +217,40 @@ describe('connect mode (HTTPS forward proxy)', () => {
   it('answers 504 with connection_timeout when the upstream does not complete the TCP handshake', async () => {
     // A listening socket that never accepts, with its accept queue filled: the kernel then drops
     // further SYNs on loopback, so the gateway's dial hangs until timeouts.connect.
-    const blackhole = spawn('python3', ['-c', [
-      'import socket, sys, time',
-      's = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)',
-      'port = s.getsockname()[1]',
-      'fillers = []',
-      'for _ in range(4):',
-      '    c = socket.socket(); c.setblocking(False)',
-      '    try: c.connect(("127.0.0.1", port))',
-      '    except BlockingIOError: pass',
-      '    fillers.append(c)',
-      'print(port, flush=True)',
-      'time.sleep(60)',
-    ].join('\n')], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const blackhole = spawn(
+      'python3',
+      [
+        '-c',
+        [
+          'import socket, sys, time',
+          's = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)',
+          'port = s.getsockname()[1]',
+          'fillers = []',
+          'for _ in range(4):',
+          '    c = socket.socket(); c.setblocking(False)',
+          '    try: c.connect(("127.0.0.1", port))',
+          '    except BlockingIOError: pass',
+          '    fillers.append(c)',
+          'print(port, flush=True)',
+          'time.sleep(60)',
+        ].join('\n'),
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     try {
-      const port = Number(await new Promise<string>((resolve) => blackhole.stdout.once('data', (d) => resolve(String(d).trim()))));
+      const port = Number(
+        await new Promise<string>((resolve) => blackhole.stdout.once('data', (d) => resolve(String(d).trim()))),
+      );
       const gw2 = await startTestGateway(pki, {
         listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
         rules: [{ name: 'all-loopback', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
         timeouts: { connect: '500ms' },
       });
       try {
-        const result = await curlViaGateway(gw2.port('egress'), bookinfo, pki.rootPath, `http://127.0.0.1:${port}/`, ['-p', '-v']);
+        const result = await curlViaGateway(gw2.port('egress'), bookinfo, pki.rootPath, `http://127.0.0.1:${port}/`, [
+          '-p',
+          '-v',
+        ]);
         assert.match(result.stderr, /< HTTP\/1\.1 504/);
         assert.match(result.stderr, /error=connection_timeout/);
         const record = await gw2.waitForRecord((r) => r.code === 'EGW_UPSTREAM_TIMEOUT');
@@ -177,7 +264,11 @@ describe('connect mode (HTTPS forward proxy)', () => {
   });
 
   it('rejects an origin-form request with 400 instead of proxying it', async () => {
-    const result = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://127.0.0.1:${echoPort}/`, ['--request-target', '/plain', '-v']);
+    const result = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://127.0.0.1:${echoPort}/`, [
+      '--request-target',
+      '/plain',
+      '-v',
+    ]);
     assert.match(result.stderr, /< HTTP\/1\.1 400/);
   });
 });

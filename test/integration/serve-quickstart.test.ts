@@ -5,11 +5,11 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
+import { connect } from 'node:tls';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
-import { runCommand } from '../helpers/run-command.ts';
 import { freePort } from '../helpers/loopback-ports.ts';
+import { runCommand } from '../helpers/run-command.ts';
 
 const repo = new URL('../..', import.meta.url).pathname;
 
@@ -45,7 +45,11 @@ describe('serve with the shipped configuration', () => {
         .replace('127.0.0.1:9901', `127.0.0.1:${adminPort}`)
         .replace('ports: [8080, 8443]', `ports: [${echoPort}]`),
     );
-    gateway = spawn(process.execPath, [join(repo, 'bin/egress-gateway.js'), 'serve', '--config', 'config/gateway.yaml'], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
+    gateway = spawn(
+      process.execPath,
+      [join(repo, 'bin/egress-gateway.js'), 'serve', '--config', 'config/gateway.yaml'],
+      { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     gateway.stdout?.on('data', (chunk) => {
       stdout += chunk;
     });
@@ -67,15 +71,37 @@ describe('serve with the shipped configuration', () => {
   const curl = (workload: string) =>
     runCommand(
       'curl',
-      ['-sS', '-p', '--max-time', '10', '--proxy', `https://127.0.0.1:${egressPort}`, '--proxy-cacert', 'certs/dev/root-cert.pem',
-        '--proxy-cert', `certs/dev/workloads/${workload}/cert.pem`, '--proxy-key', `certs/dev/workloads/${workload}/key.pem`, '-v', `http://127.0.0.1:${echoPort}/`],
+      [
+        '-sS',
+        '-p',
+        '--max-time',
+        '10',
+        '--proxy',
+        `https://127.0.0.1:${egressPort}`,
+        '--proxy-cacert',
+        'certs/dev/root-cert.pem',
+        '--proxy-cert',
+        `certs/dev/workloads/${workload}/cert.pem`,
+        '--proxy-key',
+        `certs/dev/workloads/${workload}/key.pem`,
+        '-v',
+        `http://127.0.0.1:${echoPort}/`,
+      ],
       { cwd: work },
     );
 
   it('generates the dev PKI on first run and prints how to try it', () => {
     assert.match(stderr, /generated a development PKI/);
     assert.match(stderr, /Try it/);
-    for (const file of ['root-cert.pem', 'ca-cert.pem', 'ca-key.pem', 'cert-chain.pem', 'gateway/cert.pem', 'workloads/bookinfo-productpage/key.pem', 'workloads/sm-apigw-a/cert.pem']) {
+    for (const file of [
+      'root-cert.pem',
+      'ca-cert.pem',
+      'ca-key.pem',
+      'cert-chain.pem',
+      'gateway/cert.pem',
+      'workloads/bookinfo-productpage/key.pem',
+      'workloads/sm-apigw-a/cert.pem',
+    ]) {
       assert.ok(readFileSync(join(work, 'certs/dev', file)).length > 0, file);
     }
   });
@@ -94,7 +120,10 @@ describe('serve with the shipped configuration', () => {
   it('writes ECS audit records to stdout', async () => {
     const deadline = Date.now() + 5000;
     while (!/egress-rejected/.test(stdout) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    const records = stdout.trim().split('\n').map((line) => JSON.parse(line));
+    const records = stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
     const permitted = records.find((r) => r.event.action === 'egress-permitted');
     assert.equal(permitted.source.user.id, 'spiffe://cluster.local/ns/bookinfo/sa/productpage');
     assert.equal(permitted.orchestrator.namespace, 'bookinfo');
@@ -125,7 +154,15 @@ describe('serve with the shipped configuration', () => {
     const exited = new Promise<number | null>((resolve) => gateway.once('exit', (code) => resolve(code)));
     gateway.kill('SIGTERM');
     while (!/SIGTERM: closing listeners/.test(stderr)) await new Promise((r) => setTimeout(r, 20));
-    const refused = await runCommand('curl', ['-sS', '--max-time', '5', '--proxy', `https://127.0.0.1:${egressPort}`, '-k', 'http://127.0.0.1:1/']);
+    const refused = await runCommand('curl', [
+      '-sS',
+      '--max-time',
+      '5',
+      '--proxy',
+      `https://127.0.0.1:${egressPort}`,
+      '-k',
+      'http://127.0.0.1:1/',
+    ]);
     assert.match(refused.stderr, /Failed to connect|Connection refused/, 'the listener is closed');
     received = '';
     socket.write('GET /after-sigterm HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');

@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
-import type { Server } from 'node:http';
 import { readFileSync } from 'node:fs';
+import type { Server } from 'node:http';
 import { type AddressInfo, createServer } from 'node:net';
-import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
+import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
 import { sClient } from '../helpers/openssl-client.ts';
-import { type TestGateway, startTestGateway } from '../helpers/test-gateway.ts';
-import { type TestPki, type WrittenLeaf, createTestPki } from '../helpers/test-pki.ts';
-import { type Tinyproxy, startTinyproxy } from '../helpers/tinyproxy.ts';
+import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
+import { startTinyproxy, type Tinyproxy } from '../helpers/tinyproxy.ts';
 
 describe('tcp mode (fixed upstream, like a BIG-IP virtual server)', () => {
   let pki: TestPki;
@@ -29,7 +29,13 @@ describe('tcp mode (fixed upstream, like a BIG-IP virtual server)', () => {
     other = await pki.workload('sm-apigw-a', 'default');
     gw = await startTestGateway(pki, {
       listeners: [
-        { name: 'legacy-proxy', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${tinyproxy.port}`, snat: '127.0.0.2' },
+        {
+          name: 'legacy-proxy',
+          listen: '127.0.0.1:0',
+          mode: 'tcp',
+          upstream: `127.0.0.1:${tinyproxy.port}`,
+          snat: '127.0.0.2',
+        },
         { name: 'echo-vs', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${echoPort}`, snat: '127.0.0.3' },
       ],
       rules: [{ name: 'bookinfo-only', from: { namespaces: ['bookinfo'] }, action: 'allow' }],
@@ -43,7 +49,12 @@ describe('tcp mode (fixed upstream, like a BIG-IP virtual server)', () => {
   });
 
   it('relays the decrypted stream to the fixed upstream from the SNAT address (openssl s_client)', async () => {
-    const result = await sClient(gw.port('echo-vs'), { client: bookinfo, caPath: pki.rootPath, input: 'GET /vs HTTP/1.0\r\n\r\n', waitForServerClose: true });
+    const result = await sClient(gw.port('echo-vs'), {
+      client: bookinfo,
+      caPath: pki.rootPath,
+      input: 'GET /vs HTTP/1.0\r\n\r\n',
+      waitForServerClose: true,
+    });
     assert.match(result.stdout, /"peerAddress":"127\.0\.0\.3"/);
     assert.match(result.stdout, /"url":"\/vs"/);
     const closed = await gw.waitForRecord((r) => r.action === 'egress-closed' && r.listener === 'echo-vs');
@@ -54,7 +65,12 @@ describe('tcp mode (fixed upstream, like a BIG-IP virtual server)', () => {
   });
 
   it('resets a denied identity, like the iRule reject (openssl s_client)', async () => {
-    const result = await sClient(gw.port('echo-vs'), { client: other, caPath: pki.rootPath, input: 'GET / HTTP/1.0\r\n\r\n', waitForServerClose: true });
+    const result = await sClient(gw.port('echo-vs'), {
+      client: other,
+      caPath: pki.rootPath,
+      input: 'GET / HTTP/1.0\r\n\r\n',
+      waitForServerClose: true,
+    });
     assert.doesNotMatch(result.stdout, /peerAddress/);
     assert.match(`${result.stdout}\n${result.stderr}`, /reset by peer|errno=104|Connection reset/i);
     const record = await gw.waitForRecord((r) => r.action === 'egress-rejected' && r.listener === 'echo-vs');
@@ -63,10 +79,19 @@ describe('tcp mode (fixed upstream, like a BIG-IP virtual server)', () => {
   });
 
   it('reaches a target through tinyproxy behind the tcp listener (curl --proxy https://)', async () => {
-    const result = await curlViaGateway(gw.port('legacy-proxy'), bookinfo, pki.rootPath, `http://127.0.0.1:${echoPort}/via-tinyproxy`);
+    const result = await curlViaGateway(
+      gw.port('legacy-proxy'),
+      bookinfo,
+      pki.rootPath,
+      `http://127.0.0.1:${echoPort}/via-tinyproxy`,
+    );
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /"url":"\/via-tinyproxy"/);
-    assert.match(tinyproxy.log(), /Connect \(file descriptor \d+\): 127\.0\.0\.2/, 'tinyproxy sees the SNAT address as its client');
+    assert.match(
+      tinyproxy.log(),
+      /Connect \(file descriptor \d+\): 127\.0\.0\.2/,
+      'tinyproxy sees the SNAT address as its client',
+    );
   });
 
   it('still returns the upstream answer after the client half-closes its side', async () => {
@@ -80,11 +105,26 @@ describe('tcp mode (fixed upstream, like a BIG-IP virtual server)', () => {
     });
     await new Promise<void>((resolve) => halfCloseUpstream.listen(0, '127.0.0.1', () => resolve()));
     const gw2 = await startTestGateway(pki, {
-      listeners: [{ name: 'half', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${(halfCloseUpstream.address() as AddressInfo).port}` }],
+      listeners: [
+        {
+          name: 'half',
+          listen: '127.0.0.1:0',
+          mode: 'tcp',
+          upstream: `127.0.0.1:${(halfCloseUpstream.address() as AddressInfo).port}`,
+        },
+      ],
       rules: [{ name: 'bookinfo-only', from: { namespaces: ['bookinfo'] }, action: 'allow' }],
     });
     try {
-      const socket = tlsConnect({ host: '127.0.0.1', port: gw2.port('half'), ca: readFileSync(pki.rootPath), cert: readFileSync(bookinfo.certPath), key: readFileSync(bookinfo.keyPath), servername: 'localhost', allowHalfOpen: true } as ConnectionOptions);
+      const socket = tlsConnect({
+        host: '127.0.0.1',
+        port: gw2.port('half'),
+        ca: readFileSync(pki.rootPath),
+        cert: readFileSync(bookinfo.certPath),
+        key: readFileSync(bookinfo.keyPath),
+        servername: 'localhost',
+        allowHalfOpen: true,
+      } as ConnectionOptions);
       let answer = '';
       socket.on('data', (chunk) => {
         answer += chunk;

@@ -7,10 +7,10 @@ import { after, before, describe, it } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { configSchema } from '../../src/config/config-schema.ts';
 import { type Gateway, startGateway } from '../../src/main.ts';
-import { runCommand } from '../helpers/run-command.ts';
 import { type DaemonProcess, startDaemon } from '../helpers/daemon-process.ts';
-import { type IstioClientSidecar, startIstioClientSidecar } from './helpers/istio-client-sidecar.ts';
 import { freePort, waitForPort } from '../helpers/loopback-ports.ts';
+import { runCommand } from '../helpers/run-command.ts';
+import { type IstioClientSidecar, startIstioClientSidecar } from './helpers/istio-client-sidecar.ts';
 import type { JsonDoc } from './helpers/validate-manifests.ts';
 
 /*
@@ -67,10 +67,12 @@ function envoySidecarSettings(path: string): EnvoySidecarSettings {
   return {
     sni: tls.sni,
     alpn: common.alpn_protocols,
-    exactSans: common.combined_validation_context.default_validation_context.match_typed_subject_alt_names.map((m: { san_type: string; matcher: { exact: string } }) => {
-      assert.equal(m.san_type, 'URI');
-      return m.matcher.exact;
-    }),
+    exactSans: common.combined_validation_context.default_validation_context.match_typed_subject_alt_names.map(
+      (m: { san_type: string; matcher: { exact: string } }) => {
+        assert.equal(m.san_type, 'URI');
+        return m.matcher.exact;
+      },
+    ),
     minVersion: common.tls_params.tls_minimum_protocol_version,
     maxVersion: common.tls_params.tls_maximum_protocol_version,
     endpoint: { address: endpoint.address, port: endpoint.port_value },
@@ -91,7 +93,11 @@ describe('docker-compose demo', () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'egw-compose-'));
     pki = join(dir, 'pki');
-    const result = await runCommand('docker-compose', ['-f', join(ROOT, 'docker-compose.yml'), '--project-directory', ROOT, 'config'], { timeoutMs: 30_000 });
+    const result = await runCommand(
+      'docker-compose',
+      ['-f', join(ROOT, 'docker-compose.yml'), '--project-directory', ROOT, 'config'],
+      { timeoutMs: 30_000 },
+    );
     assert.equal(result.code, 0, `docker-compose config:\n${result.stderr}`);
     compose = parse(result.stdout);
   });
@@ -115,9 +121,24 @@ describe('docker-compose demo', () => {
 
   it('docker-compose config accepts the file, and it holds every part of the seed topology', () => {
     const services = compose.services;
-    for (const name of ['pki', 'syslog', 'gateway', 'tinyproxy', 'web', 'sidecar', 'app', 'sidecar-denied', 'app-denied']) assert.ok(services[name], name);
+    for (const name of [
+      'pki',
+      'syslog',
+      'gateway',
+      'tinyproxy',
+      'web',
+      'sidecar',
+      'app',
+      'sidecar-denied',
+      'app-denied',
+    ])
+      assert.ok(services[name], name);
     assert.match(services.sidecar.image, /^envoyproxy\/envoy:/);
-    assert.equal(services.app.network_mode, 'service:sidecar', 'the app shares the sidecar network namespace, like containers of one pod');
+    assert.equal(
+      services.app.network_mode,
+      'service:sidecar',
+      'the app shares the sidecar network namespace, like containers of one pod',
+    );
     assert.equal(services['app-denied'].network_mode, 'service:sidecar-denied');
     assert.equal(services.gateway.read_only, true);
     assert.equal(services.gateway.user, '1000:1000');
@@ -135,10 +156,22 @@ describe('docker-compose demo', () => {
       timeoutMs: 60_000,
     });
     assert.equal(result.code, 0, result.stderr);
-    for (const file of ['ca/root-cert.pem', 'ca/ca-cert.pem', 'ca/ca-key.pem', 'ca/cert-chain.pem', 'gateway/key.pem', 'web/cert.pem']) assert.ok(existsSync(join(pki, file)), file);
+    for (const file of [
+      'ca/root-cert.pem',
+      'ca/ca-cert.pem',
+      'ca/ca-key.pem',
+      'ca/cert-chain.pem',
+      'gateway/key.pem',
+      'web/cert.pem',
+    ])
+      assert.ok(existsSync(join(pki, file)), file);
     const gatewayCert = new X509Certificate(readFileSync(join(pki, 'gateway/cert.pem')));
     assert.equal(gatewayCert.subjectAltName, 'URI:spiffe://cluster.local/ns/bookinfo/sa/bigip-proxy');
-    assert.equal((readFileSync(join(pki, 'productpage/cert.pem'), 'utf8').match(/BEGIN CERTIFICATE/g) ?? []).length, 3, 'sidecars present leaf + intermediate + root');
+    assert.equal(
+      (readFileSync(join(pki, 'productpage/cert.pem'), 'utf8').match(/BEGIN CERTIFICATE/g) ?? []).length,
+      3,
+      'sidecars present leaf + intermediate + root',
+    );
   });
 
   it('the Envoy sidecars are set up like ISTIO_MUTUAL: Istio SNI and ALPN, TLS 1.2-1.3, exact URI SAN of the gateway SVID', () => {
@@ -152,10 +185,18 @@ describe('docker-compose demo', () => {
       assert.equal(envoy.sni, 'outbound_.3128_._.bigip-proxy-svc.bookinfo.svc.cluster.local', file);
       assert.deepEqual(envoy.alpn, ['istio-peer-exchange', 'istio']);
       assert.deepEqual([envoy.minVersion, envoy.maxVersion], ['TLSv1_2', 'TLSv1_3']);
-      assert.deepEqual(envoy.exactSans.map((san) => `URI:${san}`), [gatewayCert.subjectAltName], 'the SAN the sidecar demands is the one the gateway presents');
-      assert.deepEqual(envoy.endpoint, { address: 'gateway', port: Number(gatewayConfig.listeners[0].listen.split(':')[1]) });
+      assert.deepEqual(
+        envoy.exactSans.map((san) => `URI:${san}`),
+        [gatewayCert.subjectAltName],
+        'the SAN the sidecar demands is the one the gateway presents',
+      );
+      assert.deepEqual(envoy.endpoint, {
+        address: 'gateway',
+        port: Number(gatewayConfig.listeners[0].listen.split(':')[1]),
+      });
       assert.equal(envoy.certificateChain, `/pki/${workload}/cert.pem`);
-      for (const path of [envoy.certificateChain, envoy.privateKey, envoy.trustedCa]) assert.ok(existsSync(path.replace('/pki', pki)), `${file}: ${path} is minted`);
+      for (const path of [envoy.certificateChain, envoy.privateKey, envoy.trustedCa])
+        assert.ok(existsSync(path.replace('/pki', pki)), `${file}: ${path} is minted`);
     }
   });
 
@@ -166,7 +207,10 @@ describe('docker-compose demo', () => {
     assert.equal(listener?.upstream, 'tinyproxy:8888');
     const tinyproxy = text('deploy/compose/tinyproxy/tinyproxy.conf');
     assert.match(tinyproxy, /^Port 8888$/m);
-    assert.deepEqual([...tinyproxy.matchAll(/^Allow (\S+)$/gm)].map((m) => m[1]), [GATEWAY_DMZ]);
+    assert.deepEqual(
+      [...tinyproxy.matchAll(/^Allow (\S+)$/gm)].map((m) => m[1]),
+      [GATEWAY_DMZ],
+    );
     assert.match(tinyproxy, new RegExp(`^Bind ${TINYPROXY_INTERNET.replaceAll('.', '\\.')}$`, 'm'));
     assert.ok(gatewayConfig.audit.sinks.some((s) => s.type === 'syslog' && s.address === 'syslog:5514'));
     assert.ok(gatewayConfig.audit.sinks.some((s) => s.type === 'stdout'));
@@ -175,7 +219,10 @@ describe('docker-compose demo', () => {
   it('rsyslogd accepts the receiver config (rsyslogd -N1)', async () => {
     const conf = join(dir, 'rsyslog-check.conf');
     const logDir = writeDir(join(dir, 'syslog-check'));
-    writeFileSync(conf, rewrite(text('deploy/compose/syslog/rsyslog.conf'), 'rsyslog.conf', [['/var/log/remote', logDir]]));
+    writeFileSync(
+      conf,
+      rewrite(text('deploy/compose/syslog/rsyslog.conf'), 'rsyslog.conf', [['/var/log/remote', logDir]]),
+    );
     const result = await runCommand('rsyslogd', ['-N1', '-f', conf]);
     assert.equal(result.code, 0, result.stderr);
   });
@@ -185,7 +232,13 @@ describe('docker-compose demo', () => {
     const syslogPort = await freePort();
     const logDir = writeDir(join(dir, 'syslog'));
     const rsyslogConf = join(dir, 'rsyslog.conf');
-    writeFileSync(rsyslogConf, rewrite(text('deploy/compose/syslog/rsyslog.conf'), 'rsyslog.conf', [['/var/log/remote', logDir], ['port="5514"', `port="${syslogPort}"`]]));
+    writeFileSync(
+      rsyslogConf,
+      rewrite(text('deploy/compose/syslog/rsyslog.conf'), 'rsyslog.conf', [
+        ['/var/log/remote', logDir],
+        ['port="5514"', `port="${syslogPort}"`],
+      ]),
+    );
     await started(startDaemon('rsyslogd', ['-n', '-f', rsyslogConf, '-i', join(logDir, 'rsyslogd.pid')]), syslogPort);
     // web (nginx)
     const webPort = await freePort();
@@ -193,12 +246,17 @@ describe('docker-compose demo', () => {
     writeFileSync(
       nginxConf,
       rewrite(text('deploy/compose/web/nginx.conf'), 'nginx.conf', [
-        ['listen 8443 ssl', `listen 127.0.0.1:${webPort} ssl`], ['/pki/', `${pki}/`], ['/tmp/nginx.pid', join(dir, 'nginx.pid')],
+        ['listen 8443 ssl', `listen 127.0.0.1:${webPort} ssl`],
+        ['/pki/', `${pki}/`],
+        ['/tmp/nginx.pid', join(dir, 'nginx.pid')],
         // Node hands children a socketpair as stdout, which nginx cannot open() as /dev/stdout.
         ['access_log /dev/stdout', `access_log ${join(dir, 'access.log')}`],
       ]),
     );
-    const nginx = await started(startDaemon('nginx', ['-c', nginxConf, '-p', dir, '-e', 'stderr', '-g', 'daemon off;']), webPort);
+    const nginx = await started(
+      startDaemon('nginx', ['-c', nginxConf, '-p', dir, '-e', 'stderr', '-g', 'daemon off;']),
+      webPort,
+    );
     // tinyproxy
     const tinyproxyPort = await freePort();
     const tinyproxyConf = join(dir, 'tinyproxy.conf');
@@ -213,7 +271,15 @@ describe('docker-compose demo', () => {
     );
     const tinyproxy = await started(startDaemon('tinyproxy', ['-d', '-c', tinyproxyConf]), tinyproxyPort);
     // gateway, from the compose config
-    const config = parse(rewrite(text('deploy/compose/gateway.yaml'), 'gateway.yaml', [['/pki/', `${pki}/`], ['0.0.0.0:3128', '127.0.0.1:0'], [GATEWAY_DMZ, SNAT], ['tinyproxy:8888', `127.0.0.1:${tinyproxyPort}`], ['syslog:5514', `127.0.0.1:${syslogPort}`]]));
+    const config = parse(
+      rewrite(text('deploy/compose/gateway.yaml'), 'gateway.yaml', [
+        ['/pki/', `${pki}/`],
+        ['0.0.0.0:3128', '127.0.0.1:0'],
+        [GATEWAY_DMZ, SNAT],
+        ['tinyproxy:8888', `127.0.0.1:${tinyproxyPort}`],
+        ['syslog:5514', `127.0.0.1:${syslogPort}`],
+      ]),
+    );
     config.audit.sinks = config.audit.sinks.filter((s: { type: string }) => s.type !== 'stdout'); // keep the test runner's stdout clean
     const configPath = join(dir, 'gateway.yaml');
     writeFileSync(configPath, stringify(config));
@@ -243,14 +309,29 @@ describe('docker-compose demo', () => {
     const denied = await sidecarFor('deploy/compose/envoy/sm-apigw-a.yaml');
     // The app's command from docker-compose.yml, with --connect-to standing in for Docker DNS.
     const curl = (port: number, path: string) =>
-      runCommand('curl', ['-sS', '--max-time', '10', '-x', `http://127.0.0.1:${port}`, '--cacert', join(pki, 'ca/root-cert.pem'), '--connect-to', `web.external.example:${webPort}:127.0.0.1:${webPort}`, `https://web.external.example:${webPort}${path}`]);
+      runCommand('curl', [
+        '-sS',
+        '--max-time',
+        '10',
+        '-x',
+        `http://127.0.0.1:${port}`,
+        '--cacert',
+        join(pki, 'ca/root-cert.pem'),
+        '--connect-to',
+        `web.external.example:${webPort}:127.0.0.1:${webPort}`,
+        `https://web.external.example:${webPort}${path}`,
+      ]);
 
     const ok = await curl(productpage.port, '/from-productpage');
     assert.equal(ok.code, 0, `${ok.stderr}\n${tinyproxy.output()}\n${nginx.output()}`);
     const body = JSON.parse(ok.stdout);
     assert.equal(body.peerAddress, TINYPROXY_BIND, 'nginx sees the address tinyproxy binds');
     assert.equal(body.uri, '/from-productpage');
-    assert.match(tinyproxy.output(), new RegExp(`Connect \\(file descriptor \\d+\\): ${SNAT.replaceAll('.', '\\.')}`), 'tinyproxy logs the gateway SNAT address as its client');
+    assert.match(
+      tinyproxy.output(),
+      new RegExp(`Connect \\(file descriptor \\d+\\): ${SNAT.replaceAll('.', '\\.')}`),
+      'tinyproxy logs the gateway SNAT address as its client',
+    );
     assert.deepEqual(
       productpage.connections.map((c) => c.alpnProtocol),
       [false],
@@ -261,12 +342,26 @@ describe('docker-compose demo', () => {
     assert.match(reset.stderr, /Connection reset by peer/);
 
     // tinyproxy admits only the SNAT address: a direct request from 127.0.0.1 is refused.
-    const direct = await runCommand('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '5', '-x', `http://127.0.0.1:${tinyproxyPort}`, 'http://127.0.0.1:9/']);
+    const direct = await runCommand('curl', [
+      '-sS',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      '--max-time',
+      '5',
+      '-x',
+      `http://127.0.0.1:${tinyproxyPort}`,
+      'http://127.0.0.1:9/',
+    ]);
     assert.equal(direct.stdout, '403');
 
     // The syslog receiver files the gateway's ECS records under its app name.
     const auditLog = join(logDir, 'egress-gateway.log');
-    await waitFor(() => existsSync(auditLog) && /egress-rejected/.test(readFileSync(auditLog, 'utf8')), `no audit records in ${auditLog}`);
+    await waitFor(
+      () => existsSync(auditLog) && /egress-rejected/.test(readFileSync(auditLog, 'utf8')),
+      `no audit records in ${auditLog}`,
+    );
     const lines = readFileSync(auditLog, 'utf8').split('\n').filter(Boolean);
     const permitted = lines.find((l) => l.includes('"egress-permitted"'));
     assert.ok(permitted, lines.join('\n'));

@@ -1,6 +1,17 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -68,7 +79,14 @@ function dockerignoreIncludes(patterns: readonly string[], path: string): boolea
     const regex = new RegExp(
       `^${pattern
         .split('/')
-        .map((segment) => (segment === '**' ? '.*' : segment.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]')))
+        .map((segment) =>
+          segment === '**'
+            ? '.*'
+            : segment
+                .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+                .replace(/\*/g, '[^/]*')
+                .replace(/\?/g, '[^/]'),
+        )
         .join('/')
         .replace(/\/\.\*$/, '(/.*)?')
         .replace(/^\.\*\//, '(.*/)?')}(/.*)?$`,
@@ -104,7 +122,11 @@ function runtimePackages(): Set<string> {
   return packages;
 }
 
-function run(command: string, args: readonly string[], options: { cwd: string; env: NodeJS.ProcessEnv; uid?: number; gid?: number }): Promise<{ code: number | null; output: string }> {
+function run(
+  command: string,
+  args: readonly string[],
+  options: { cwd: string; env: NodeJS.ProcessEnv; uid?: number; gid?: number },
+): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
@@ -144,15 +166,28 @@ describe('container image (Dockerfile, .dockerignore)', () => {
   it('builds in stages from a slim Node LTS image, type-checks, and runs as a numeric non-root user', () => {
     assert.ok(byStage.size >= 2, 'multi-stage');
     const nodeVersion = /^ARG NODE_VERSION=(\d+)$/m.exec(dockerfile)?.[1];
-    assert.ok(nodeVersion && Number(nodeVersion) % 2 === 0 && Number(nodeVersion) >= 20, `Node ${nodeVersion}: LTS lines are even-numbered`);
+    assert.ok(
+      nodeVersion && Number(nodeVersion) % 2 === 0 && Number(nodeVersion) >= 20,
+      `Node ${nodeVersion}: LTS lines are even-numbered`,
+    );
     for (const stage of byStage.values()) assert.match(stage[0]?.args ?? '', /^node:\$\{NODE_VERSION\}-\w+-slim\b/);
     assert.ok(
       [...byStage.values()].some((stage) => stage.some((i) => i.keyword === 'RUN' && /tsc .*--noEmit/.test(i.args))),
       'a stage type-checks the sources',
     );
-    assert.ok(runtimeArgs('COPY').some((a) => /^--from=check\s+\/app\/src\s/.test(a)), 'the runtime takes src/ from the checked stage, so BuildKit cannot skip the check');
-    const depsRun = byStage.get('deps')?.filter((i) => i.keyword === 'RUN').map((i) => i.args) ?? [];
-    assert.ok(depsRun.some((a) => /npm ci --omit=dev/.test(a)), 'production dependencies only in the runtime');
+    assert.ok(
+      runtimeArgs('COPY').some((a) => /^--from=check\s+\/app\/src\s/.test(a)),
+      'the runtime takes src/ from the checked stage, so BuildKit cannot skip the check',
+    );
+    const depsRun =
+      byStage
+        .get('deps')
+        ?.filter((i) => i.keyword === 'RUN')
+        .map((i) => i.args) ?? [];
+    assert.ok(
+      depsRun.some((a) => /npm ci --omit=dev/.test(a)),
+      'production dependencies only in the runtime',
+    );
     const user = runtimeArgs('USER').at(-1) ?? '';
     assert.match(user, /^\d+(:\d+)?$/, 'numeric, so Kubernetes can verify runAsNonRoot');
     assert.notEqual(Number(user.split(':')[0]), 0);
@@ -181,10 +216,25 @@ describe('container image (Dockerfile, .dockerignore)', () => {
       .split('\n')
       .map((l) => l.trim())
       .filter((l) => l && !l.startsWith('#'));
-    for (const path of ['certs/dev/ca-key.pem', 'certs/dev/gateway/key.pem', 'node_modules/yaml/package.json', '.git/config', 'test/mesh/compose-demo.test.ts', 'deploy/kubernetes/deployment.yaml', 'docs/istio.md']) {
+    for (const path of [
+      'certs/dev/ca-key.pem',
+      'certs/dev/gateway/key.pem',
+      'node_modules/yaml/package.json',
+      '.git/config',
+      'test/mesh/compose-demo.test.ts',
+      'deploy/kubernetes/deployment.yaml',
+      'docs/istio.md',
+    ]) {
       assert.equal(dockerignoreIncludes(patterns, path), false, `${path} must stay out of the build context`);
     }
-    for (const path of ['package.json', 'package-lock.json', 'tsconfig.json', 'bin/egress-gateway.js', 'src/main.ts', 'src/cli/index.ts']) {
+    for (const path of [
+      'package.json',
+      'package-lock.json',
+      'tsconfig.json',
+      'bin/egress-gateway.js',
+      'src/main.ts',
+      'src/cli/index.ts',
+    ]) {
       assert.equal(dockerignoreIncludes(patterns, path), true, `${path} is needed by the build`);
     }
     for (const copy of all.filter((i) => i.keyword === 'COPY' && !i.args.startsWith('--from'))) {
@@ -200,7 +250,8 @@ describe('container image (Dockerfile, .dockerignore)', () => {
     const dependencies = new Set(Object.keys(packageJson.dependencies ?? {}));
     const used = runtimePackages();
     assert.ok(used.has('yaml') && used.has('zod'), [...used].join(', '));
-    for (const name of used) assert.ok(dependencies.has(name), `src imports ${name} at run time, but it is not in "dependencies"`);
+    for (const name of used)
+      assert.ok(dependencies.has(name), `src imports ${name} at run time, but it is not in "dependencies"`);
   });
 
   it("the runtime stage's files start the CLI as the image user with an unwritable $TMPDIR (read-only root filesystem)", async () => {
@@ -216,22 +267,47 @@ describe('container image (Dockerfile, .dockerignore)', () => {
     chmodSync(readOnlyTmp, 0o555);
     // The compose gateway config, with container paths and addresses mapped to loopback and this run's PKI.
     const config = parse(readFileSync(join(ROOT, 'deploy/compose/gateway.yaml'), 'utf8')) as JsonDoc;
-    config.identity = { trustDomain: 'cluster.local', trustAnchors: pki.rootPath, cert: pki.gateway.certPath, key: pki.gateway.keyPath };
-    config.listeners = config.listeners.map((l: JsonDoc) => ({ ...l, listen: '127.0.0.1:0', snat: '127.0.0.2', upstream: '127.0.0.1:8888' }));
+    config.identity = {
+      trustDomain: 'cluster.local',
+      trustAnchors: pki.rootPath,
+      cert: pki.gateway.certPath,
+      key: pki.gateway.keyPath,
+    };
+    config.listeners = config.listeners.map((l: JsonDoc) => ({
+      ...l,
+      listen: '127.0.0.1:0',
+      snat: '127.0.0.2',
+      upstream: '127.0.0.1:8888',
+    }));
     config.audit = { sinks: [{ type: 'stdout', format: 'ecs' }] };
     const configPath = join(dir, 'gateway.yaml');
     writeFileSync(configPath, stringify(config));
-    for (const path of [dir, app, configPath, pki.dir, pki.rootPath, pki.gateway.certPath, pki.gateway.keyPath]) chmodSync(path, statSync(path).isDirectory() ? 0o755 : 0o644);
+    for (const path of [dir, app, configPath, pki.dir, pki.rootPath, pki.gateway.certPath, pki.gateway.keyPath])
+      chmodSync(path, statSync(path).isDirectory() ? 0o755 : 0o644);
     // As root, drop to the image's user so the read-only $TMPDIR is really unwritable.
     const [uid, gid] = (runtimeArgs('USER').at(-1) ?? '1000:1000').split(':').map(Number);
     const asImageUser = process.getuid?.() === 0 ? { uid, gid } : {};
-    const env = { PATH: process.env.PATH, HOME: dir, TMPDIR: readOnlyTmp, NODE_ENV: 'production', TSX_DISABLE_CACHE: '1' };
-    const validate = await run(process.execPath, ['bin/egress-gateway.js', 'config', 'validate', '--config', configPath], { cwd: app, env, ...asImageUser });
+    const env = {
+      PATH: process.env.PATH,
+      HOME: dir,
+      TMPDIR: readOnlyTmp,
+      NODE_ENV: 'production',
+      TSX_DISABLE_CACHE: '1',
+    };
+    const validate = await run(
+      process.execPath,
+      ['bin/egress-gateway.js', 'config', 'validate', '--config', configPath],
+      { cwd: app, env, ...asImageUser },
+    );
     assert.equal(validate.code, 0, validate.output);
     assert.match(validate.output, /valid \(1 listeners/);
     // Why the image sets TSX_DISABLE_CACHE: without it tsx tries to create its cache in $TMPDIR.
     const { TSX_DISABLE_CACHE: _unused, ...withCache } = env;
-    const cached = await run(process.execPath, ['bin/egress-gateway.js', '--version'], { cwd: app, env: withCache, ...asImageUser });
+    const cached = await run(process.execPath, ['bin/egress-gateway.js', '--version'], {
+      cwd: app,
+      env: withCache,
+      ...asImageUser,
+    });
     assert.notEqual(cached.code, 0);
     assert.match(cached.output, /EACCES/);
   });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { configSchema } from '../../src/config/config-schema.ts';
@@ -39,26 +39,45 @@ describe('deploy/kubernetes', () => {
   it('every manifest passes the Kubernetes and Istio schemas', () => {
     assert.ok(manifestFiles.length >= 8, manifestFiles.join(', '));
     const kinds = new Set(objects.map((o) => o.kind));
-    for (const kind of ['Namespace', 'ServiceAccount', 'ConfigMap', 'Deployment', 'Service', 'PodDisruptionBudget', 'HorizontalPodAutoscaler', 'Secret', 'DestinationRule']) {
+    for (const kind of [
+      'Namespace',
+      'ServiceAccount',
+      'ConfigMap',
+      'Deployment',
+      'Service',
+      'PodDisruptionBudget',
+      'HorizontalPodAutoscaler',
+      'Secret',
+      'DestinationRule',
+    ]) {
       assert.ok(kinds.has(kind), `missing ${kind}`);
     }
     for (const o of objects) {
-      if (o.kind !== 'Namespace') assert.equal(o.metadata?.namespace, 'egress-gateway', `${o.kind} ${o.metadata?.name}`);
+      if (o.kind !== 'Namespace')
+        assert.equal(o.metadata?.namespace, 'egress-gateway', `${o.kind} ${o.metadata?.name}`);
     }
   });
 
   it('kustomization.yaml lists every manifest except the Secret example, which holds no key', () => {
     for (const resource of kustomizationResources) assert.ok(existsSync(new URL(resource, DIR)), resource);
-    assert.deepEqual([...kustomizationResources].sort(), manifestFiles.filter((f) => !f.endsWith('.example.yaml')));
+    assert.deepEqual(
+      [...kustomizationResources].sort(),
+      manifestFiles.filter((f) => !f.endsWith('.example.yaml')),
+    );
     const secret = one('Secret');
     assert.equal(secret.type, 'kubernetes.io/tls');
-    for (const value of Object.values<string>(secret.stringData)) assert.doesNotMatch(value, /BEGIN/, 'the example must not carry key or certificate material');
+    for (const value of Object.values<string>(secret.stringData))
+      assert.doesNotMatch(value, /BEGIN/, 'the example must not carry key or certificate material');
   });
 
   it('runs at least two non-root, read-only replicas with admin-API probes, spread across nodes', () => {
     assert.ok(deployment.spec.replicas >= 2);
     assert.ok(matches(deployment.spec.selector.matchLabels, pod.metadata.labels));
-    assert.equal(pod.metadata.annotations['sidecar.istio.io/inject'], 'false', 'the gateway terminates mesh mTLS itself');
+    assert.equal(
+      pod.metadata.annotations['sidecar.istio.io/inject'],
+      'false',
+      'the gateway terminates mesh mTLS itself',
+    );
     assert.equal(pod.spec.securityContext.runAsNonRoot, true);
     assert.ok(pod.spec.securityContext.runAsUser > 0);
     assert.equal(container.securityContext.readOnlyRootFilesystem, true);
@@ -74,20 +93,30 @@ describe('deploy/kubernetes', () => {
       ],
     );
     assert.ok(container.startupProbe.httpGet);
-    assert.ok(pod.spec.topologySpreadConstraints.some((c: { topologyKey: string }) => c.topologyKey === 'kubernetes.io/hostname'));
-    for (const port of container.ports) assert.ok(port.name.length <= 15, `container port names are IANA service names (<= 15): ${port.name}`);
+    assert.ok(
+      pod.spec.topologySpreadConstraints.some(
+        (c: { topologyKey: string }) => c.topologyKey === 'kubernetes.io/hostname',
+      ),
+    );
+    for (const port of container.ports)
+      assert.ok(port.name.length <= 15, `container port names are IANA service names (<= 15): ${port.name}`);
   });
 
   it('the ConfigMap holds a gateway config the gateway accepts, matching the container ports and mounts', () => {
     assert.deepEqual(container.args, ['serve', '--config', '/etc/egress-gateway/gateway.yaml']);
-    const mountOf = (volume: string) => container.volumeMounts.find((m: { name: string }) => m.name === volume).mountPath;
+    const mountOf = (volume: string) =>
+      container.volumeMounts.find((m: { name: string }) => m.name === volume).mountPath;
     const volumes = Object.fromEntries(pod.spec.volumes.map((v: { name: string }) => [v.name, v]));
     assert.equal(volumes.config.configMap.name, one('ConfigMap').metadata.name);
     assert.equal(`${mountOf('config')}/gateway.yaml`, '/etc/egress-gateway/gateway.yaml');
     assert.equal(volumes.svid.secret.secretName, one('Secret').metadata.name);
     assert.equal(gatewayConfig.identity.cert, `${mountOf('svid')}/tls.crt`);
     assert.equal(gatewayConfig.identity.key, `${mountOf('svid')}/tls.key`);
-    assert.equal(volumes['mesh-ca'].configMap.name, 'istio-ca-root-cert', "istiod's per-namespace copy of the mesh root");
+    assert.equal(
+      volumes['mesh-ca'].configMap.name,
+      'istio-ca-root-cert',
+      "istiod's per-namespace copy of the mesh root",
+    );
     assert.equal(gatewayConfig.identity.trustAnchors, `${mountOf('mesh-ca')}/root-cert.pem`);
     assert.ok(volumes.tmp.emptyDir, 'a writable /tmp next to the read-only root filesystem');
     assert.equal(mountOf('tmp'), '/tmp');
@@ -118,7 +147,11 @@ describe('deploy/kubernetes', () => {
     assert.ok(matches(pdb.spec.selector.matchLabels, pod.metadata.labels));
     assert.ok(pdb.spec.minAvailable >= 1 && pdb.spec.minAvailable < deployment.spec.replicas);
     const hpa = one('HorizontalPodAutoscaler');
-    assert.deepEqual(hpa.spec.scaleTargetRef, { apiVersion: 'apps/v1', kind: 'Deployment', name: deployment.metadata.name });
+    assert.deepEqual(hpa.spec.scaleTargetRef, {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      name: deployment.metadata.name,
+    });
     assert.ok(hpa.spec.minReplicas >= 2);
     assert.ok(hpa.spec.maxReplicas > hpa.spec.minReplicas);
   });

@@ -5,7 +5,12 @@ import { isGatewayError } from '../../src/core/errors.ts';
 import { type MeshRegistrationInput, parseMeshRegistration } from '../../src/mesh/mesh-registration.ts';
 import { renderMeshManifests } from '../../src/mesh/render-mesh-manifests.ts';
 import { runCli } from '../helpers/run-command.ts';
-import { type JsonDoc, type ManifestObject, validateManifest, validateManifestYaml } from './helpers/validate-manifests.ts';
+import {
+  type JsonDoc,
+  type ManifestObject,
+  validateManifest,
+  validateManifestYaml,
+} from './helpers/validate-manifests.ts';
 
 const SEED: MeshRegistrationInput = {
   name: 'bigip-proxy-svc',
@@ -54,11 +59,18 @@ describe('mesh manifests', () => {
     assert.equal(service.metadata.namespace, 'bookinfo');
     assert.equal(service.spec.selector, undefined, 'selector-less, so Kubernetes leaves the Endpoints to us');
     assert.equal(service.metadata.annotations['alpha.istio.io/kubernetes-serviceaccounts'], 'bigip-proxy');
-    assert.deepEqual(service.spec.ports, [{ name: 'tcp-proxy', port: 3128, protocol: 'TCP', appProtocol: 'tcp', targetPort: 3128 }]);
+    assert.deepEqual(service.spec.ports, [
+      { name: 'tcp-proxy', port: 3128, protocol: 'TCP', appProtocol: 'tcp', targetPort: 3128 },
+    ]);
     const endpoints = only(objects, 'Endpoints');
     assert.equal(endpoints.metadata.name, service.metadata.name, 'Endpoints attach to the Service by name');
     assert.equal(endpoints.metadata.annotations['alpha.istio.io/kubernetes-serviceaccounts'], 'bigip-proxy');
-    assert.deepEqual(endpoints.subsets, [{ addresses: [{ ip: '10.4.0.201' }], ports: [{ name: 'tcp-proxy', port: 3128, protocol: 'TCP', appProtocol: 'tcp' }] }]);
+    assert.deepEqual(endpoints.subsets, [
+      {
+        addresses: [{ ip: '10.4.0.201' }],
+        ports: [{ name: 'tcp-proxy', port: 3128, protocol: 'TCP', appProtocol: 'tcp' }],
+      },
+    ]);
     const rule = only(objects, 'DestinationRule');
     assert.equal(rule.spec.host, 'bigip-proxy-svc.bookinfo.svc.cluster.local');
     assert.equal(rule.spec.trafficPolicy.tls.mode, 'ISTIO_MUTUAL');
@@ -73,8 +85,16 @@ describe('mesh manifests', () => {
     );
     const entry = only(objects, 'WorkloadEntry');
     assert.equal(entry.spec.address, '10.4.0.201');
-    assert.equal(entry.spec.serviceAccount, 'bigip-proxy', 'secure naming comes from the WorkloadEntry service account');
-    assert.equal(entry.metadata.namespace, 'bookinfo', 'the service account is resolved in the WorkloadEntry namespace');
+    assert.equal(
+      entry.spec.serviceAccount,
+      'bigip-proxy',
+      'secure naming comes from the WorkloadEntry service account',
+    );
+    assert.equal(
+      entry.metadata.namespace,
+      'bookinfo',
+      'the service account is resolved in the WorkloadEntry namespace',
+    );
     const serviceEntry = only(objects, 'ServiceEntry');
     assert.equal(serviceEntry.spec.location, 'MESH_INTERNAL');
     assert.equal(serviceEntry.spec.resolution, 'STATIC');
@@ -84,7 +104,11 @@ describe('mesh manifests', () => {
     for (const [key, value] of Object.entries(serviceEntry.spec.workloadSelector.labels)) {
       assert.equal(entry.spec.labels[key], value, `the ServiceEntry selector must select the WorkloadEntry (${key})`);
     }
-    assert.deepEqual(Object.keys(entry.spec.ports), ['tcp-proxy'], 'WorkloadEntry ports are keyed by the ServiceEntry port name');
+    assert.deepEqual(
+      Object.keys(entry.spec.ports),
+      ['tcp-proxy'],
+      'WorkloadEntry ports are keyed by the ServiceEntry port name',
+    );
     const rule = only(objects, 'DestinationRule');
     assert.equal(rule.spec.host, serviceEntry.spec.hosts[0]);
     assert.equal(rule.spec.trafficPolicy.tls.mode, 'ISTIO_MUTUAL');
@@ -109,7 +133,10 @@ describe('mesh manifests', () => {
     assert.equal(registration.sni, 'outbound_.3128_._.bigip-proxy-svc.bookinfo.svc.cluster.local');
     assert.match(yaml, /^# .*\n/, 'the YAML starts with an explanatory comment');
     assert.match(yaml, /#\s+spiffe:\/\/prod\.example\.org\/ns\/bookinfo\/sa\/bigip-proxy\n/);
-    assert.match(yaml, /pki issue --ca-dir .* --spiffe-id spiffe:\/\/prod\.example\.org\/ns\/bookinfo\/sa\/bigip-proxy/);
+    assert.match(
+      yaml,
+      /pki issue --ca-dir .* --spiffe-id spiffe:\/\/prod\.example\.org\/ns\/bookinfo\/sa\/bigip-proxy/,
+    );
   });
 
   it('emits one WorkloadEntry and one Endpoints address per gateway instance, IPv6 included', () => {
@@ -119,7 +146,10 @@ describe('mesh manifests', () => {
       entries.map((e) => e.metadata?.name),
       ['bigip-proxy-svc-10-4-0-201', 'bigip-proxy-svc-10-4-0-202', 'bigip-proxy-svc-fd00-c8'],
     );
-    const endpoints = only(validateManifestYaml(renderMeshManifests({ ...input, style: 'register' }).yaml), 'Endpoints');
+    const endpoints = only(
+      validateManifestYaml(renderMeshManifests({ ...input, style: 'register' }).yaml),
+      'Endpoints',
+    );
     assert.deepEqual(endpoints.subsets[0].addresses, [{ ip: '10.4.0.201' }, { ip: '10.4.0.202' }, { ip: 'fd00::c8' }]);
   });
 
@@ -166,17 +196,35 @@ describe('mesh manifests', () => {
     const badName = structuredClone(entry);
     badName.metadata.name = 'Not_A_Name';
     assert.throws(() => validateManifest(badName), /metadata\.name/);
-    assert.throws(() => validateManifest({ apiVersion: 'networking.istio.io/v1alpha1', kind: 'Unknown', metadata: { name: 'x' } }), /no schema/);
+    assert.throws(
+      () => validateManifest({ apiVersion: 'networking.istio.io/v1alpha1', kind: 'Unknown', metadata: { name: 'x' } }),
+      /no schema/,
+    );
   });
 
   it('runMeshManifests prints the same YAML to stdout', async () => {
-    const text = await captureStdout(() => runMeshManifests({ ...SEED, port: '3128', style: 'register', trustDomain: 'cluster.local' }));
+    const text = await captureStdout(() =>
+      runMeshManifests({ ...SEED, port: '3128', style: 'register', trustDomain: 'cluster.local' }),
+    );
     assert.equal(text, renderMeshManifests({ ...SEED, style: 'register' }).yaml);
     assert.equal(validateManifestYaml(text).length, 4);
   });
 
   it('egress-gateway mesh manifests prints valid YAML for the seed article registration', async () => {
-    const args = ['mesh', 'manifests', '--name', 'bigip-proxy-svc', '--namespace', 'bookinfo', '--address', '10.4.0.201', '--port', '3128', '--service-account', 'bigip-proxy'];
+    const args = [
+      'mesh',
+      'manifests',
+      '--name',
+      'bigip-proxy-svc',
+      '--namespace',
+      'bookinfo',
+      '--address',
+      '10.4.0.201',
+      '--port',
+      '3128',
+      '--service-account',
+      'bigip-proxy',
+    ];
     const defaults = await runCli(args);
     assert.equal(defaults.code, 0, defaults.stderr);
     assert.deepEqual(

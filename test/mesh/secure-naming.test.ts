@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { type AddressInfo, type Server, createServer } from 'node:net';
+import { type AddressInfo, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
+import { connect } from 'node:tls';
 import { runCli, runCommand } from '../helpers/run-command.ts';
-import { type TestGateway, startTestGateway } from '../helpers/test-gateway.ts';
+import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 import type { TestPki } from '../helpers/test-pki.ts';
-import { ISTIO_TCP_ALPN, exactUriSanCheck, istioSni } from './helpers/istio-client-sidecar.ts';
+import { exactUriSanCheck, ISTIO_TCP_ALPN, istioSni } from './helpers/istio-client-sidecar.ts';
 
 /*
  * Secure naming, end to end with the real CLI: `pki init` writes a CA in Istio's `cacerts`
@@ -26,7 +26,12 @@ async function cli(args: string[]): Promise<string> {
 }
 
 /** The gateway as a client sidecar meets it: mTLS with Istio SNI/ALPN, mesh root, exact URI SAN. */
-function sidecarHandshake(port: number, client: { cert: string; key: string }, rootPath: string, expectedSan: string): Promise<{ ok: true; reply: string } | { ok: false; error: string }> {
+function sidecarHandshake(
+  port: number,
+  client: { cert: string; key: string },
+  rootPath: string,
+  expectedSan: string,
+): Promise<{ ok: true; reply: string } | { ok: false; error: string }> {
   return new Promise((resolve) => {
     const socket = connect({
       host: '127.0.0.1',
@@ -65,12 +70,29 @@ async function istioStyleCacerts(dir: string): Promise<void> {
   mkdirSync(dir, { recursive: true });
   const conf = (name: string, extensions: string[], dn: string[]) => {
     const path = join(dir, name);
-    writeFileSync(path, ['[ req ]', 'prompt = no', 'distinguished_name = req_dn', 'x509_extensions = req_ext', '[ req_ext ]', ...extensions, '[ req_dn ]', ...dn, ''].join('\n'));
+    writeFileSync(
+      path,
+      [
+        '[ req ]',
+        'prompt = no',
+        'distinguished_name = req_dn',
+        'x509_extensions = req_ext',
+        '[ req_ext ]',
+        ...extensions,
+        '[ req_dn ]',
+        ...dn,
+        '',
+      ].join('\n'),
+    );
     return path;
   };
   const rootConf = conf(
     'root-ca.conf',
-    ['subjectKeyIdentifier = hash', 'basicConstraints = critical, CA:true', 'keyUsage = critical, digitalSignature, nonRepudiation, keyEncipherment, keyCertSign'],
+    [
+      'subjectKeyIdentifier = hash',
+      'basicConstraints = critical, CA:true',
+      'keyUsage = critical, digitalSignature, nonRepudiation, keyEncipherment, keyCertSign',
+    ],
     ['O = Istio', 'CN = Root CA'],
   );
   const caConf = conf(
@@ -88,11 +110,46 @@ async function istioStyleCacerts(dir: string): Promise<void> {
     assert.equal(result.code, 0, `openssl ${args.join(' ')}\n${result.stderr}`);
   };
   await run(['genrsa', '-traditional', '-out', 'root-key.pem', '2048']);
-  await run(['req', '-new', '-x509', '-sha256', '-days', '3650', '-key', 'root-key.pem', '-config', rootConf, '-out', 'root-cert.pem']);
+  await run([
+    'req',
+    '-new',
+    '-x509',
+    '-sha256',
+    '-days',
+    '3650',
+    '-key',
+    'root-key.pem',
+    '-config',
+    rootConf,
+    '-out',
+    'root-cert.pem',
+  ]);
   await run(['genrsa', '-traditional', '-out', 'ca-key.pem', '2048']);
   await run(['req', '-new', '-sha256', '-key', 'ca-key.pem', '-config', caConf, '-out', 'cluster-ca.csr']);
-  await run(['x509', '-req', '-sha256', '-days', '730', '-CA', 'root-cert.pem', '-CAkey', 'root-key.pem', '-CAcreateserial', '-extensions', 'req_ext', '-extfile', caConf, '-in', 'cluster-ca.csr', '-out', 'ca-cert.pem']);
-  writeFileSync(join(dir, 'cert-chain.pem'), readFileSync(join(dir, 'ca-cert.pem'), 'utf8') + readFileSync(join(dir, 'root-cert.pem'), 'utf8'));
+  await run([
+    'x509',
+    '-req',
+    '-sha256',
+    '-days',
+    '730',
+    '-CA',
+    'root-cert.pem',
+    '-CAkey',
+    'root-key.pem',
+    '-CAcreateserial',
+    '-extensions',
+    'req_ext',
+    '-extfile',
+    caConf,
+    '-in',
+    'cluster-ca.csr',
+    '-out',
+    'ca-cert.pem',
+  ]);
+  writeFileSync(
+    join(dir, 'cert-chain.pem'),
+    readFileSync(join(dir, 'ca-cert.pem'), 'utf8') + readFileSync(join(dir, 'root-cert.pem'), 'utf8'),
+  );
   assert.match(readFileSync(join(dir, 'ca-key.pem'), 'utf8'), /BEGIN RSA PRIVATE KEY/);
 }
 
@@ -119,7 +176,11 @@ describe('secure naming: the gateway SVID from pki issue, checked like a client 
 
   /** A tcp-mode gateway serving `certDir`'s SVID and trusting `anchors`. */
   async function gatewayWith(certDir: string, anchors: string): Promise<TestGateway> {
-    const identity = { trustDomain: 'cluster.local', intermediatePath: anchors, gateway: { certPath: join(certDir, 'cert.pem'), keyPath: join(certDir, 'key.pem') } };
+    const identity = {
+      trustDomain: 'cluster.local',
+      intermediatePath: anchors,
+      gateway: { certPath: join(certDir, 'cert.pem'), keyPath: join(certDir, 'key.pem') },
+    };
     const gw = await startTestGateway(identity as unknown as TestPki, {
       listeners: [{ name: 'bigip-proxy', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${echoPort}` }],
       rules: [{ name: 'bookinfo', from: { namespaces: ['bookinfo'] }, action: 'allow' }],
@@ -131,28 +192,64 @@ describe('secure naming: the gateway SVID from pki issue, checked like a client 
   it("pki init writes Istio's cacerts layout and pki issue mints a sidecar-verifiable SVID for the mesh service account", async () => {
     const ca = join(dir, 'cacerts');
     await cli(['pki', 'init', '--dir', ca, '--trust-domain', 'cluster.local']);
-    for (const file of ['root-cert.pem', 'ca-cert.pem', 'ca-key.pem', 'cert-chain.pem']) assert.ok(existsSync(join(ca, file)), file);
+    for (const file of ['root-cert.pem', 'ca-cert.pem', 'ca-key.pem', 'cert-chain.pem'])
+      assert.ok(existsSync(join(ca, file)), file);
     const gwDir = join(dir, 'gateway-svid');
     await cli(['pki', 'issue', '--ca-dir', ca, '--spiffe-id', GATEWAY_ID, '--out', gwDir]);
 
     // 1. Chain: the leaf verifies against root-cert.pem through the intermediate it carries.
-    const verify = await runCommand('openssl', ['verify', '-x509_strict', '-CAfile', join(ca, 'root-cert.pem'), '-untrusted', join(gwDir, 'cert.pem'), join(gwDir, 'cert.pem')]);
+    const verify = await runCommand('openssl', [
+      'verify',
+      '-x509_strict',
+      '-CAfile',
+      join(ca, 'root-cert.pem'),
+      '-untrusted',
+      join(gwDir, 'cert.pem'),
+      join(gwDir, 'cert.pem'),
+    ]);
     assert.equal(verify.code, 0, verify.stderr);
     assert.match(verify.stdout, /: OK/);
     // 2. Name: exactly one SAN entry, the URI, marked critical (empty subject), like an Istio workload cert.
-    const san = await runCommand('openssl', ['x509', '-in', join(gwDir, 'cert.pem'), '-noout', '-ext', 'subjectAltName', '-subject']);
-    assert.match(san.stdout, /X509v3 Subject Alternative Name: critical\n\s+URI:spiffe:\/\/cluster\.local\/ns\/bookinfo\/sa\/bigip-proxy\n/);
+    const san = await runCommand('openssl', [
+      'x509',
+      '-in',
+      join(gwDir, 'cert.pem'),
+      '-noout',
+      '-ext',
+      'subjectAltName',
+      '-subject',
+    ]);
+    assert.match(
+      san.stdout,
+      /X509v3 Subject Alternative Name: critical\n\s+URI:spiffe:\/\/cluster\.local\/ns\/bookinfo\/sa\/bigip-proxy\n/,
+    );
     assert.match(san.stdout, /^subject=\s*$/m, 'empty subject, as Istio issues workload certificates');
 
     // 3. Live: a sidecar-style client accepts it only under the exact expected SAN.
     const clientDir = join(dir, 'productpage');
-    await cli(['pki', 'issue', '--ca-dir', ca, '--spiffe-id', 'spiffe://cluster.local/ns/bookinfo/sa/productpage', '--out', clientDir, '--include-root', '--key-type', 'rsa']);
+    await cli([
+      'pki',
+      'issue',
+      '--ca-dir',
+      ca,
+      '--spiffe-id',
+      'spiffe://cluster.local/ns/bookinfo/sa/productpage',
+      '--out',
+      clientDir,
+      '--include-root',
+      '--key-type',
+      'rsa',
+    ]);
     const gw = await gatewayWith(gwDir, join(ca, 'ca-cert.pem'));
     const client = { cert: join(clientDir, 'cert.pem'), key: join(clientDir, 'key.pem') };
     const root = join(ca, 'root-cert.pem');
     const good = await sidecarHandshake(gw.port('bigip-proxy'), client, root, GATEWAY_ID);
     assert.deepEqual(good, { ok: true, reply: 'echo ping\n' });
-    for (const wrong of ['spiffe://cluster.local/ns/bookinfo/sa/bigip-proxy-v2', 'spiffe://cluster.local/ns/bookinfo/sa/bigip', 'spiffe://other.domain/ns/bookinfo/sa/bigip-proxy']) {
+    for (const wrong of [
+      'spiffe://cluster.local/ns/bookinfo/sa/bigip-proxy-v2',
+      'spiffe://cluster.local/ns/bookinfo/sa/bigip',
+      'spiffe://other.domain/ns/bookinfo/sa/bigip-proxy',
+    ]) {
       const result = await sidecarHandshake(gw.port('bigip-proxy'), client, root, wrong);
       assert.equal(result.ok, false, `${wrong} must not match ${GATEWAY_ID}`);
       assert.match((result as { error: string }).error, /secure naming/);
@@ -162,12 +259,29 @@ describe('secure naming: the gateway SVID from pki issue, checked like a client 
   it('a gateway SVID for another service account fails the secure-naming check even though its chain is valid', async () => {
     const ca = join(dir, 'cacerts');
     const otherDir = join(dir, 'wrong-sa-svid');
-    await cli(['pki', 'issue', '--ca-dir', ca, '--spiffe-id', 'spiffe://cluster.local/ns/bookinfo/sa/default', '--out', otherDir]);
+    await cli([
+      'pki',
+      'issue',
+      '--ca-dir',
+      ca,
+      '--spiffe-id',
+      'spiffe://cluster.local/ns/bookinfo/sa/default',
+      '--out',
+      otherDir,
+    ]);
     const gw = await gatewayWith(otherDir, join(ca, 'ca-cert.pem'));
     const clientDir = join(dir, 'productpage');
-    const result = await sidecarHandshake(gw.port('bigip-proxy'), { cert: join(clientDir, 'cert.pem'), key: join(clientDir, 'key.pem') }, join(ca, 'root-cert.pem'), GATEWAY_ID);
+    const result = await sidecarHandshake(
+      gw.port('bigip-proxy'),
+      { cert: join(clientDir, 'cert.pem'), key: join(clientDir, 'key.pem') },
+      join(ca, 'root-cert.pem'),
+      GATEWAY_ID,
+    );
     assert.equal(result.ok, false);
-    assert.match((result as { error: string }).error, /secure naming: peer URI SANs \["spiffe:\/\/cluster\.local\/ns\/bookinfo\/sa\/default"\]/);
+    assert.match(
+      (result as { error: string }).error,
+      /secure naming: peer URI SANs \["spiffe:\/\/cluster\.local\/ns\/bookinfo\/sa\/default"\]/,
+    );
   });
 
   it("issues from a cacerts directory made by Istio's own openssl recipe (RSA, PKCS#1 key) and serves workloads of that mesh", async () => {
@@ -175,14 +289,43 @@ describe('secure naming: the gateway SVID from pki issue, checked like a client 
     await istioStyleCacerts(ca);
     const gwDir = join(dir, 'istio-gateway-svid');
     await cli(['pki', 'issue', '--ca-dir', ca, '--spiffe-id', GATEWAY_ID, '--out', gwDir]);
-    const verify = await runCommand('openssl', ['verify', '-x509_strict', '-CAfile', join(ca, 'root-cert.pem'), '-untrusted', join(gwDir, 'cert.pem'), join(gwDir, 'cert.pem')]);
+    const verify = await runCommand('openssl', [
+      'verify',
+      '-x509_strict',
+      '-CAfile',
+      join(ca, 'root-cert.pem'),
+      '-untrusted',
+      join(gwDir, 'cert.pem'),
+      join(gwDir, 'cert.pem'),
+    ]);
     assert.equal(verify.code, 0, verify.stderr);
     const clientDir = join(dir, 'istio-productpage');
-    await cli(['pki', 'issue', '--ca-dir', ca, '--spiffe-id', 'spiffe://cluster.local/ns/bookinfo/sa/productpage', '--out', clientDir, '--include-root', '--key-type', 'rsa']);
-    assert.equal((readFileSync(join(clientDir, 'cert.pem'), 'utf8').match(/BEGIN CERTIFICATE/g) ?? []).length, 3, 'leaf + intermediate + root, as istio-agent presents');
+    await cli([
+      'pki',
+      'issue',
+      '--ca-dir',
+      ca,
+      '--spiffe-id',
+      'spiffe://cluster.local/ns/bookinfo/sa/productpage',
+      '--out',
+      clientDir,
+      '--include-root',
+      '--key-type',
+      'rsa',
+    ]);
+    assert.equal(
+      (readFileSync(join(clientDir, 'cert.pem'), 'utf8').match(/BEGIN CERTIFICATE/g) ?? []).length,
+      3,
+      'leaf + intermediate + root, as istio-agent presents',
+    );
     // The gateway trusts the mesh root (Istio's istio-ca-root-cert ConfigMap holds exactly this file).
     const gw = await gatewayWith(gwDir, join(ca, 'root-cert.pem'));
-    const result = await sidecarHandshake(gw.port('bigip-proxy'), { cert: join(clientDir, 'cert.pem'), key: join(clientDir, 'key.pem') }, join(ca, 'root-cert.pem'), GATEWAY_ID);
+    const result = await sidecarHandshake(
+      gw.port('bigip-proxy'),
+      { cert: join(clientDir, 'cert.pem'), key: join(clientDir, 'key.pem') },
+      join(ca, 'root-cert.pem'),
+      GATEWAY_ID,
+    );
     assert.deepEqual(result, { ok: true, reply: 'echo ping\n' });
     const permitted = await gw.waitForRecord((r) => r.action === 'egress-permitted');
     assert.equal(permitted.identity?.spiffeId, 'spiffe://cluster.local/ns/bookinfo/sa/productpage');

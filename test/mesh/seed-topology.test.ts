@@ -4,12 +4,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runCommand } from '../helpers/run-command.ts';
-import { type TestGateway, startTestGateway } from '../helpers/test-gateway.ts';
-import { type TestPki, type WrittenLeaf, createTestPki } from '../helpers/test-pki.ts';
+import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
+import { startTinyproxy, type Tinyproxy, tinyproxyRequests } from '../helpers/tinyproxy.ts';
 import { type HttpsTarget, startHttpsTarget } from './helpers/https-target.ts';
-import { ISTIO_TCP_ALPN, type IstioClientSidecar, istioSni, startIstioClientSidecar } from './helpers/istio-client-sidecar.ts';
+import {
+  ISTIO_TCP_ALPN,
+  type IstioClientSidecar,
+  istioSni,
+  startIstioClientSidecar,
+} from './helpers/istio-client-sidecar.ts';
 import { type StunnelClient, startStunnelClient } from './helpers/stunnel-client.ts';
-import { type Tinyproxy, startTinyproxy, tinyproxyRequests } from '../helpers/tinyproxy.ts';
 
 /*
  * The seed article's topology, every hop a real program on loopback:
@@ -46,21 +51,53 @@ describe('seed topology: sidecar → gateway (tcp mode) → tinyproxy → HTTPS 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'egw-seed-'));
     pki = await createTestPki();
-    const targetCert = await pki.issue('target', { commonName: 'target', ipAddresses: ['127.0.0.1'], dnsNames: ['localhost'] });
+    const targetCert = await pki.issue('target', {
+      commonName: 'target',
+      ipAddresses: ['127.0.0.1'],
+      dnsNames: ['localhost'],
+    });
     target = await startHttpsTarget(targetCert.certPath, targetCert.keyPath);
     tinyproxy = await startTinyproxy({ dir, bind: TINYPROXY_BIND, connectPorts: [target.port] });
     gw = await startTestGateway(pki, {
-      listeners: [{ name: 'bigip-proxy', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${tinyproxy.port}`, snat: SNAT }],
-      rules: [{ name: 'bookinfo-to-internet-proxy', listeners: ['bigip-proxy'], from: { namespaces: ['bookinfo'] }, action: 'allow' }],
+      listeners: [
+        {
+          name: 'bigip-proxy',
+          listen: '127.0.0.1:0',
+          mode: 'tcp',
+          upstream: `127.0.0.1:${tinyproxy.port}`,
+          snat: SNAT,
+        },
+      ],
+      rules: [
+        {
+          name: 'bookinfo-to-internet-proxy',
+          listeners: ['bigip-proxy'],
+          from: { namespaces: ['bookinfo'] },
+          action: 'allow',
+        },
+      ],
     });
     const gateway = `127.0.0.1:${gw.port('bigip-proxy')}`;
     // Istio sidecars send leaf + intermediate + root (istiod appends the root to the chain).
     productpage = await pki.workload('bookinfo', 'productpage', { chain: [pki.intermediate, pki.root] });
     apigw = await pki.workload('sm-apigw-a', 'default', { chain: [pki.intermediate, pki.root] });
     const common = { connect: gateway, caPath: pki.rootPath, sni: SNI };
-    bookinfoSidecar = await startStunnelClient(dir, 'productpage', { ...common, certPath: productpage.certPath, keyPath: productpage.keyPath });
-    bookinfoSidecarTls12 = await startStunnelClient(dir, 'productpage-tls12', { ...common, certPath: productpage.certPath, keyPath: productpage.keyPath, maxVersion: 'TLSv1.2' });
-    apigwSidecar = await startStunnelClient(dir, 'apigw', { ...common, certPath: apigw.certPath, keyPath: apigw.keyPath });
+    bookinfoSidecar = await startStunnelClient(dir, 'productpage', {
+      ...common,
+      certPath: productpage.certPath,
+      keyPath: productpage.keyPath,
+    });
+    bookinfoSidecarTls12 = await startStunnelClient(dir, 'productpage-tls12', {
+      ...common,
+      certPath: productpage.certPath,
+      keyPath: productpage.keyPath,
+      maxVersion: 'TLSv1.2',
+    });
+    apigwSidecar = await startStunnelClient(dir, 'apigw', {
+      ...common,
+      certPath: apigw.certPath,
+      keyPath: apigw.keyPath,
+    });
     istioSidecar = await startIstioClientSidecar({
       upstream: { host: '127.0.0.1', port: gw.port('bigip-proxy') },
       certPath: productpage.certPath,
@@ -73,7 +110,13 @@ describe('seed topology: sidecar → gateway (tcp mode) → tinyproxy → HTTPS 
   });
 
   after(async () => {
-    await Promise.allSettled([bookinfoSidecar?.stop(), bookinfoSidecarTls12?.stop(), apigwSidecar?.stop(), istioSidecar?.close(), tinyproxy?.stop()]);
+    await Promise.allSettled([
+      bookinfoSidecar?.stop(),
+      bookinfoSidecarTls12?.stop(),
+      apigwSidecar?.stop(),
+      istioSidecar?.close(),
+      tinyproxy?.stop(),
+    ]);
     await gw?.close();
     await target?.close();
     pki?.cleanup();
@@ -82,7 +125,16 @@ describe('seed topology: sidecar → gateway (tcp mode) → tinyproxy → HTTPS 
 
   /** The app's request, exactly as in the article: `curl -x <sidecar> https://…`. */
   const curlThrough = (sidecarPort: number, path: string) =>
-    runCommand('curl', ['-sS', '--max-time', '10', '-x', `http://127.0.0.1:${sidecarPort}`, '--cacert', pki.rootPath, `https://127.0.0.1:${target.port}${path}`]);
+    runCommand('curl', [
+      '-sS',
+      '--max-time',
+      '10',
+      '-x',
+      `http://127.0.0.1:${sidecarPort}`,
+      '--cacert',
+      pki.rootPath,
+      `https://127.0.0.1:${target.port}${path}`,
+    ]);
 
   it('lets a bookinfo workload reach the HTTPS target through the stunnel sidecar, gateway and tinyproxy', async () => {
     const result = await curlThrough(bookinfoSidecar.port, '/via-stunnel');
@@ -90,7 +142,9 @@ describe('seed topology: sidecar → gateway (tcp mode) → tinyproxy → HTTPS 
     const body = JSON.parse(result.stdout);
     assert.equal(body.url, '/via-stunnel');
     assert.equal(body.peerAddress, TINYPROXY_BIND, 'the target sees the address tinyproxy dials from');
-    const permitted = await gw.waitForRecord((r) => r.action === 'egress-permitted' && r.identity?.serviceAccount === 'productpage');
+    const permitted = await gw.waitForRecord(
+      (r) => r.action === 'egress-permitted' && r.identity?.serviceAccount === 'productpage',
+    );
     assert.equal(permitted.snat?.ip, SNAT);
     assert.equal(permitted.tls?.serverName, SNI, 'the gateway saw the sidecar-style SNI');
     assert.equal(permitted.identity?.spiffeId, 'spiffe://cluster.local/ns/bookinfo/sa/productpage');
@@ -101,8 +155,15 @@ describe('seed topology: sidecar → gateway (tcp mode) → tinyproxy → HTTPS 
     assert.equal(result.code, 0, result.stderr);
     const requests = tinyproxyRequests(tinyproxy.log());
     assert.ok(requests.length >= 1, `no requests in tinyproxy's log:\n${tinyproxy.log()}`);
-    assert.deepEqual([...new Set(requests.map((r) => r.client))], [SNAT], 'every request tinyproxy proxied came from the SNAT address');
-    assert.ok(requests.some((r) => r.request === `CONNECT 127.0.0.1:${target.port} HTTP/1.1`), JSON.stringify(requests));
+    assert.deepEqual(
+      [...new Set(requests.map((r) => r.client))],
+      [SNAT],
+      'every request tinyproxy proxied came from the SNAT address',
+    );
+    assert.ok(
+      requests.some((r) => r.request === `CONNECT 127.0.0.1:${target.port} HTTP/1.1`),
+      JSON.stringify(requests),
+    );
   });
 
   it('keeps working when the stunnel sidecar reconnects and offers session resumption (TLS 1.2 and 1.3)', async () => {
@@ -121,7 +182,11 @@ describe('seed topology: sidecar → gateway (tcp mode) → tinyproxy → HTTPS 
     assert.deepEqual(istioSidecar.errors, []);
     assert.ok(istioSidecar.connections.length >= 1);
     for (const connection of istioSidecar.connections) {
-      assert.equal(connection.alpnProtocol, false, 'the gateway selects no ALPN protocol, so no metadata exchange starts');
+      assert.equal(
+        connection.alpnProtocol,
+        false,
+        'the gateway selects no ALPN protocol, so no metadata exchange starts',
+      );
     }
   });
 
@@ -134,9 +199,14 @@ describe('seed topology: sidecar → gateway (tcp mode) → tinyproxy → HTTPS 
     assert.equal(result.code, 56, `curl must fail with a receive error; got ${result.code}: ${result.stderr}`);
     assert.match(result.stderr, /Connection reset by peer|Proxy CONNECT aborted/);
     assert.equal(result.stdout, '');
-    const rejected = await gw.waitForRecord((r) => r.action === 'egress-rejected' && r.identity?.namespace === 'sm-apigw-a');
+    const rejected = await gw.waitForRecord(
+      (r) => r.action === 'egress-rejected' && r.identity?.namespace === 'sm-apigw-a',
+    );
     assert.equal(rejected.code, 'EGW_POLICY_DENIED');
-    await waitFor(() => /Connection reset by peer|Connection reset/i.test(apigwSidecar.process.output()), 'stunnel saw no reset');
+    await waitFor(
+      () => /Connection reset by peer|Connection reset/i.test(apigwSidecar.process.output()),
+      'stunnel saw no reset',
+    );
     assert.equal(fromSnat(), connectionsBefore, 'tinyproxy saw no connection for the denied workload');
     assert.ok(!target.peers.includes(SNAT));
   });
@@ -152,7 +222,11 @@ describe('seed topology: sidecar → gateway (tcp mode) → tinyproxy → HTTPS 
     });
     try {
       const result = await curlThrough(denied.port, '/denied');
-      assert.equal(result.code, 56, `curl exit 56 is "Recv failure: Connection reset by peer"; got ${result.code}: ${result.stderr}`);
+      assert.equal(
+        result.code,
+        56,
+        `curl exit 56 is "Recv failure: Connection reset by peer"; got ${result.code}: ${result.stderr}`,
+      );
       assert.match(result.stderr, /Connection reset by peer/);
     } finally {
       await denied.close();

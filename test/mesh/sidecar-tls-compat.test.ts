@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { type AddressInfo, type Server, createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { type TestGateway, startTestGateway } from '../helpers/test-gateway.ts';
-import { type TestPki, type WrittenLeaf, createTestPki } from '../helpers/test-pki.ts';
+import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
 import { ISTIO_HTTP11_ALPN, ISTIO_TCP_ALPN, istioSni } from './helpers/istio-client-sidecar.ts';
 import { sClient } from './helpers/openssl-client.ts';
 
@@ -43,12 +43,24 @@ interface Setup {
   readonly chainPath: string;
 }
 
-async function setup(keyType: 'ecdsa-p256' | 'rsa-2048', echoPort: number, anchors: 'intermediate' | 'root'): Promise<Setup> {
+async function setup(
+  keyType: 'ecdsa-p256' | 'rsa-2048',
+  echoPort: number,
+  anchors: 'intermediate' | 'root',
+): Promise<Setup> {
   const pki = await createTestPki({ keyType });
   const gw = await startTestGateway(
     pki,
     {
-      listeners: [{ name: 'bigip-proxy', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${echoPort}`, snat: '127.0.0.2' }],
+      listeners: [
+        {
+          name: 'bigip-proxy',
+          listen: '127.0.0.1:0',
+          mode: 'tcp',
+          upstream: `127.0.0.1:${echoPort}`,
+          snat: '127.0.0.2',
+        },
+      ],
       rules: [{ name: 'bookinfo', from: { namespaces: ['bookinfo'] }, action: 'allow' }],
     },
     { anchors: anchors === 'root' ? pki.rootPath : pki.intermediatePath },
@@ -111,12 +123,23 @@ describe('Istio sidecar TLS compatibility (openssl s_client as the client sideca
         for (const version of ['-tls1_2', '-tls1_3'] as const) {
           for (const alpn of [ISTIO_TCP_ALPN, ISTIO_HTTP11_ALPN]) {
             const label = `${keyType} ${version} ALPN ${alpn.join(',')}`;
-            const result = await sClient(sidecarArgs(s, version, alpn), { send: 'ping\n', until: /echo from .*: ping/ });
-            assert.equal(result.verifyReturnCode, '0', `${label}: the sidecar side must verify the gateway chain to the mesh root\n${result.output}`);
+            const result = await sClient(sidecarArgs(s, version, alpn), {
+              send: 'ping\n',
+              until: /echo from .*: ping/,
+            });
+            assert.equal(
+              result.verifyReturnCode,
+              '0',
+              `${label}: the sidecar side must verify the gateway chain to the mesh root\n${result.output}`,
+            );
             assert.equal(result.protocol, version === '-tls1_2' ? 'TLSv1.2' : 'TLSv1.3', label);
             assert.equal(result.alpn, null, `${label}: the gateway must select no ALPN (never istio-peer-exchange)`);
             assert.ok(result.matched, `${label}: no reply through the tunnel\n${result.output}`);
-            assert.match(result.output, /echo from 127\.0\.0\.2: ping/, `${label}: upstream must see the SNAT address and the bytes unchanged`);
+            assert.match(
+              result.output,
+              /echo from 127\.0\.0\.2: ping/,
+              `${label}: upstream must see the SNAT address and the bytes unchanged`,
+            );
           }
         }
         const permitted = s.gw.records.filter((r) => r.action === 'egress-permitted');
@@ -134,7 +157,11 @@ describe('Istio sidecar TLS compatibility (openssl s_client as the client sideca
     setups.push(s);
     const emptyChain = join(s.pki.dir, 'root-only-chain.pem');
     writeFileSync(emptyChain, s.pki.root.certPem);
-    const result = await sClient(sidecarArgs({ ...s, chainPath: emptyChain }, '-tls1_3', ISTIO_TCP_ALPN), { send: 'ping\n', until: /echo from/, timeoutMs: 3_000 });
+    const result = await sClient(sidecarArgs({ ...s, chainPath: emptyChain }, '-tls1_3', ISTIO_TCP_ALPN), {
+      send: 'ping\n',
+      until: /echo from/,
+      timeoutMs: 3_000,
+    });
     assert.equal(result.matched, false, 'leaf + root without the intermediate must not pass a root-anchored gateway');
     const record = await s.gw.waitForRecord((r) => r.action === 'identity-rejected');
     assert.equal(record.code, 'EGW_IDENTITY_CHAIN_UNTRUSTED');
@@ -143,7 +170,10 @@ describe('Istio sidecar TLS compatibility (openssl s_client as the client sideca
   it('accepts an RSA-2048 workload key under an ECDSA mesh CA', async () => {
     const s = await setup('ecdsa-p256', echoPort, 'intermediate');
     setups.push(s);
-    const rsaClient = await s.pki.workload('bookinfo', 'reviews', { keyType: 'rsa-2048', chain: [s.pki.intermediate, s.pki.root] });
+    const rsaClient = await s.pki.workload('bookinfo', 'reviews', {
+      keyType: 'rsa-2048',
+      chain: [s.pki.intermediate, s.pki.root],
+    });
     const args = sidecarArgs({ ...s, client: rsaClient }, '-tls1_3', ISTIO_TCP_ALPN);
     const result = await sClient(args, { send: 'ping\n', until: /echo from/ });
     assert.ok(result.matched, result.output);
@@ -165,8 +195,14 @@ describe('Istio sidecar TLS compatibility (openssl s_client as the client sideca
     setups.push(s);
     const otherMesh = await createTestPki();
     try {
-      const forged = await otherMesh.workload('bookinfo', 'productpage', { chain: [otherMesh.intermediate, otherMesh.root] });
-      const result = await sClient(sidecarArgs({ ...s, client: forged }, '-tls1_3', ISTIO_TCP_ALPN), { send: 'ping\n', until: /echo from/, timeoutMs: 3_000 });
+      const forged = await otherMesh.workload('bookinfo', 'productpage', {
+        chain: [otherMesh.intermediate, otherMesh.root],
+      });
+      const result = await sClient(sidecarArgs({ ...s, client: forged }, '-tls1_3', ISTIO_TCP_ALPN), {
+        send: 'ping\n',
+        until: /echo from/,
+        timeoutMs: 3_000,
+      });
       assert.equal(result.matched, false, 'no byte may reach the upstream');
       const record = await s.gw.waitForRecord((r) => r.action === 'identity-rejected');
       assert.equal(record.code, 'EGW_IDENTITY_CHAIN_UNTRUSTED');

@@ -7,8 +7,8 @@ import { request } from 'undici';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
 import { sClient } from '../helpers/openssl-client.ts';
-import { type TestGateway, startTestGateway } from '../helpers/test-gateway.ts';
-import { type TestPki, type WrittenLeaf, createTestPki } from '../helpers/test-pki.ts';
+import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
 import { openTunnel } from '../helpers/tunnel-client.ts';
 
 const TOKEN = 'test-admin-token-0123456789';
@@ -30,7 +30,14 @@ describe('admin API', () => {
     other = await pki.workload('sm-apigw-a', 'default');
     gw = await startTestGateway(pki, {
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect', snat: '127.0.0.2' }],
-      rules: [{ name: 'bookinfo-egress', from: { namespaces: ['bookinfo'] }, to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
+      rules: [
+        {
+          name: 'bookinfo-egress',
+          from: { namespaces: ['bookinfo'] },
+          to: { cidrs: ['127.0.0.0/8'] },
+          action: 'allow',
+        },
+      ],
       admin: { listen: '127.0.0.1:0', token: TOKEN, watch: false },
     });
     admin = `http://127.0.0.1:${gw.gateway.adminAddress?.port}`;
@@ -53,7 +60,10 @@ describe('admin API', () => {
   const post = async (path: string, body?: unknown, token?: string) => {
     const response = await request(`${admin}${path}`, {
       method: 'POST',
-      headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      headers: {
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+      },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     return { status: response.statusCode, json: (await response.body.json()) as Record<string, unknown> };
@@ -81,7 +91,10 @@ describe('admin API', () => {
     assert.match(text, /^egw_policy_decisions_total\{rule="",decision="deny"\} 1$/m);
     assert.match(text, /^egw_handshake_failures_total\{listener="egress",code="EGW_IDENTITY_NO_CERT"\} 1$/m);
     assert.match(text, /^egw_bytes_total\{listener="egress",direction="out"\} [1-9]\d*$/m);
-    assert.match(text, /^egw_certificate_expiry_seconds\{role="gateway",subject="spiffe:\/\/cluster\.local\/ns\/bookinfo\/sa\/bigip-proxy"\} \d+/m);
+    assert.match(
+      text,
+      /^egw_certificate_expiry_seconds\{role="gateway",subject="spiffe:\/\/cluster\.local\/ns\/bookinfo\/sa\/bigip-proxy"\} \d+/m,
+    );
     assert.match(text, /^egw_active_tunnels\{listener="egress"\} 0$/m);
     assert.match(text, /^egw_reloads_total\{result="ok"\} 0$/m);
   });
@@ -139,12 +152,23 @@ describe('admin API', () => {
   });
 
   it('POST /policy/check answers like the CLI', async () => {
-    const allow = await post('/policy/check', { spiffeId: 'spiffe://cluster.local/ns/bookinfo/sa/productpage', dest: `127.0.0.1:${echoPort}` }, TOKEN);
+    const allow = await post(
+      '/policy/check',
+      { spiffeId: 'spiffe://cluster.local/ns/bookinfo/sa/productpage', dest: `127.0.0.1:${echoPort}` },
+      TOKEN,
+    );
     assert.equal(allow.status, 200);
     assert.equal(allow.json.allow, true);
     assert.equal(allow.json.rule, 'bookinfo-egress');
-    assert.match(String(allow.json.summary), /^ALLOW listener=egress rule=bookinfo-egress ip=127\.0\.0\.1 snat=127\.0\.0\.2/);
-    const deny = await post('/policy/check', { spiffeId: 'spiffe://cluster.local/ns/other/sa/x', dest: 'a.example.com:443' }, TOKEN);
+    assert.match(
+      String(allow.json.summary),
+      /^ALLOW listener=egress rule=bookinfo-egress ip=127\.0\.0\.1 snat=127\.0\.0\.2/,
+    );
+    const deny = await post(
+      '/policy/check',
+      { spiffeId: 'spiffe://cluster.local/ns/other/sa/x', dest: 'a.example.com:443' },
+      TOKEN,
+    );
     assert.equal(deny.json.allow, false);
     assert.equal(deny.json.code, 'EGW_POLICY_DENIED');
   });
@@ -164,7 +188,9 @@ describe('admin API', () => {
       const result = await post('/reload', undefined, TOKEN);
       assert.equal(result.status, 422);
       assert.match(String(result.json.error), /EGW_CONFIG_INVALID/);
-      const still = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://127.0.0.1:${echoPort}/`, ['-p']);
+      const still = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://127.0.0.1:${echoPort}/`, [
+        '-p',
+      ]);
       assert.equal(still.code, 0, 'the old rules still apply');
       assert.match((await get('/metrics')).text, /^egw_reloads_total\{result="failed"\} 1$/m);
     } finally {
@@ -199,7 +225,12 @@ describe('admin API readiness', () => {
       notAfter: new Date(Date.now() - 3_600_000),
     });
     const gw = await startTestGateway(pki, {
-      identity: { trustDomain: 'cluster.local', trustAnchors: pki.intermediatePath, cert: expired.certPath, key: expired.keyPath },
+      identity: {
+        trustDomain: 'cluster.local',
+        trustAnchors: pki.intermediatePath,
+        cert: expired.certPath,
+        key: expired.keyPath,
+      },
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
       admin: { listen: '127.0.0.1:0', watch: false },
     });
@@ -216,7 +247,10 @@ describe('admin API readiness', () => {
 
   it('serves POST routes to loopback clients when no token is configured', async () => {
     const pki = await createTestPki();
-    const gw = await startTestGateway(pki, { listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }], admin: { listen: '127.0.0.1:0', watch: false } });
+    const gw = await startTestGateway(pki, {
+      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
+      admin: { listen: '127.0.0.1:0', watch: false },
+    });
     try {
       const response = await request(`http://127.0.0.1:${gw.gateway.adminAddress?.port}/reload`, { method: 'POST' });
       assert.equal(response.statusCode, 200);

@@ -8,10 +8,10 @@ import { describe, it } from 'node:test';
 import { request } from 'undici';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
+import { freePort } from '../helpers/loopback-ports.ts';
 import { startTcpEchoServer } from '../helpers/tcp-echo-server.ts';
 import { startTestGateway, writeTestConfig } from '../helpers/test-gateway.ts';
 import { createTestPki } from '../helpers/test-pki.ts';
-import { freePort } from '../helpers/loopback-ports.ts';
 import { openTunnel } from '../helpers/tunnel-client.ts';
 
 const repo = new URL('../..', import.meta.url).pathname;
@@ -36,9 +36,16 @@ describe('graceful drain', () => {
       const ready = await request(`${admin}/readyz`);
       assert.equal(ready.statusCode, 503);
       assert.deepEqual(((await ready.body.json()) as { reasons: string[] }).reasons, ['draining']);
-      await assert.rejects(openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${echo.port}`), 'no new connections while draining');
+      await assert.rejects(
+        openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${echo.port}`),
+        'no new connections while draining',
+      );
       tunnel.socket.write('during');
-      assert.equal((await tunnel.waitFor(12)).toString(), 'beforeduring', 'the open tunnel still works during the drain');
+      assert.equal(
+        (await tunnel.waitFor(12)).toString(),
+        'beforeduring',
+        'the open tunnel still works during the drain',
+      );
       const { forcedClosed } = await closing;
       assert.equal(forcedClosed, 1);
       assert.ok(tunnel.socket.destroyed || tunnel.socket.readableEnded);
@@ -64,7 +71,9 @@ describe('shutdown with a stalled log collector', () => {
       audit: { sinks: [{ type: 'stdout', format: 'ecs' }] },
     });
     const dir = dirname(configPath);
-    const child = spawn(process.execPath, [join(repo, 'bin/egress-gateway.js'), 'serve', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(repo, 'bin/egress-gateway.js'), 'serve', '--config', configPath], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     child.stdout?.pause(); // the log collector is stuck: its pipe fills up
     let stderr = '';
     child.stderr?.on('data', (chunk) => {
@@ -94,12 +103,18 @@ describe('serve --workers', () => {
     const adminPort = await freePort();
     const configPath = writeTestConfig(pki, {
       listeners: [{ name: 'egress', listen: `127.0.0.1:${egressPort}`, mode: 'connect', snat: '127.0.0.2' }],
-      rules: [{ name: 'bookinfo', from: { namespaces: ['bookinfo'] }, to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
+      rules: [
+        { name: 'bookinfo', from: { namespaces: ['bookinfo'] }, to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' },
+      ],
       admin: { listen: `127.0.0.1:${adminPort}`, watch: false },
     });
     const dir = dirname(configPath);
     let stderr = '';
-    const child: ChildProcess = spawn(process.execPath, [join(repo, 'bin/egress-gateway.js'), 'serve', '--config', configPath, '--workers', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child: ChildProcess = spawn(
+      process.execPath,
+      [join(repo, 'bin/egress-gateway.js'), 'serve', '--config', configPath, '--workers', '2'],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     child.stderr?.on('data', (chunk) => {
       stderr += chunk;
     });
@@ -116,8 +131,14 @@ describe('serve --workers', () => {
         assert.equal(JSON.parse(result.stdout).peerAddress, '127.0.0.2');
       }
       const metrics = await (await request(`http://127.0.0.1:${adminPort}/metrics`)).body.text();
-      assert.match(metrics, /^egw_connections_total\{listener="egress",decision="permitted"\} 6$/m, 'counts from both workers are summed');
-      const stats = (await (await request(`http://127.0.0.1:${adminPort}/stats`)).body.json()) as { workers: Array<{ pid: number }> };
+      assert.match(
+        metrics,
+        /^egw_connections_total\{listener="egress",decision="permitted"\} 6$/m,
+        'counts from both workers are summed',
+      );
+      const stats = (await (await request(`http://127.0.0.1:${adminPort}/stats`)).body.json()) as {
+        workers: Array<{ pid: number }>;
+      };
       assert.equal(stats.workers.length, 2);
       const reload = await request(`http://127.0.0.1:${adminPort}/reload`, { method: 'POST' });
       const reloadBody = (await reload.body.json()) as { ok: boolean; details: unknown[] };

@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { type AddressInfo, connect as tcpConnect } from 'node:net';
-import { readFileSync } from 'node:fs';
-import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
 import { sClient } from '../helpers/openssl-client.ts';
 import { startTcpEchoServer } from '../helpers/tcp-echo-server.ts';
-import { type TestGateway, startTestGateway } from '../helpers/test-gateway.ts';
-import { type TestPki, type WrittenLeaf, createTestPki } from '../helpers/test-pki.ts';
+import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
 import { openTunnel } from '../helpers/tunnel-client.ts';
 
 /** Resolves when the socket closes; rejects if it stays open past `ms`. */
@@ -45,7 +45,9 @@ describe('limits and timeouts', () => {
         { name: 'small', listen: '127.0.0.1:0', mode: 'connect', maxConnections: 2 },
         { name: 'legacy', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${tcpEcho.port}` },
       ],
-      rules: [{ name: 'bookinfo', from: { namespaces: ['bookinfo'] }, to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
+      rules: [
+        { name: 'bookinfo', from: { namespaces: ['bookinfo'] }, to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' },
+      ],
       timeouts: { handshake: '400ms', requestHead: '400ms', idle: '600ms' },
       limits: { maxHeaderBytes: 4096, maxConnectionsPerIdentity: 2 },
       admin: { listen: '127.0.0.1:0', watch: false },
@@ -69,12 +71,21 @@ describe('limits and timeouts', () => {
   });
 
   it('closes an authenticated connection that sends no request head in time (slowloris)', async () => {
-    const socket = tlsConnect({ host: '127.0.0.1', port: gw.port('egress'), ca: readFileSync(pki.rootPath), cert: readFileSync(bookinfo.certPath), key: readFileSync(bookinfo.keyPath), servername: 'localhost' });
+    const socket = tlsConnect({
+      host: '127.0.0.1',
+      port: gw.port('egress'),
+      ca: readFileSync(pki.rootPath),
+      cert: readFileSync(bookinfo.certPath),
+      key: readFileSync(bookinfo.keyPath),
+      servername: 'localhost',
+    });
     socket.on('error', () => {});
     await new Promise((r) => socket.once('secureConnect', r));
     socket.write('CONNECT 127.0.0.1:1 HTTP/1.1\r\nX-Slow: ');
     await closesWithin(socket, 3000);
-    const record = await gw.waitForRecord((r) => r.code === 'EGW_PROXY_BAD_REQUEST' && /no complete request head within 400 ms/.test(r.reason));
+    const record = await gw.waitForRecord(
+      (r) => r.code === 'EGW_PROXY_BAD_REQUEST' && /no complete request head within 400 ms/.test(r.reason),
+    );
     assert.equal(record.identity?.spiffeId, 'spiffe://cluster.local/ns/bookinfo/sa/productpage');
   });
 
@@ -94,7 +105,14 @@ describe('limits and timeouts', () => {
     });
 
   it('closes a client that drips its request head one byte at a time (wall clock, not idle timer)', async () => {
-    const socket = tlsConnect({ host: '127.0.0.1', port: gw.port('egress'), ca: readFileSync(pki.rootPath), cert: readFileSync(bookinfo.certPath), key: readFileSync(bookinfo.keyPath), servername: 'localhost' });
+    const socket = tlsConnect({
+      host: '127.0.0.1',
+      port: gw.port('egress'),
+      ca: readFileSync(pki.rootPath),
+      cert: readFileSync(bookinfo.certPath),
+      key: readFileSync(bookinfo.keyPath),
+      servername: 'localhost',
+    });
     socket.on('error', () => {});
     await new Promise((r) => socket.once('secureConnect', r));
     const head = `CONNECT 127.0.0.1:${tcpEcho.port} HTTP/1.1\r\nX-Drip: ${'a'.repeat(200)}\r\n\r\n`;
@@ -103,7 +121,14 @@ describe('limits and timeouts', () => {
   });
 
   it('applies the request-head deadline again after each response on a kept-alive connection', async () => {
-    const socket = tlsConnect({ host: '127.0.0.1', port: gw.port('egress'), ca: readFileSync(pki.rootPath), cert: readFileSync(bookinfo.certPath), key: readFileSync(bookinfo.keyPath), servername: 'localhost' });
+    const socket = tlsConnect({
+      host: '127.0.0.1',
+      port: gw.port('egress'),
+      ca: readFileSync(pki.rootPath),
+      cert: readFileSync(bookinfo.certPath),
+      key: readFileSync(bookinfo.keyPath),
+      servername: 'localhost',
+    });
     socket.on('error', () => {});
     await new Promise((r) => socket.once('secureConnect', r));
     let received = '';
@@ -119,7 +144,12 @@ describe('limits and timeouts', () => {
   });
 
   it('answers 431 to a request head larger than limits.maxHeaderBytes', async () => {
-    const result = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://127.0.0.1:${echoPort}/`, ['-p', '-v', '--proxy-header', `X-Big: ${'a'.repeat(8000)}`]);
+    const result = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://127.0.0.1:${echoPort}/`, [
+      '-p',
+      '-v',
+      '--proxy-header',
+      `X-Big: ${'a'.repeat(8000)}`,
+    ]);
     assert.match(result.stderr, /< HTTP\/1\.1 431/);
   });
 
@@ -136,7 +166,11 @@ describe('limits and timeouts', () => {
       await openTunnel(gw.port('small'), reviews, pki.rootPath, `127.0.0.1:${tcpEcho.port}`),
     ];
     try {
-      const third = await sClient(gw.port('small'), { client: bookinfo, caPath: pki.rootPath, waitForServerClose: true });
+      const third = await sClient(gw.port('small'), {
+        client: bookinfo,
+        caPath: pki.rootPath,
+        waitForServerClose: true,
+      });
       assert.notEqual(third.code, 0);
       const record = await gw.waitForRecord((r) => r.code === 'EGW_LIMIT_LISTENER_CONNECTIONS');
       assert.equal(record.listener, 'small');
@@ -152,11 +186,16 @@ describe('limits and timeouts', () => {
       await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${tcpEcho.port}`),
     ];
     try {
-      const result = await curlViaGateway(gw.port('egress'), client, pki.rootPath, `http://127.0.0.1:${echoPort}/`, ['-p', '-v']);
+      const result = await curlViaGateway(gw.port('egress'), client, pki.rootPath, `http://127.0.0.1:${echoPort}/`, [
+        '-p',
+        '-v',
+      ]);
       assert.match(result.stderr, /< HTTP\/1\.1 429/);
       assert.match(result.stderr, /< Retry-After: 1/);
       assert.match(result.stderr, /error=connection_limit_reached/);
-      const other = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://127.0.0.1:${echoPort}/`, ['-p']);
+      const other = await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://127.0.0.1:${echoPort}/`, [
+        '-p',
+      ]);
       assert.equal(other.code, 0, 'other identities are not affected');
       const metrics = await (await fetch(`http://127.0.0.1:${gw.gateway.adminAddress?.port}/metrics`)).text();
       assert.match(metrics, /^egw_limit_rejections_total\{listener="egress",limit="identity_connections"\} 1$/m);
@@ -167,11 +206,21 @@ describe('limits and timeouts', () => {
 
   it('resets a tcp-mode connection above maxConnectionsPerIdentity', async () => {
     const client = await pki.workload('bookinfo', 'details');
-    const held = [await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${tcpEcho.port}`), await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${tcpEcho.port}`)];
+    const held = [
+      await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${tcpEcho.port}`),
+      await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${tcpEcho.port}`),
+    ];
     try {
-      const result = await sClient(gw.port('legacy'), { client, caPath: pki.rootPath, input: 'hello\n', waitForServerClose: true });
+      const result = await sClient(gw.port('legacy'), {
+        client,
+        caPath: pki.rootPath,
+        input: 'hello\n',
+        waitForServerClose: true,
+      });
       assert.doesNotMatch(result.stdout, /^hello$/m);
-      const record = await gw.waitForRecord((r) => r.listener === 'legacy' && r.code === 'EGW_LIMIT_IDENTITY_CONNECTIONS');
+      const record = await gw.waitForRecord(
+        (r) => r.listener === 'legacy' && r.code === 'EGW_LIMIT_IDENTITY_CONNECTIONS',
+      );
       assert.equal(record.identity?.serviceAccount, 'details');
     } finally {
       for (const tunnel of held) tunnel.close();
@@ -182,7 +231,10 @@ describe('limits and timeouts', () => {
 describe('bare TCP connects (health checks)', () => {
   it('does not audit a bare TCP connect-and-close, and releases it long before the handshake timeout', async () => {
     const pki = await createTestPki();
-    const gw = await startTestGateway(pki, { listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }], timeouts: { handshake: '10s' } });
+    const gw = await startTestGateway(pki, {
+      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
+      timeouts: { handshake: '10s' },
+    });
     try {
       const socket = tcpConnect(gw.port('egress'), '127.0.0.1');
       socket.on('error', () => {});

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 
@@ -11,7 +11,11 @@ const LIBRARIES = ['core', 'pki'];
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
-    entry.isDirectory() ? sourceFiles(join(dir, entry.name)) : entry.name.endsWith('.ts') ? [join(dir, entry.name)] : [],
+    entry.isDirectory()
+      ? sourceFiles(join(dir, entry.name))
+      : entry.name.endsWith('.ts')
+        ? [join(dir, entry.name)]
+        : [],
   );
 }
 
@@ -22,7 +26,9 @@ function topFolder(file: string): string {
 
 function relativeImports(file: string): string[] {
   const text = readFileSync(file, 'utf8');
-  return [...text.matchAll(/^(?:import|export)[^'"]*from\s+['"](\.[^'"]+)['"]/gm)].map((m) => resolve(dirname(file), m[1] as string));
+  return [...text.matchAll(/^(?:import|export)[^'"]*from\s+['"](\.[^'"]+)['"]/gm)].map((m) =>
+    resolve(dirname(file), m[1] as string),
+  );
 }
 
 describe('architecture', () => {
@@ -45,20 +51,33 @@ describe('architecture', () => {
   it('keeps core free of imports from other folders', () => {
     const violations = files
       .filter((f) => topFolder(f) === 'core')
-      .flatMap((f) => relativeImports(f).filter((t) => topFolder(t) !== 'core').map((t) => `${relative(SRC, f)} imports ${relative(SRC, t)}`));
+      .flatMap((f) =>
+        relativeImports(f)
+          .filter((t) => topFolder(t) !== 'core')
+          .map((t) => `${relative(SRC, f)} imports ${relative(SRC, t)}`),
+      );
     assert.deepEqual(violations, []);
   });
 
   it('lets the audit stage subscribe to core events without importing the data path', () => {
     const violations = files
       .filter((f) => topFolder(f) === 'audit')
-      .flatMap((f) => relativeImports(f).filter((t) => !['core', 'audit'].includes(topFolder(t))).map((t) => `${relative(SRC, f)} imports ${relative(SRC, t)}`));
+      .flatMap((f) =>
+        relativeImports(f)
+          .filter((t) => !['core', 'audit'].includes(topFolder(t)))
+          .map((t) => `${relative(SRC, f)} imports ${relative(SRC, t)}`),
+      );
     assert.deepEqual(violations, []);
   });
 
   it('imports main.ts only from process entry points: the CLI and cluster workers (one composition root)', () => {
-    const importers = files.filter((f) => relativeImports(f).some((t) => t === join(SRC, 'main.ts'))).map((f) => relative(SRC, f));
+    const importers = files
+      .filter((f) => relativeImports(f).some((t) => t === join(SRC, 'main.ts')))
+      .map((f) => relative(SRC, f));
     assert.ok(importers.length > 0);
-    assert.deepEqual(importers.filter((f) => !f.startsWith('cli/') && f !== 'cluster/cluster-worker.ts'), []);
+    assert.deepEqual(
+      importers.filter((f) => !f.startsWith('cli/') && f !== 'cluster/cluster-worker.ts'),
+      [],
+    );
   });
 });

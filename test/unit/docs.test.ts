@@ -15,7 +15,9 @@ describe('documentation matches the code', () => {
   it('documents every top-level configuration key in docs/configuration.md', async () => {
     const { configSchema } = await import('../../src/config/config-schema.ts');
     const doc = read('docs/configuration.md');
-    const missing = Object.keys(configSchema.shape).filter((key) => !doc.includes(`\`${key}\``) && !doc.includes(`\`${key}[]\``));
+    const missing = Object.keys(configSchema.shape).filter(
+      (key) => !doc.includes(`\`${key}\``) && !doc.includes(`\`${key}[]\``),
+    );
     assert.deepEqual(missing, []);
   });
 

@@ -17,7 +17,8 @@ describe('canonicalHost', () => {
     ['localhost', 'localhost'],
     ['_svc.example.com', '_svc.example.com'],
   ];
-  for (const [raw, canonical] of same) it(`spells ${raw} as ${canonical}`, () => assert.equal(canonicalHost(raw), canonical));
+  for (const [raw, canonical] of same)
+    it(`spells ${raw} as ${canonical}`, () => assert.equal(canonicalHost(raw), canonical));
 
   const refused: Array<[string, string]> = [
     ['a glibc escape that resolves as another name', 'secret.internal.ex\\097mple.com'],
@@ -42,14 +43,30 @@ describe('parseAuthority (CONNECT target)', () => {
     assert.deepEqual(parseAuthority('[64:ff9b:0:0:0:0:a9fe:a9fe]:80'), { host: '64:ff9b::a9fe:a9fe', port: 80 });
   });
   it('refuses targets a resolver could read differently from the policy', () => {
-    for (const target of ['ex\\097mple.com:443', 'ex%61mple.com:443', 'a..b.com:443', 'example.com:0', 'example.com:65536', 'example.com', 'user@example.com:443']) {
+    for (const target of [
+      'ex\\097mple.com:443',
+      'ex%61mple.com:443',
+      'a..b.com:443',
+      'example.com:0',
+      'example.com:65536',
+      'example.com',
+      'user@example.com:443',
+    ]) {
       assert.equal(parseAuthority(target), undefined, target);
     }
   });
 });
 
 describe('prohibited destinations in every IPv6 spelling', () => {
-  for (const ip of ['64:ff9b:0:0:0:0:a9fe:a9fe', '64:FF9B::A9FE:A9FE', '64:ff9b:1::a9fe:a9fe', '::127.0.0.1', '2002:7f00:1::1', '2001:0:4136:e378::1', '0:0:0:0:0:ffff:a9fe:a9fe']) {
+  for (const ip of [
+    '64:ff9b:0:0:0:0:a9fe:a9fe',
+    '64:FF9B::A9FE:A9FE',
+    '64:ff9b:1::a9fe:a9fe',
+    '::127.0.0.1',
+    '2002:7f00:1::1',
+    '2001:0:4136:e378::1',
+    '0:0:0:0:0:ffff:a9fe:a9fe',
+  ]) {
     it(`refuses ${ip}`, () => assert.equal(prohibitedDestinations.has(canonicalIp(ip) ?? ip), true));
   }
 });

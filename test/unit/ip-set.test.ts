@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { IpSet, embeddedIpv4, parseCidr } from '../../src/core/ip-set.ts';
+import { embeddedIpv4, IpSet, parseCidr } from '../../src/core/ip-set.ts';
 import { prohibitedDestinations } from '../../src/upstream/prohibited-ranges.ts';
 
 describe('IpSet', () => {
@@ -30,8 +30,23 @@ describe('IpSet', () => {
 
 describe('prohibited destinations (SSRF guard)', () => {
   const prohibited = [
-    '127.0.0.1', '10.0.0.1', '172.16.5.4', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '224.0.0.1',
-    '255.255.255.255', '::1', '::', 'fd00::1', 'fe80::1', 'ff02::1', '::ffff:169.254.169.254', '64:ff9b::a9fe:a9fe', '::ffff:10.0.0.1',
+    '127.0.0.1',
+    '10.0.0.1',
+    '172.16.5.4',
+    '192.168.1.1',
+    '169.254.169.254',
+    '100.64.0.1',
+    '0.0.0.0',
+    '224.0.0.1',
+    '255.255.255.255',
+    '::1',
+    '::',
+    'fd00::1',
+    'fe80::1',
+    'ff02::1',
+    '::ffff:169.254.169.254',
+    '64:ff9b::a9fe:a9fe',
+    '::ffff:10.0.0.1',
   ];
   for (const ip of prohibited) it(`refuses ${ip}`, () => assert.equal(prohibitedDestinations.has(ip), true));
   for (const ip of ['93.184.216.34', '8.8.8.8', '2606:4700::1111', '172.32.0.1', '100.128.0.1']) {

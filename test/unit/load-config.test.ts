@@ -40,7 +40,10 @@ describe('parseConfig', () => {
   });
 
   it('names the file and key path of a bad value', () => {
-    assert.match(problems(base.replace('127.0.0.1:3128', 'not-an-address')), /cfg\.yaml: listeners\[0\]\.listen: expected host:port/);
+    assert.match(
+      problems(base.replace('127.0.0.1:3128', 'not-an-address')),
+      /cfg\.yaml: listeners\[0\]\.listen: expected host:port/,
+    );
   });
 
   it('rejects unknown keys (typos never fall back to defaults)', () => {
@@ -48,16 +51,28 @@ describe('parseConfig', () => {
   });
 
   it('rejects a SNAT value that is not an IP address', () => {
-    assert.match(problems(base.replace('mode: connect', 'mode: connect, snat: egress-ip')), /listeners\[0\]\.snat: expected an IP address/);
+    assert.match(
+      problems(base.replace('mode: connect', 'mode: connect, snat: egress-ip')),
+      /listeners\[0\]\.snat: expected an IP address/,
+    );
   });
 
   it('requires an upstream for tcp listeners and forbids it for connect listeners', () => {
-    assert.match(problems(base.replace('mode: connect', 'mode: tcp')), /listeners\[0\]\.upstream: required when mode is tcp/);
-    assert.match(problems(base.replace('mode: connect', 'mode: connect, upstream: "127.0.0.1:1"')), /listeners\[0\]\.upstream: only valid when mode is tcp/);
+    assert.match(
+      problems(base.replace('mode: connect', 'mode: tcp')),
+      /listeners\[0\]\.upstream: required when mode is tcp/,
+    );
+    assert.match(
+      problems(base.replace('mode: connect', 'mode: connect, upstream: "127.0.0.1:1"')),
+      /listeners\[0\]\.upstream: only valid when mode is tcp/,
+    );
   });
 
   it('rejects duplicate listener names', () => {
-    assert.match(problems(`${base}  - { name: egress, listen: "127.0.0.1:3129", mode: connect }\n`), /listeners\[1\]\.name: duplicate/);
+    assert.match(
+      problems(`${base}  - { name: egress, listen: "127.0.0.1:3129", mode: connect }\n`),
+      /listeners\[1\]\.name: duplicate/,
+    );
   });
 
   it('rejects a bad duration and says what it expected', () => {
@@ -69,11 +84,17 @@ describe('parseConfig', () => {
   });
 
   it('names identity.trustDomain for an upper-case trust domain', () => {
-    assert.match(problems(base.replace('trustDomain: cluster.local', 'trustDomain: Cluster.Local')), /cfg\.yaml: identity\.trustDomain: a SPIFFE trust domain is lower-case/);
+    assert.match(
+      problems(base.replace('trustDomain: cluster.local', 'trustDomain: Cluster.Local')),
+      /cfg\.yaml: identity\.trustDomain: a SPIFFE trust domain is lower-case/,
+    );
   });
 
   it('rejects a port above 65535', () => {
-    assert.match(problems(base.replace('127.0.0.1:3128', '127.0.0.1:99999')), /listeners\[0\]\.listen: the port must be from 0 to 65535/);
+    assert.match(
+      problems(base.replace('127.0.0.1:3128', '127.0.0.1:99999')),
+      /listeners\[0\]\.listen: the port must be from 0 to 65535/,
+    );
   });
 
   it('rejects an unknown rule action', () => {

@@ -42,7 +42,8 @@ describe('parseSpiffeId', () => {
     it(`rejects ${what}`, () => {
       assert.throws(
         () => parseSpiffeId(input),
-        (error: unknown) => isGatewayError(error, 'EGW_IDENTITY_SPIFFE_ID_INVALID') && message.test((error as Error).message),
+        (error: unknown) =>
+          isGatewayError(error, 'EGW_IDENTITY_SPIFFE_ID_INVALID') && message.test((error as Error).message),
       );
     });
   }

@@ -29,15 +29,23 @@ describe('verifyPeerSvid path search', () => {
         notBefore: new Date(Date.now() - 60_000),
         notAfter: new Date(Date.now() + 3_600_000),
         serialNumber: `0${i + 1}`,
-        extensions: [new x509.BasicConstraintsExtension(true, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true)],
+        extensions: [
+          new x509.BasicConstraintsExtension(true, undefined, true),
+          new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true),
+        ],
       });
       lookAlikes.push(cert.toString('pem'));
     }
-    const leaf = await issueLeaf({ cert: new x509.X509Certificate(lookAlikes[0] as string), keys, certPem: lookAlikes[0] as string }, { spiffeIds: ['spiffe://cluster.local/ns/a/sa/b'] });
+    const leaf = await issueLeaf(
+      { cert: new x509.X509Certificate(lookAlikes[0] as string), keys, certPem: lookAlikes[0] as string },
+      { spiffeIds: ['spiffe://cluster.local/ns/a/sa/b'] },
+    );
     // Unbounded, this search took 6 s for 8 certificates and grows factorially; the budget stops it.
     assert.throws(
       () => verifyPeerSvid([node(leaf.certPem), ...lookAlikes.map(node)], bundle),
-      (error: unknown) => isGatewayError(error, 'EGW_IDENTITY_CHAIN_UNTRUSTED') && /within 32 signature checks/.test((error as Error).message),
+      (error: unknown) =>
+        isGatewayError(error, 'EGW_IDENTITY_CHAIN_UNTRUSTED') &&
+        /within 32 signature checks/.test((error as Error).message),
     );
   });
 
@@ -48,6 +56,9 @@ describe('verifyPeerSvid path search', () => {
     const leaf = await issueLeaf(intermediate, { spiffeIds: ['spiffe://cluster.local/ns/a/sa/b'] });
     const padding = Array.from({ length: 9 }, () => node(intermediate.certPem));
     assert.throws(() => verifyPeerSvid([node(leaf.certPem), ...padding], bundle), /at most 9 are accepted/);
-    assert.equal(verifyPeerSvid([node(leaf.certPem), node(intermediate.certPem)], bundle).spiffeId.uri, 'spiffe://cluster.local/ns/a/sa/b');
+    assert.equal(
+      verifyPeerSvid([node(leaf.certPem), node(intermediate.certPem)], bundle).spiffeId.uri,
+      'spiffe://cluster.local/ns/a/sa/b',
+    );
   });
 });

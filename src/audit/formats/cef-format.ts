@@ -48,12 +48,25 @@ type Extension = Array<[key: string, value: string | number | undefined, max?: n
 
 /** Pairs a custom-string slot with its label; both are omitted when the value is unknown. */
 function labelled(slot: string, label: string, value: string | number | undefined, max = 1023): Extension {
-  return value === undefined || value === '' ? [] : [[`${slot}Label`, label], [slot, value, max]];
+  return value === undefined || value === ''
+    ? []
+    : [
+        [`${slot}Label`, label],
+        [slot, value, max],
+      ];
 }
 
 export function formatCef(record: AuditRecord): string {
   const severity = recordSeverity(record).cef;
-  const header = ['CEF:0', truncate(OBSERVER.vendor, 63), truncate(OBSERVER.product, 63), truncate(OBSERVER.version, 31), record.action, NAME[record.action], String(severity)]
+  const header = [
+    'CEF:0',
+    truncate(OBSERVER.vendor, 63),
+    truncate(OBSERVER.product, 63),
+    truncate(OBSERVER.version, 31),
+    record.action,
+    NAME[record.action],
+    String(severity),
+  ]
     .map((field, i) => (i === 0 ? field : escapeCefHeader(field)))
     .join('|');
   const cert = record.certificate;
@@ -98,7 +111,9 @@ export function formatCef(record: AuditRecord): string {
     ['externalId', record.id, 40],
   ];
   const pairs = extension
-    .filter((entry): entry is [string, string | number, number | undefined] => entry[1] !== undefined && entry[1] !== '')
+    .filter(
+      (entry): entry is [string, string | number, number | undefined] => entry[1] !== undefined && entry[1] !== '',
+    )
     .map(([key, value, max]) => `${key}=${escapeCefValue(truncate(String(value), max ?? 1023))}`);
   return `${header}|${pairs.join(' ')}`;
 }

@@ -51,7 +51,9 @@ function compact(object: Record<string, unknown>): Record<string, unknown> | und
 
 function message(record: AuditRecord): string {
   const who = record.identity?.spiffeId ?? `${record.source.ip}:${record.source.port}`;
-  const where = record.destination ? ` -> ${record.destination.domain ?? record.destination.ip}:${record.destination.port}` : '';
+  const where = record.destination
+    ? ` -> ${record.destination.domain ?? record.destination.ip}:${record.destination.port}`
+    : '';
   return `${record.action} ${who}${where}: ${record.reason}`;
 }
 
@@ -92,7 +94,8 @@ function tlsOf(record: AuditRecord): Record<string, unknown> | undefined {
 export function toEcs(record: AuditRecord): Record<string, unknown> {
   const sourceType = isIP(record.source.ip) === 6 ? 'ipv6' : 'ipv4';
   const cert = record.certificate;
-  const destinationDomain = record.destination?.domain && isIP(record.destination.domain) === 0 ? record.destination.domain : undefined;
+  const destinationDomain =
+    record.destination?.domain && isIP(record.destination.domain) === 0 ? record.destination.domain : undefined;
   return compact({
     '@timestamp': record.timestamp,
     ecs: { version: ECS_VERSION },
@@ -138,10 +141,16 @@ export function toEcs(record: AuditRecord): Record<string, unknown> {
       direction: 'egress',
       // A CONNECT tunnel carries an unknown protocol; only forwarded http:// requests are known to be HTTP.
       protocol: record.http && record.http.method !== 'CONNECT' ? 'http' : undefined,
-      bytes: record.bytesFromClient !== undefined && record.bytesToClient !== undefined ? record.bytesFromClient + record.bytesToClient : undefined,
+      bytes:
+        record.bytesFromClient !== undefined && record.bytesToClient !== undefined
+          ? record.bytesFromClient + record.bytesToClient
+          : undefined,
     },
     http: record.http
-      ? { request: { method: record.http.method }, response: record.http.statusCode ? { status_code: record.http.statusCode } : undefined }
+      ? {
+          request: { method: record.http.method },
+          response: record.http.statusCode ? { status_code: record.http.statusCode } : undefined,
+        }
       : undefined,
     url: record.http?.url && record.http.method !== 'CONNECT' ? { full: record.http.url } : undefined,
     tls: tlsOf(record),
@@ -150,7 +159,9 @@ export function toEcs(record: AuditRecord): Record<string, unknown> {
     observer: { ...OBSERVER, ingress: { zone: record.listener } },
     labels: { listener: record.listener, mode: record.mode, connection_id: record.connectionId },
     related: {
-      ip: [...new Set([record.source.ip, record.destination?.ip, record.snat?.ip].filter((v): v is string => Boolean(v)))],
+      ip: [
+        ...new Set([record.source.ip, record.destination?.ip, record.snat?.ip].filter((v): v is string => Boolean(v))),
+      ],
       user: record.identity ? [record.identity.spiffeId] : undefined,
       hosts: destinationDomain ? [destinationDomain] : undefined,
       hash: cert ? [cert.sha256] : undefined,

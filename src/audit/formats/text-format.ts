@@ -19,12 +19,18 @@ function token(value: string): string {
 /** One human-readable line, e.g. `… PERMITTED spiffe://… -> host:port listener=… rule=… snat=… id=…`. */
 export function formatText(record: AuditRecord): string {
   const who = record.identity?.spiffeId ?? `${record.source.ip}:${record.source.port}`;
-  const dest = record.destination ? ` -> ${token(`${record.destination.domain ?? record.destination.ip ?? ''}:${record.destination.port ?? ''}`)}` : '';
-  const parts = [`${record.timestamp} ${WORD[record.action]} ${token(who)}${dest}`, `listener=${token(record.listener)}`];
+  const dest = record.destination
+    ? ` -> ${token(`${record.destination.domain ?? record.destination.ip ?? ''}:${record.destination.port ?? ''}`)}`
+    : '';
+  const parts = [
+    `${record.timestamp} ${WORD[record.action]} ${token(who)}${dest}`,
+    `listener=${token(record.listener)}`,
+  ];
   if (record.rule) parts.push(`rule=${token(record.rule.name)}`);
   if (record.snat?.ip) parts.push(`snat=${token(record.snat.ip)}`);
   if (record.code) parts.push(`code=${record.code}`);
-  if (record.bytesFromClient !== undefined) parts.push(`bytes_out=${record.bytesFromClient} bytes_in=${record.bytesToClient ?? 0}`);
+  if (record.bytesFromClient !== undefined)
+    parts.push(`bytes_out=${record.bytesFromClient} bytes_in=${record.bytesToClient ?? 0}`);
   if (record.durationNs !== undefined) parts.push(`duration_ms=${Math.round(record.durationNs / 1e6)}`);
   parts.push(`reason=${JSON.stringify(record.reason)}`, `id=${record.id}`);
   return parts.join(' ');

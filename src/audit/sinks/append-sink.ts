@@ -35,7 +35,12 @@ export class AppendSink implements AuditSink {
   #closed = false;
   readonly #stop = new AbortController();
 
-  constructor(name: string, target: AppendTarget, encode: (record: AuditRecord) => string, options: { queueSize: number; log: SinkLog }) {
+  constructor(
+    name: string,
+    target: AppendTarget,
+    encode: (record: AuditRecord) => string,
+    options: { queueSize: number; log: SinkLog },
+  ) {
     this.name = name;
     this.#target = target;
     this.#encode = encode;
@@ -103,7 +108,10 @@ export class AppendSink implements AuditSink {
       } catch (error) {
         failures += 1;
         const message = (error as Error).message;
-        if (this.#queue.up) this.#log(`audit sink ${this.name}: EGW_AUDIT_SINK_UNAVAILABLE ${message}; records stay queued and are retried`);
+        if (this.#queue.up)
+          this.#log(
+            `audit sink ${this.name}: EGW_AUDIT_SINK_UNAVAILABLE ${message}; records stay queued and are retried`,
+          );
         this.#queue.markDown(message);
         this.#queue.retry(batch);
         await this.#closeFd();
@@ -138,7 +146,10 @@ async function writeFully(fd: number, buffer: Buffer, signal: AbortSignal): Prom
       offset += bytesWritten;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') {
-        if (offset > 0) throw Object.assign(new Error(`${(error as Error).message} after ${offset} of ${buffer.length} bytes`), { cause: error });
+        if (offset > 0)
+          throw Object.assign(new Error(`${(error as Error).message} after ${offset} of ${buffer.length} bytes`), {
+            cause: error,
+          });
         throw error;
       }
       await sleep(20, signal);

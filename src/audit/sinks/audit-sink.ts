@@ -1,7 +1,14 @@
 import type { AuditRecord } from '../../core/audit-event.ts';
 
 /** Why a record was given up on. Every drop has exactly one reason. */
-export type DropReason = 'queue_full' | 'rejected' | 'too_large' | 'format_error' | 'write_error' | 'retries_exhausted' | 'shutdown';
+export type DropReason =
+  | 'queue_full'
+  | 'rejected'
+  | 'too_large'
+  | 'format_error'
+  | 'write_error'
+  | 'retries_exhausted'
+  | 'shutdown';
 
 /**
  * Delivery accounting every sink keeps, so an outage never loses a record silently.

@@ -4,7 +4,12 @@
  * while a receiver is down; the random half keeps many gateways restarted together from
  * retrying in lockstep against a receiver that just came back.
  */
-export function backoffDelay(attempt: number, minMs: number, maxMs: number, random: () => number = Math.random): number {
+export function backoffDelay(
+  attempt: number,
+  minMs: number,
+  maxMs: number,
+  random: () => number = Math.random,
+): number {
   const exponent = Math.min(Math.max(attempt - 1, 0), 30);
   const cap = Math.min(maxMs, minMs * 2 ** exponent);
   return Math.round(cap / 2 + random() * (cap / 2));

@@ -34,7 +34,12 @@ export function hecEnvelope(
   record: AuditRecord,
   body: string,
   bodyIsJson: boolean,
-  meta: { host?: string | undefined; source?: string | undefined; sourcetype?: string | undefined; index?: string | undefined },
+  meta: {
+    host?: string | undefined;
+    source?: string | undefined;
+    sourcetype?: string | undefined;
+    index?: string | undefined;
+  },
 ): string {
   const time = (Date.parse(record.timestamp) / 1000).toFixed(3);
   const fields = [`"time":${time}`, `"host":${JSON.stringify(meta.host ?? OBSERVER.hostname)}`];
@@ -153,7 +158,10 @@ export class HecSink implements AuditSink {
       }
       this.#settle(batch, outcome);
       if (outcome.kind === 'retry') {
-        await sleep(backoffDelay(this.#failures, this.#options.minBackoffMs, this.#options.maxBackoffMs), this.#stop.signal);
+        await sleep(
+          backoffDelay(this.#failures, this.#options.minBackoffMs, this.#options.maxBackoffMs),
+          this.#stop.signal,
+        );
         partialAllowed = true;
       }
     }
@@ -161,7 +169,8 @@ export class HecSink implements AuditSink {
 
   #settle(batch: QueueEntry[], outcome: Outcome): void {
     if (outcome.kind === 'ok') {
-      if (!this.#queue.up) this.#options.log(`audit sink ${this.name}: delivering again after ${this.#failures} failed attempts`);
+      if (!this.#queue.up)
+        this.#options.log(`audit sink ${this.name}: delivering again after ${this.#failures} failed attempts`);
       this.#failures = 0;
       this.#rejectLogged = false;
       this.#queue.delivered(batch);
@@ -169,17 +178,24 @@ export class HecSink implements AuditSink {
     }
     if (outcome.kind === 'reject') {
       // Permanent: sending the same bytes again cannot succeed. Log the first of a run, count all.
-      if (!this.#rejectLogged) this.#options.log(`audit sink ${this.name}: EGW_AUDIT_RECEIVER_REJECTED HTTP ${outcome.status}: ${outcome.reason}; ${batch.length} records dropped`);
+      if (!this.#rejectLogged)
+        this.#options.log(
+          `audit sink ${this.name}: EGW_AUDIT_RECEIVER_REJECTED HTTP ${outcome.status}: ${outcome.reason}; ${batch.length} records dropped`,
+        );
       this.#rejectLogged = true;
       this.#queue.noteError(`HTTP ${outcome.status}: ${outcome.reason}`);
       this.#queue.drop(batch, 'rejected');
       return;
     }
     this.#failures += 1;
-    if (this.#queue.up) this.#options.log(`audit sink ${this.name}: EGW_AUDIT_SINK_UNAVAILABLE ${outcome.reason}; records stay queued and are retried`);
+    if (this.#queue.up)
+      this.#options.log(
+        `audit sink ${this.name}: EGW_AUDIT_SINK_UNAVAILABLE ${outcome.reason}; records stay queued and are retried`,
+      );
     this.#queue.markDown(outcome.reason);
     const attempts = batch[0]?.attempts ?? 1;
-    if (this.#options.maxRetries !== undefined && attempts > this.#options.maxRetries) this.#queue.drop(batch, 'retries_exhausted');
+    if (this.#options.maxRetries !== undefined && attempts > this.#options.maxRetries)
+      this.#queue.drop(batch, 'retries_exhausted');
     else this.#queue.retry(batch);
   }
 
@@ -200,7 +216,8 @@ export class HecSink implements AuditSink {
       });
       const text = (await response.body.text()).slice(0, 300);
       if (response.statusCode >= 200 && response.statusCode < 300) return { kind: 'ok' };
-      if (isRetryableStatus(response.statusCode)) return { kind: 'retry', reason: `HTTP ${response.statusCode}: ${text}` };
+      if (isRetryableStatus(response.statusCode))
+        return { kind: 'retry', reason: `HTTP ${response.statusCode}: ${text}` };
       // A rotated token file: read it again once before giving the batch up.
       if ((response.statusCode === 401 || response.statusCode === 403) && !refreshedToken) {
         const before = this.#options.token(false);

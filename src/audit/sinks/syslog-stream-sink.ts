@@ -1,4 +1,4 @@
-import { type Socket, connect as connectTcp, isIP } from 'node:net';
+import { connect as connectTcp, isIP, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import type { AuditRecord } from '../../core/audit-event.ts';
 import type { AuditSink, SinkLog, SinkStats } from './audit-sink.ts';
@@ -122,7 +122,13 @@ export class SyslogStreamSink implements AuditSink {
       if (transport === 'tls') {
         const material = this.#options.tlsMaterial?.() ?? {};
         const serverName = this.#options.serverName ?? (isIP(host) === 0 ? host : undefined);
-        socket = connectTls({ host, port, ...material, ...(serverName ? { servername: serverName } : {}), minVersion: 'TLSv1.2' });
+        socket = connectTls({
+          host,
+          port,
+          ...material,
+          ...(serverName ? { servername: serverName } : {}),
+          minVersion: 'TLSv1.2',
+        });
       } else {
         socket = connectTcp({ host, port });
       }
@@ -185,7 +191,8 @@ export class SyslogStreamSink implements AuditSink {
     if (this.#current === connection) this.#current = undefined;
     const confirmed = connection.endedByUs && connection.sawEnd && connection.failure === undefined;
     if (confirmed) {
-      if (!this.#queue.up) this.#options.log(`audit sink ${this.name}: delivering again after ${this.#failures} failed attempts`);
+      if (!this.#queue.up)
+        this.#options.log(`audit sink ${this.name}: delivering again after ${this.#failures} failed attempts`);
       this.#failures = 0;
       this.#queue.delivered(connection.entries);
     } else if (this.#closed) {
@@ -205,12 +212,18 @@ export class SyslogStreamSink implements AuditSink {
     if (this.#closed) return;
     this.#failures += 1;
     const target = `${this.#options.transport}://${this.#options.host}:${this.#options.port}`;
-    if (this.#queue.up) this.#options.log(`audit sink ${this.name}: EGW_AUDIT_SINK_UNAVAILABLE ${target}: ${reason}; records stay queued and are retried`);
+    if (this.#queue.up)
+      this.#options.log(
+        `audit sink ${this.name}: EGW_AUDIT_SINK_UNAVAILABLE ${target}: ${reason}; records stay queued and are retried`,
+      );
     this.#queue.markDown(reason);
     if (this.#backoffTimer) return;
-    this.#backoffTimer = setTimeout(() => {
-      this.#backoffTimer = undefined;
-      this.#pump();
-    }, backoffDelay(this.#failures, this.#options.minBackoffMs, this.#options.maxBackoffMs));
+    this.#backoffTimer = setTimeout(
+      () => {
+        this.#backoffTimer = undefined;
+        this.#pump();
+      },
+      backoffDelay(this.#failures, this.#options.minBackoffMs, this.#options.maxBackoffMs),
+    );
   }
 }

@@ -1,4 +1,4 @@
-import { type Socket, createSocket } from 'node:dgram';
+import { createSocket, type Socket } from 'node:dgram';
 import { isIP } from 'node:net';
 import type { AuditRecord } from '../../core/audit-event.ts';
 import type { AuditSink, SinkLog, SinkStats } from './audit-sink.ts';
@@ -80,8 +80,11 @@ export class SyslogUdpSink implements AuditSink {
         if (!entry) break;
         try {
           const socket = await this.#open();
-          await new Promise<void>((resolve, reject) => socket.send(entry.data, (error) => (error ? reject(error) : resolve())));
-          if (!this.#queue.up) this.#options.log(`audit sink ${this.name}: sending again after ${this.#failures} failed attempts`);
+          await new Promise<void>((resolve, reject) =>
+            socket.send(entry.data, (error) => (error ? reject(error) : resolve())),
+          );
+          if (!this.#queue.up)
+            this.#options.log(`audit sink ${this.name}: sending again after ${this.#failures} failed attempts`);
           this.#failures = 0;
           this.#queue.delivered([entry]);
         } catch (error) {
@@ -131,12 +134,18 @@ export class SyslogUdpSink implements AuditSink {
   #failed(reason: string): void {
     if (this.#closed) return;
     this.#failures += 1;
-    if (this.#queue.up) this.#options.log(`audit sink ${this.name}: EGW_AUDIT_SINK_UNAVAILABLE udp://${this.#options.host}:${this.#options.port}: ${reason}; records stay queued and are retried`);
+    if (this.#queue.up)
+      this.#options.log(
+        `audit sink ${this.name}: EGW_AUDIT_SINK_UNAVAILABLE udp://${this.#options.host}:${this.#options.port}: ${reason}; records stay queued and are retried`,
+      );
     this.#queue.markDown(reason);
     if (this.#socket) this.#drop(this.#socket);
-    this.#backoffTimer = setTimeout(() => {
-      this.#backoffTimer = undefined;
-      void this.#pump();
-    }, backoffDelay(this.#failures, this.#options.minBackoffMs, this.#options.maxBackoffMs));
+    this.#backoffTimer = setTimeout(
+      () => {
+        this.#backoffTimer = undefined;
+        void this.#pump();
+      },
+      backoffDelay(this.#failures, this.#options.minBackoffMs, this.#options.maxBackoffMs),
+    );
   }
 }

@@ -31,7 +31,11 @@ export function readTlsMaterial(sink: string, paths: TlsFilePaths): TlsMaterial 
     try {
       return { [key]: readFileSync(resolvePath(path)) };
     } catch (cause) {
-      throw new GatewayError('EGW_AUDIT_SINK_INVALID', `audit sink ${sink}: ${key} ${path}: ${(cause as Error).message}`, { cause });
+      throw new GatewayError(
+        'EGW_AUDIT_SINK_INVALID',
+        `audit sink ${sink}: ${key} ${path}: ${(cause as Error).message}`,
+        { cause },
+      );
     }
   };
   return { ...read('ca'), ...read('cert'), ...read('key') };

@@ -67,7 +67,12 @@ export interface HecReceiver {
  * path, and that the body is a sequence of envelopes each with an `event` (400 code 6 / 12).
  * A test can override any answer (e.g. 503 code 9 "Server is busy", or never answering).
  */
-export async function startHecReceiver(options: { cert: string; key: string; token: string | (() => string); port?: number }): Promise<HecReceiver> {
+export async function startHecReceiver(options: {
+  cert: string;
+  key: string;
+  token: string | (() => string);
+  port?: number;
+}): Promise<HecReceiver> {
   const requests: HecRequest[] = [];
   const token = typeof options.token === 'string' ? () => options.token as string : options.token;
   const receiver: HecReceiver = {
@@ -79,7 +84,10 @@ export async function startHecReceiver(options: { cert: string; key: string; tok
     async waitFor(predicate, timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;
       while (!predicate(receiver)) {
-        if (Date.now() > deadline) throw new Error(`HEC receiver: condition not met within ${timeoutMs} ms; ${requests.length} requests: ${requests.map((r) => r.status).join(',')}`);
+        if (Date.now() > deadline)
+          throw new Error(
+            `HEC receiver: condition not met within ${timeoutMs} ms; ${requests.length} requests: ${requests.map((r) => r.status).join(',')}`,
+          );
         await new Promise((r) => setTimeout(r, 25));
       }
     },
@@ -96,11 +104,14 @@ export async function startHecReceiver(options: { cert: string; key: string; tok
       const seen = { path: req.url ?? '', headers: req.headers, body, envelopes };
       let answer: HecAnswer;
       const auth = req.headers.authorization;
-      if (req.method !== 'POST' || req.url !== '/services/collector/event') answer = { status: 404, body: '{"text":"The requested URL was not found on this server.","code":404}' };
+      if (req.method !== 'POST' || req.url !== '/services/collector/event')
+        answer = { status: 404, body: '{"text":"The requested URL was not found on this server.","code":404}' };
       else if (!auth) answer = { status: 401, body: '{"text":"Token is required","code":2}' };
       else if (auth !== `Splunk ${token()}`) answer = { status: 403, body: '{"text":"Invalid token","code":4}' };
-      else if (!envelopes) answer = { status: 400, body: '{"text":"Invalid data format","code":6,"invalid-event-number":0}' };
-      else if (envelopes.some((e) => e.event === undefined)) answer = { status: 400, body: '{"text":"Event field is required","code":12}' };
+      else if (!envelopes)
+        answer = { status: 400, body: '{"text":"Invalid data format","code":6,"invalid-event-number":0}' };
+      else if (envelopes.some((e) => e.event === undefined))
+        answer = { status: 400, body: '{"text":"Event field is required","code":12}' };
       else answer = receiver.answer(requests.length, seen);
       if (answer === 'hang') {
         requests.push({ ...seen, at: Date.now(), status: 0 });

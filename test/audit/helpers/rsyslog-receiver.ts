@@ -23,7 +23,12 @@ export interface RsyslogOptions {
   readonly tcp?: boolean;
   readonly udp?: boolean;
   /** TLS input (RFC 5425) with the ossl driver. authMode x509/certvalid requires a client certificate from `ca`. */
-  readonly tls?: { readonly ca: string; readonly cert: string; readonly key: string; readonly authMode: 'anon' | 'x509/certvalid' };
+  readonly tls?: {
+    readonly ca: string;
+    readonly cert: string;
+    readonly key: string;
+    readonly authMode: 'anon' | 'x509/certvalid';
+  };
 }
 
 export interface RsyslogReceiver {
@@ -98,8 +103,19 @@ export async function createRsyslogReceiver(options: RsyslogOptions): Promise<Rs
       `input(type="imtcp" address="127.0.0.1" port="${tlsPort}" ruleset="audit" streamDriver.name="ossl" streamDriver.mode="1" streamDriver.authMode="${options.tls.authMode}")`,
     );
   }
-  if (options.udp) lines.push('module(load="imudp")', `input(type="imudp" address="127.0.0.1" port="${udpPort}" ruleset="audit")`);
-  const fields = ['pri:pri', 'version:protocol-version', 'hostname:hostname', 'app:app-name', 'procid:procid', 'msgid:msgid', 'sd:structured-data', 'msg:msg', 'input:inputname'];
+  if (options.udp)
+    lines.push('module(load="imudp")', `input(type="imudp" address="127.0.0.1" port="${udpPort}" ruleset="audit")`);
+  const fields = [
+    'pri:pri',
+    'version:protocol-version',
+    'hostname:hostname',
+    'app:app-name',
+    'procid:procid',
+    'msgid:msgid',
+    'sd:structured-data',
+    'msg:msg',
+    'input:inputname',
+  ];
   lines.push(
     'template(name="json" type="list" option.jsonf="on") {',
     '  property(outname="timestamp" name="timestamp" dateFormat="rfc3339" format="jsonf")',
@@ -170,7 +186,10 @@ export async function createRsyslogReceiver(options: RsyslogOptions): Promise<Rs
       for (;;) {
         const current = messages();
         if (predicate(current)) return current;
-        if (Date.now() > deadline) throw new Error(`rsyslog received ${current.length} messages; condition not met within ${timeoutMs} ms. rsyslogd: ${stderr}`);
+        if (Date.now() > deadline)
+          throw new Error(
+            `rsyslog received ${current.length} messages; condition not met within ${timeoutMs} ms. rsyslogd: ${stderr}`,
+          );
         await new Promise((r) => setTimeout(r, 50));
       }
     },

@@ -12,7 +12,12 @@ export function permittedRecord(overrides: Partial<AuditRecord> = {}): AuditReco
     listener: 'egress',
     mode: 'connect',
     source: { ip: '10.42.3.17', port: 51234 },
-    identity: { spiffeId: 'spiffe://prod.example.org/ns/payments/sa/checkout', trustDomain: 'prod.example.org', namespace: 'payments', serviceAccount: 'checkout' },
+    identity: {
+      spiffeId: 'spiffe://prod.example.org/ns/payments/sa/checkout',
+      trustDomain: 'prod.example.org',
+      namespace: 'payments',
+      serviceAccount: 'checkout',
+    },
     certificate: {
       serialNumber: '6A5B073E506A2728ED2E8DC56387C1D5375AC50F',
       issuer: 'O=SPIRE, CN=prod.example.org intermediate',
@@ -41,7 +46,12 @@ export function rejectedRecord(overrides: Partial<AuditRecord> = {}): AuditRecor
     timestamp: '2026-05-01T12:01:00.004Z',
     reason: 'no rule matched (default deny)',
     code: 'EGW_POLICY_DENIED',
-    identity: { spiffeId: 'spiffe://prod.example.org/ns/dev/sa/batch', trustDomain: 'prod.example.org', namespace: 'dev', serviceAccount: 'batch' },
+    identity: {
+      spiffeId: 'spiffe://prod.example.org/ns/dev/sa/batch',
+      trustDomain: 'prod.example.org',
+      namespace: 'dev',
+      serviceAccount: 'batch',
+    },
     destination: { domain: 'pastebin.com', port: 443 },
     rule: undefined,
     http: { method: 'CONNECT', url: 'pastebin.com:443', statusCode: 403 },

@@ -26,15 +26,24 @@ export async function createSiemPki(): Promise<SiemPki> {
   const ca = await createRootCa({ commonName: 'Test SIEM CA', organization: 'siem' });
   const stranger = await createRootCa({ commonName: 'Stranger CA', organization: 'elsewhere' });
   const leaf = async (name: string, issuer: typeof ca, commonName: string, server: boolean) => {
-    const issued = await issueLeaf(issuer, server ? { commonName, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] } : { commonName });
-    return { certPath: write(`${name}.pem`, issued.certPem), keyPath: write(`${name}.key`, await exportPrivateKeyPem(issued.keys.privateKey)) };
+    const issued = await issueLeaf(
+      issuer,
+      server ? { commonName, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] } : { commonName },
+    );
+    return {
+      certPath: write(`${name}.pem`, issued.certPem),
+      keyPath: write(`${name}.key`, await exportPrivateKeyPem(issued.keys.privateKey)),
+    };
   };
   return {
     dir,
     caPath: write('siem-ca.pem', ca.certPem),
     server: await leaf('siem-server', ca, 'siem.test', true),
     client: await leaf('siem-client', ca, 'egress-gateway', false),
-    strangerClient: { ...(await leaf('stranger-client', stranger, 'egress-gateway', false)), caPath: write('stranger-ca.pem', stranger.certPem) },
+    strangerClient: {
+      ...(await leaf('stranger-client', stranger, 'egress-gateway', false)),
+      caPath: write('stranger-ca.pem', stranger.certPem),
+    },
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };
 }

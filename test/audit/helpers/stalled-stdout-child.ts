@@ -5,8 +5,8 @@
  * JSON line with the final stats after close.
  */
 import { once } from 'node:events';
-import { AppendSink } from '../../../src/audit/sinks/append-sink.ts';
 import { formatEcs } from '../../../src/audit/formats/ecs-format.ts';
+import { AppendSink } from '../../../src/audit/sinks/append-sink.ts';
 import { permittedRecord } from './sample-records.ts';
 
 const count = Number(process.argv[2] ?? 5000);
@@ -21,7 +21,9 @@ for (let i = 0; i < count; i += 1) {
   // Let the event loop turn now and then, as a real data path does between connections.
   if (i % 100 === 0) await new Promise((r) => setImmediate(r));
 }
-process.stderr.write(`${JSON.stringify({ phase: 'written', elapsedMs: performance.now() - started, slowestWriteMs: slowest, stats: sink.stats() })}\n`);
+process.stderr.write(
+  `${JSON.stringify({ phase: 'written', elapsedMs: performance.now() - started, slowestWriteMs: slowest, stats: sink.stats() })}\n`,
+);
 process.stdin.setEncoding('utf8');
 await once(process.stdin, 'data');
 await sink.flush(10_000);

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { type Server, createServer } from 'node:https';
+import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 export interface HttpsTarget {

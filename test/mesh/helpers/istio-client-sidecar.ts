@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { type AddressInfo, type Server, type Socket, createServer } from 'node:net';
-import { type PeerCertificate, connect } from 'node:tls';
+import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
+import { connect, type PeerCertificate } from 'node:tls';
 
 /** Envoy's TCP-cluster ALPN under ISTIO_MUTUAL with metadata exchange (istio `ALPNInMeshWithMxc`). */
 export const ISTIO_TCP_ALPN = ['istio-peer-exchange', 'istio'] as const;
@@ -24,7 +24,9 @@ export function exactUriSanCheck(expected: string): (host: string, cert: PeerCer
       .split(', ')
       .filter((entry) => entry.startsWith('URI:'))
       .map((entry) => entry.slice(4));
-    return uris.includes(expected) ? undefined : new Error(`secure naming: peer URI SANs ${JSON.stringify(uris)} do not include ${expected}`);
+    return uris.includes(expected)
+      ? undefined
+      : new Error(`secure naming: peer URI SANs ${JSON.stringify(uris)} do not include ${expected}`);
   };
 }
 
@@ -86,7 +88,11 @@ export async function startIstioClientSidecar(options: {
     open.add(upstream);
     upstream.once('close', () => open.delete(upstream));
     upstream.once('secureConnect', () => {
-      connections.push({ alpnProtocol: upstream.alpnProtocol, protocol: upstream.getProtocol(), servername: options.sni });
+      connections.push({
+        alpnProtocol: upstream.alpnProtocol,
+        protocol: upstream.getProtocol(),
+        servername: options.sni,
+      });
       if (upstream.alpnProtocol === 'istio-peer-exchange') {
         errors.push(new Error('server selected istio-peer-exchange: Envoy would now expect metadata-exchange frames'));
         upstream.destroy();

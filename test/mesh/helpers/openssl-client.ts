@@ -17,7 +17,10 @@ export interface SClientResult {
  * stdin open until `until` shows up (or the deadline passes): s_client quits on stdin EOF, and
  * closing early would race the reply. Stdin is then closed so s_client exits on its own.
  */
-export function sClient(args: readonly string[], options: { send?: string; until?: RegExp; timeoutMs?: number } = {}): Promise<SClientResult> {
+export function sClient(
+  args: readonly string[],
+  options: { send?: string; until?: RegExp; timeoutMs?: number } = {},
+): Promise<SClientResult> {
   return new Promise((resolve, reject) => {
     const child = spawn('openssl', ['s_client', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     let output = '';

@@ -19,7 +19,14 @@ export interface StunnelClient {
 export async function startStunnelClient(
   dir: string,
   name: string,
-  options: { connect: string; certPath: string; keyPath: string; caPath: string; sni: string; maxVersion?: 'TLSv1.2' | 'TLSv1.3' },
+  options: {
+    connect: string;
+    certPath: string;
+    keyPath: string;
+    caPath: string;
+    sni: string;
+    maxVersion?: 'TLSv1.2' | 'TLSv1.3';
+  },
 ): Promise<StunnelClient> {
   const port = await freePort();
   const confPath = join(dir, `stunnel-${name}.conf`);

@@ -42,7 +42,8 @@ const MODELS: Record<string, ModelClass> = {
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
-const QUALIFIED_NAME = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+const QUALIFIED_NAME =
+  /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 
 /** A parsed YAML/JSON document walked by assertions. */
 // biome-ignore lint/suspicious/noExplicitAny: assertions walk a JSON document
@@ -51,7 +52,12 @@ export type JsonDoc = Record<string, any>;
 export interface ManifestObject {
   readonly apiVersion: string;
   readonly kind: string;
-  readonly metadata?: { name?: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  readonly metadata?: {
+    name?: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
   readonly [key: string]: unknown;
 }
 
@@ -68,11 +74,14 @@ export function validateManifest(object: unknown): ManifestObject {
   const Model = MODELS[key];
   if (!Model) throw new Error(`${label}: no schema known for this apiVersion/kind`);
   const name = manifest.metadata?.name;
-  if (!name || name.length > 253 || !DNS1123_SUBDOMAIN.test(name)) throw new Error(`${label}: metadata.name must be a DNS-1123 subdomain`);
+  if (!name || name.length > 253 || !DNS1123_SUBDOMAIN.test(name))
+    throw new Error(`${label}: metadata.name must be a DNS-1123 subdomain`);
   const namespace = manifest.metadata?.namespace;
-  if (namespace !== undefined && (namespace.length > 63 || !DNS1123_LABEL.test(namespace))) throw new Error(`${label}: metadata.namespace must be a DNS-1123 label`);
+  if (namespace !== undefined && (namespace.length > 63 || !DNS1123_LABEL.test(namespace)))
+    throw new Error(`${label}: metadata.namespace must be a DNS-1123 label`);
   for (const [k, v] of Object.entries(manifest.metadata?.labels ?? {})) {
-    if (!QUALIFIED_NAME.test(k) || typeof v !== 'string' || v.length > 63 || !LABEL_VALUE.test(v)) throw new Error(`${label}: invalid label ${k}=${v}`);
+    if (!QUALIFIED_NAME.test(k) || typeof v !== 'string' || v.length > 63 || !LABEL_VALUE.test(v))
+      throw new Error(`${label}: invalid label ${k}=${v}`);
   }
   for (const k of Object.keys(manifest.metadata?.annotations ?? {})) {
     if (!QUALIFIED_NAME.test(k)) throw new Error(`${label}: invalid annotation key ${k}`);
