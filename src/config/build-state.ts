@@ -60,6 +60,7 @@ export async function buildGatewayState(config: GatewayConfig, source: string): 
       id.trustDomain,
       parseCertificateBundle(anchorsPem, anchorsPath),
       anchorsPath,
+      id.limits,
     );
   } catch (error) {
     rethrowKeyed(source, 'identity.trustAnchors', error);

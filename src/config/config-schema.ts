@@ -39,6 +39,15 @@ export const configSchema = z.strictObject({
     key: z.string().min(1),
     /** Dev only: mint a throw-away PKI into `dir` when the files above are missing. */
     devPki: z.strictObject({ generateIfMissing: z.boolean().default(false), dir: z.string().min(1) }).optional(),
+    /** Bounds on a client chain, checked before it is parsed or any signature is checked (issue 9). */
+    limits: z
+      .strictObject({
+        maxCertificateBytes: z.number().int().min(1024).max(1_048_576).default(16_384),
+        maxChainCertificates: z.number().int().min(1).max(16).default(9),
+        maxChainBytes: z.number().int().min(1024).max(1_048_576).default(65_536),
+        verifyWorkBudget: z.number().min(1).max(10_000).default(32),
+      })
+      .default({ maxCertificateBytes: 16_384, maxChainCertificates: 9, maxChainBytes: 65_536, verifyWorkBudget: 32 }),
   }),
   listeners: z
     .array(

@@ -24,6 +24,9 @@ export const ERROR_CODES = {
   EGW_IDENTITY_SPIFFE_ID_INVALID: 'the client URI SAN is not a valid SPIFFE ID',
   EGW_IDENTITY_TRUST_DOMAIN: 'the client SPIFFE ID is not in the configured trust domain',
   EGW_IDENTITY_MALFORMED: 'the client certificate could not be parsed',
+  EGW_IDENTITY_CHAIN_TOO_LARGE: 'the client chain exceeds a certificate size or count limit',
+  EGW_IDENTITY_KEY_POLICY: 'a certificate in the client chain has a public key outside the key policy',
+  EGW_IDENTITY_VERIFY_BUDGET: 'the client chain could not be verified within the verification work budget',
   EGW_TLS_HANDSHAKE: 'the TLS handshake failed',
   EGW_TLS_HANDSHAKE_TIMEOUT: 'the TLS handshake did not finish in time',
   // policy

@@ -2,6 +2,8 @@ import type { X509Certificate } from 'node:crypto';
 import { GatewayError } from '../core/errors.ts';
 import { type CertificateFacts, certificateFacts, KeyUsage } from '../pki/certificate-facts.ts';
 import { readCertificateBundle } from '../pki/pem-bundle.ts';
+import { type ChainLimits, DEFAULT_CHAIN_LIMITS } from './chain-limits.ts';
+import { verificationCost } from './key-policy.ts';
 import { parseTrustDomain } from './spiffe-id.ts';
 
 /**
@@ -13,12 +15,15 @@ export interface TrustBundle {
   readonly trustDomain: string;
   readonly anchors: readonly CertificateFacts[];
   readonly source: string;
+  /** Bounds on what a client's chain may cost to check (identity.limits); defaults when absent. */
+  readonly limits?: ChainLimits;
 }
 
 export function trustBundleFromCertificates(
   trustDomain: string,
   certs: readonly X509Certificate[],
   source: string,
+  limits: ChainLimits = DEFAULT_CHAIN_LIMITS,
 ): TrustBundle {
   parseTrustDomain(trustDomain);
   const anchors = certs.map((cert, index) => {
@@ -35,9 +40,15 @@ export function trustBundleFromCertificates(
         `${source}: certificate #${index + 1} (${facts.subject}) lacks keyCertSign`,
       );
     }
+    try {
+      // The anchor's key verifies what clients send: the key policy bounds that cost too.
+      verificationCost(cert.publicKey, `certificate #${index + 1} (${facts.subject})`);
+    } catch (error) {
+      throw new GatewayError('EGW_PKI_FILE', `${source}: ${(error as Error).message}`, { cause: error });
+    }
     return facts;
   });
-  return Object.freeze({ trustDomain, anchors: Object.freeze(anchors), source });
+  return Object.freeze({ trustDomain, anchors: Object.freeze(anchors), source, limits: Object.freeze({ ...limits }) });
 }
 
 export function loadTrustBundle(trustDomain: string, path: string): TrustBundle {

@@ -1,9 +1,11 @@
-import type { X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { GatewayError } from '../core/errors.ts';
 import { type CertificateFacts, certificateFacts, ExtendedKeyUsageOid, KeyUsage } from '../pki/certificate-facts.ts';
+import { checkChainSize, DEFAULT_CHAIN_LIMITS, type PresentedCertificate } from './chain-limits.ts';
+import { verificationCost } from './key-policy.ts';
 import { parseSpiffeId, type SpiffeId } from './spiffe-id.ts';
 import type { TrustBundle } from './trust-bundle.ts';
-import { verifyChain } from './verify-chain.ts';
+import { type VerifyStats, verifyChain } from './verify-chain.ts';
 
 /** The authenticated caller: a SPIFFE ID and the facts of the certificate that proved it. */
 export interface PeerIdentity {
@@ -48,18 +50,27 @@ export function verifySvidLeaf(leaf: CertificateFacts, trustDomain: string): Spi
 
 /**
  * Verifies a peer's presented chain (leaf first, as TLS sends it) against the bundle and returns
- * its identity. Throws GatewayError with an EGW_IDENTITY_* code on any failure.
+ * its identity. Throws GatewayError with an EGW_IDENTITY_* code on any failure. Order matters:
+ * sizes (DER lengths only), then every key against the key policy, then our ASN.1 parse, then
+ * the budgeted path search; only a chain that passed everything is remembered.
  */
 export function verifyPeerSvid(
-  presented: readonly X509Certificate[],
+  sent: readonly PresentedCertificate[],
   bundle: TrustBundle,
   now: Date = new Date(),
+  stats?: VerifyStats,
 ): PeerIdentity {
-  const [leafCert, ...rest] = presented;
-  if (!leafCert) throw new GatewayError('EGW_IDENTITY_NO_CERT');
-  const leaf = certificateFactsCached(leafCert);
-  const path = verifyChain(leaf, rest.map(certificateFactsCached), bundle, now);
+  if (sent.length === 0) throw new GatewayError('EGW_IDENTITY_NO_CERT');
+  checkChainSize(sent, bundle.limits ?? DEFAULT_CHAIN_LIMITS);
+  const presented = sent.map(toCertificate);
+  const [leafCert, ...rest] = presented as [X509Certificate, ...X509Certificate[]];
+  for (const [index, cert] of presented.entries()) {
+    verificationCost(cert.publicKey, index === 0 ? 'the leaf' : `certificate #${index + 1}`);
+  }
+  const leaf = factsOf(leafCert);
+  const path = verifyChain(leaf, rest.map(factsOf), bundle, now, { stats });
   const spiffeId = verifySvidLeaf(leaf, bundle.trustDomain);
+  for (const cert of path.slice(0, -1)) remember(cert);
   return Object.freeze({ spiffeId, leaf, path: Object.freeze(path) });
 }
 
@@ -67,16 +78,47 @@ export function verifyPeerSvid(
 // connection. The ASN.1 decode is the largest per-handshake cost (docs/benchmarks.md), and its
 // result depends only on the DER, so it is cached by SHA-256 fingerprint. Everything that depends
 // on time or trust (validity, signatures, anchors) is still checked on every connection.
-// Bounded, oldest first out, so a client cycling through certificates cannot grow it.
+// Only certificates of chains that validated enter it (an anonymous client cannot fill it), and
+// it is bounded in bytes of DER as well as entries, least recently used out first.
 const factsCache = new Map<string, CertificateFacts>();
-const FACTS_CACHE_LIMIT = 4096;
+const FACTS_CACHE_ENTRIES = 4096;
+const FACTS_CACHE_BYTES = 8 * 1024 * 1024;
+let factsCacheBytes = 0;
 
-function certificateFactsCached(cert: X509Certificate): CertificateFacts {
-  const key = cert.fingerprint256;
-  const hit = factsCache.get(key);
-  if (hit) return hit;
-  const facts = certificateFacts(cert);
-  if (factsCache.size >= FACTS_CACHE_LIMIT) factsCache.delete(factsCache.keys().next().value as string);
+function toCertificate(cert: PresentedCertificate): X509Certificate {
+  if (!Buffer.isBuffer(cert)) return cert;
+  try {
+    return new X509Certificate(cert);
+  } catch (cause) {
+    throw new GatewayError('EGW_IDENTITY_MALFORMED', 'certificate DER cannot be parsed', { cause });
+  }
+}
+
+function factsOf(cert: X509Certificate): CertificateFacts {
+  const hit = factsCache.get(cert.fingerprint256);
+  if (!hit) return certificateFacts(cert);
+  factsCache.delete(cert.fingerprint256);
+  factsCache.set(cert.fingerprint256, hit);
+  return hit;
+}
+
+function remember(facts: CertificateFacts): void {
+  const key = facts.node.fingerprint256;
+  if (factsCache.has(key)) return;
+  const bytes = facts.node.raw.length;
+  while (
+    factsCache.size > 0 &&
+    (factsCache.size >= FACTS_CACHE_ENTRIES || factsCacheBytes + bytes > FACTS_CACHE_BYTES)
+  ) {
+    const [oldestKey, oldest] = factsCache.entries().next().value as [string, CertificateFacts];
+    factsCache.delete(oldestKey);
+    factsCacheBytes -= oldest.node.raw.length;
+  }
   factsCache.set(key, facts);
-  return facts;
+  factsCacheBytes += bytes;
+}
+
+/** For tests and /stats: what the facts cache holds. */
+export function factsCacheUsage(): { entries: number; bytes: number } {
+  return { entries: factsCache.size, bytes: factsCacheBytes };
 }

@@ -25,6 +25,9 @@ export interface CertificateFacts {
   readonly sha256: string;
   readonly notBefore: Date;
   readonly notAfter: Date;
+  /** Hex keyIdentifier of the SubjectKeyIdentifier / AuthorityKeyIdentifier extensions, when present. */
+  readonly subjectKeyId: string | undefined;
+  readonly authorityKeyId: string | undefined;
 }
 
 function dn(nodeDn: string | undefined): string {
@@ -42,6 +45,8 @@ export function certificateFacts(cert: NodeCertificate): CertificateFacts {
   const usage = parsed.getExtension(x509.KeyUsagesExtension);
   const eku = parsed.getExtension(x509.ExtendedKeyUsageExtension);
   const sanExtensions = parsed.getExtensions(x509.SubjectAlternativeNameExtension);
+  const ski = parsed.getExtension(x509.SubjectKeyIdentifierExtension);
+  const aki = parsed.getExtension(x509.AuthorityKeyIdentifierExtension);
   const names = sanExtensions.flatMap((ext) => ext.names.items);
   return Object.freeze({
     node: cert,
@@ -59,6 +64,8 @@ export function certificateFacts(cert: NodeCertificate): CertificateFacts {
     sha256: cert.fingerprint256.replaceAll(':', ''),
     notBefore: new Date(cert.validFrom),
     notAfter: new Date(cert.validTo),
+    subjectKeyId: ski?.keyId?.toLowerCase(),
+    authorityKeyId: aki?.keyId?.toLowerCase(),
   });
 }
 

@@ -1,6 +1,6 @@
 import type { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { type SecureContext, TLSSocket } from 'node:tls';
+import { type DetailedPeerCertificate, type SecureContext, TLSSocket } from 'node:tls';
 import { GatewayError } from '../core/errors.ts';
 
 /**
@@ -71,16 +71,30 @@ export function acceptTls(raw: Socket, context: SecureContext, timeoutMs: number
 }
 
 /**
- * The chain the peer sent, leaf first, as node:crypto certificates. Node links each certificate
- * to its issuer among the sent ones (OpenSSL X509_check_issued); unlinked extras are dropped.
+ * The chain the peer sent, leaf first, as DER. Node links each certificate to its issuer among
+ * the sent ones; unlinked extras are dropped. DER buffers, not X509Certificate objects: those pin
+ * OpenSSL's parsed copy in native memory V8 does not see until a GC, so an anonymous client's
+ * 95 KB junk certificates piled up (issue 9). Sizes are read first from plain DER copies; only a
+ * chain of certificates up to `maxCertificateBytes` is walked as X509Certificate objects, whose
+ * linking (unlike getPeerCertificate's X509_check_issued) keeps a non-CA issuer for the identity
+ * stage to name.
  */
-export function presentedChain(socket: TLSSocket): X509Certificate[] {
-  const chain: X509Certificate[] = [];
+export function presentedChain(socket: TLSSocket, maxCertificateBytes = 16_384): Buffer[] {
+  const sizes: Buffer[] = [];
+  const seenDetailed = new Set<string>();
+  let detailed: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
+  while (detailed?.raw && !seenDetailed.has(detailed.fingerprint256)) {
+    seenDetailed.add(detailed.fingerprint256);
+    sizes.push(detailed.raw);
+    detailed = detailed.issuerCertificate;
+  }
+  if (sizes.some((der) => der.length > maxCertificateBytes)) return sizes;
+  const chain: Buffer[] = [];
   const seen = new Set<string>();
   let current: X509Certificate | undefined = socket.getPeerX509Certificate();
   while (current && !seen.has(current.fingerprint256)) {
     seen.add(current.fingerprint256);
-    chain.push(current);
+    chain.push(current.raw);
     current = current.issuerCertificate;
   }
   return chain;

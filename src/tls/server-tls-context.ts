@@ -27,7 +27,10 @@ export function createServerTlsContext(material: ServerTlsMaterial): SecureConte
       minVersion: material.minVersion ?? 'TLSv1.2',
       // No session tickets: a resumed session carries no peer chain to re-verify, and the
       // verification here is ours, not OpenSSL's. Every connection presents its chain.
-      secureOptions: constants.SSL_OP_NO_TICKET,
+      // No renegotiation: on a hand-built TLSSocket Node enforces neither its renegotiation
+      // limit nor disableRenegotiation(), and a renegotiated handshake could swap the client
+      // certificate after the identity stage judged it. Only the context option refuses it.
+      secureOptions: constants.SSL_OP_NO_TICKET | constants.SSL_OP_NO_RENEGOTIATION,
     } as Parameters<typeof createSecureContext>[0]);
   } catch (cause) {
     throw new GatewayError(
