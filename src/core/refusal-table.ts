@@ -90,8 +90,8 @@ export function metricKindFor(code: ErrorCode | undefined): MetricKind | undefin
   return code ? REFUSALS[code]?.metric : undefined;
 }
 
-/** The metric a refusal feeds, as docs/refusals.md names it. */
-export function metricName(metric: MetricKind | undefined): string {
+/** The counter a refusal feeds (besides egw_connections_total), as docs/refusals.md names it. */
+export function metricName(metric: MetricKind | undefined): string | undefined {
   switch (metric?.counter) {
     case 'limit':
       return `egw_limit_rejections_total{limit="${metric.limit}"}`;
@@ -100,6 +100,6 @@ export function metricName(metric: MetricKind | undefined): string {
     case 'policy-deny':
       return 'egw_policy_decisions_total{decision="deny"}';
     default:
-      return 'egw_connections_total{decision="rejected"} only';
+      return undefined;
   }
 }

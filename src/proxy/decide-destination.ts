@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import type { EgressFacts } from '../core/audit-records.ts';
 import { type ErrorCode, GatewayError } from '../core/errors.ts';
 import { canonicalHost } from '../core/host-name.ts';
@@ -72,7 +73,11 @@ export async function decideDestination(
   const port = target.port;
   if (!host) return deny('EGW_PROXY_BAD_REQUEST', `host ${JSON.stringify(target.host)} is not a valid host name or IP`);
   const input = { listener: listener.name, identity, destination: { host, port } };
-  const byName = decideByName(state.policy, input);
+  // An IP literal is its own address: every rule can decide on it before any resolver work.
+  const byName =
+    isIP(host) === 0
+      ? decideByName(state.policy, input)
+      : decide(state.policy, { ...input, destination: { host, port, ip: host } });
   if (byName && !byName.allow) return policyDeny(byName, host, port);
   const { ip, error } = await resolveOnce(state, host);
   const decision = byName ?? decide(state.policy, { ...input, destination: { host, port, ...(ip ? { ip } : {}) } });
