@@ -2,7 +2,7 @@ import type { SpiffeId } from '../identity/spiffe-id.ts';
 import type { CompiledPolicy, CompiledRule } from './compile-policy.ts';
 import { hostMatches, normalizeHost, spiffeIdMatches } from './glob.ts';
 
-/** What a decision is about. `destination` is absent for a tcp listener's fixed upstream check-less case. */
+/** What a decision is about: the listener, the caller and (for connect and tcp mode alike) the destination. */
 export interface DecisionInput {
   readonly listener: string;
   readonly identity: SpiffeId;

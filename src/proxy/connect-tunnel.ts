@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
   auditEgressClosed,
@@ -10,9 +11,26 @@ import {
 import { pipeSockets, upstreamCounters } from '../pipe/pipe-sockets.ts';
 import { dialUpstream } from '../upstream/dial-upstream.ts';
 import type { ConnectionContext } from './connection-context.ts';
-import { decideDestination, factsOf } from './decide-destination.ts';
-import { dialFailure, httpAnswer, limitRefusal, refuseOnSocket } from './http-refusal.ts';
+import { type DestinationVerdict, decideDestination, factsOf } from './decide-destination.ts';
+import { dialFailure, type HttpAnswer, httpAnswer, limitRefusal, refuseOnSocket } from './http-refusal.ts';
 import { auditUrl, parseRequestTarget } from './request-target.ts';
+
+/** Dials exactly the checked IP from the chosen SNAT address; a failure comes back as its refusal. */
+async function dialChecked(
+  ctx: ConnectionContext,
+  verdict: Extract<DestinationVerdict, { allow: true }>,
+): Promise<Socket | HttpAnswer> {
+  try {
+    return await dialUpstream({
+      ip: verdict.ip,
+      port: verdict.port,
+      timeoutMs: ctx.state.timeouts.connectMs,
+      ...(verdict.snat ? { localAddress: verdict.snat } : {}),
+    });
+  } catch (error) {
+    return dialFailure(error);
+  }
+}
 
 /**
  * CONNECT: decide, dial exactly the checked IP from the chosen SNAT address, answer 200 and
@@ -41,18 +59,10 @@ export async function handleConnect(
     auditEgressRejected(ctx.auditBase, { code: answer.code, reason: answer.reason }, factsOf(verdict));
     return refuseOnSocket(socket, answer);
   }
-  let upstream: Awaited<ReturnType<typeof dialUpstream>>;
-  try {
-    upstream = await dialUpstream({
-      ip: verdict.ip,
-      port: verdict.port,
-      timeoutMs: ctx.state.timeouts.connectMs,
-      ...(verdict.snat ? { localAddress: verdict.snat } : {}),
-    });
-  } catch (error) {
-    const answer = dialFailure(error);
-    auditEgressRejected(ctx.auditBase, { code: answer.code, reason: answer.reason }, factsOf(verdict));
-    return refuseOnSocket(socket, answer);
+  const upstream = await dialChecked(ctx, verdict);
+  if (!(upstream instanceof Socket)) {
+    auditEgressRejected(ctx.auditBase, { code: upstream.code, reason: upstream.reason }, factsOf(verdict));
+    return refuseOnSocket(socket, upstream);
   }
   const facts: EgressFacts = { ...factsOf(verdict), snat: snatOf(verdict.snat, upstream) };
   auditEgressPermitted(ctx.auditBase, verdict.reason, { ...facts, http: { method: 'CONNECT', url: req.url ?? '' } });
