@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import type { EgressFacts } from '../core/audit-records.ts';
+import { type EgressFacts, snatOf } from '../core/audit-records.ts';
 import { type ErrorCode, GatewayError } from '../core/errors.ts';
 import { canonicalHost } from '../core/host-name.ts';
 import type { SpiffeId } from '../identity/spiffe-id.ts';
@@ -97,7 +97,7 @@ export async function decideDestination(
   return { allow: true, host, port, ip, reason: decision.reason, ...rule, ...(snat ? { snat } : {}) };
 }
 
-/** The audit fields of a verdict (destination as decided, rule, chosen SNAT address). */
+/** The audit fields of a verdict: destination as decided, rule, chosen SNAT address. */
 export function factsOf(verdict: DestinationVerdict): EgressFacts {
   const destination = {
     ...(verdict.host ? { domain: verdict.host } : {}),
@@ -107,5 +107,7 @@ export function factsOf(verdict: DestinationVerdict): EgressFacts {
   return {
     ...(Object.keys(destination).length > 0 ? { destination } : {}),
     ...(verdict.rule ? { rule: verdict.rule.name } : {}),
+    // The chosen source address, until a dial reports the one (and the port) actually used.
+    ...(verdict.allow && verdict.snat ? { snat: snatOf(verdict.snat, {}) } : {}),
   };
 }

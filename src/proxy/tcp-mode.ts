@@ -45,14 +45,7 @@ async function handleTcp(ctx: ConnectionContext): Promise<void> {
     });
   } catch (error) {
     const gatewayError = error instanceof GatewayError ? error : new GatewayError('EGW_UPSTREAM_ERROR', String(error));
-    auditEgressRejected(
-      ctx.auditBase,
-      { code: gatewayError.code, reason: gatewayError.message },
-      {
-        ...factsOf(verdict),
-        ...(verdict.snat ? { snat: { ip: verdict.snat } } : {}),
-      },
-    );
+    auditEgressRejected(ctx.auditBase, { code: gatewayError.code, reason: gatewayError.message }, factsOf(verdict));
     return resetConnection(ctx.raw);
   }
   const facts: EgressFacts = { ...factsOf(verdict), snat: snatOf(verdict.snat, socket) };
