@@ -74,11 +74,11 @@ export async function decideDestination(
   if (!host) return deny('EGW_PROXY_BAD_REQUEST', `host ${JSON.stringify(target.host)} is not a valid host name or IP`);
   const input = { listener: listener.name, identity, destination: { host, port } };
   // An IP literal is its own address: every rule can decide on it before any resolver work.
-  const byName =
-    isIP(host) === 0
-      ? decideByName(state.policy, input)
-      : decide(state.policy, { ...input, destination: { host, port, ip: host } });
-  if (byName && !byName.allow) return policyDeny(byName, host, port);
+  const literal = isIP(host) === 0 ? undefined : host;
+  const byName = literal
+    ? decide(state.policy, { ...input, destination: { host, port, ip: literal } })
+    : decideByName(state.policy, input);
+  if (byName && !byName.allow) return policyDeny(byName, host, port, literal);
   const { ip, error } = await resolveOnce(state, host);
   const decision = byName ?? decide(state.policy, { ...input, destination: { host, port, ...(ip ? { ip } : {}) } });
   if (!decision.allow) return policyDeny(decision, host, port, ip);

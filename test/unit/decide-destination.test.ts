@@ -90,6 +90,7 @@ describe('decideDestination (the one destination decision)', () => {
     const { state, asked } = stateWith(rules);
     const ok = await decideDestination(state, egress, id('bookinfo'), { host: '203.0.113.7', port: 443 });
     assert.equal(!ok.allow && ok.code, 'EGW_POLICY_DENIED');
+    assert.equal(ok.ip, '203.0.113.7', 'a literal is its own address, in the deny too');
     const odd = await decideDestination(state, egress, id('bookinfo'), { host: '0127.0.0.1', port: 443 });
     assert.equal(!odd.allow && odd.code, 'EGW_PROXY_BAD_REQUEST');
     assert.deepEqual(asked, [], 'an IP literal is decided on as it is; nothing was looked up');
