@@ -1,5 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { type AuditRecord, subscribeAudit } from '../core/audit-event.ts';
+import { metricKindFor } from '../core/refusal-table.ts';
 import { subscribeRuntimeEvents } from '../core/runtime-event.ts';
 
 /** What the metrics read at scrape time rather than count as events. */
@@ -20,14 +21,6 @@ export interface MetricsSources {
   /** Seconds until expiry, by certificate role and subject. */
   certificateExpiry(): ReadonlyArray<{ role: 'gateway' | 'anchor'; subject: string; secondsLeft: number }>;
 }
-
-const UPSTREAM_CODES: Record<string, string> = {
-  EGW_UPSTREAM_DNS: 'dns',
-  EGW_UPSTREAM_TIMEOUT: 'timeout',
-  EGW_UPSTREAM_REFUSED: 'refused',
-  EGW_UPSTREAM_UNREACHABLE: 'unreachable',
-  EGW_UPSTREAM_ERROR: 'other',
-};
 
 /**
  * Prometheus metrics (prom-client), fed by the data path's audit and runtime channels so no
@@ -176,24 +169,30 @@ export class GatewayMetrics {
         this.#connections.inc({ listener, decision: 'permitted' });
         this.#decisions.inc({ rule: record.rule?.name ?? '', decision: 'allow' });
         return;
-      case 'egress-rejected': {
+      case 'egress-rejected':
         this.#connections.inc({ listener, decision: 'rejected' });
-        const code = record.code ?? '';
-        if (code.startsWith('EGW_LIMIT_') || code === 'EGW_DRAINING')
-          this.#limits.inc({ listener, limit: code.replace(/^EGW_(LIMIT_)?/, '').toLowerCase() });
-        else if (UPSTREAM_CODES[code]) this.#dialErrors.inc({ listener, kind: UPSTREAM_CODES[code] as string });
-        if (code.startsWith('EGW_POLICY_') || UPSTREAM_CODES[code]) {
-          this.#decisions.inc({
-            rule: record.rule?.name ?? '',
-            decision: code.startsWith('EGW_POLICY_') ? 'deny' : 'allow',
-          });
-        }
+        this.#onRefusal(listener, record);
         return;
-      }
       case 'egress-closed':
         this.#bytes.inc({ listener, direction: 'in' }, record.bytesFromClient ?? 0);
         this.#bytes.inc({ listener, direction: 'out' }, record.bytesToClient ?? 0);
         return;
+    }
+  }
+
+  /** The counter a refusal feeds comes from the refusal table (src/core/refusal-table.ts). */
+  #onRefusal(listener: string, record: AuditRecord): void {
+    const metric = metricKindFor(record.code);
+    const rule = record.rule?.name ?? '';
+    switch (metric?.counter) {
+      case 'limit':
+        return void this.#limits.inc({ listener, limit: metric.limit });
+      case 'dial':
+        // The policy allowed it; the dial (or the allowed host's DNS) failed.
+        this.#dialErrors.inc({ listener, kind: metric.kind });
+        return void this.#decisions.inc({ rule, decision: 'allow' });
+      case 'policy-deny':
+        return void this.#decisions.inc({ rule, decision: 'deny' });
     }
   }
 

@@ -2,7 +2,7 @@ import type { SpiffeId } from '../identity/spiffe-id.ts';
 import type { CompiledPolicy, CompiledRule } from './compile-policy.ts';
 import { hostMatches, normalizeHost, spiffeIdMatches } from './glob.ts';
 
-/** What a decision is about. `destination` is absent for a tcp listener's fixed upstream check-less case. */
+/** What a decision is about: the listener, the caller and (for connect and tcp mode alike) the destination. */
 export interface DecisionInput {
   readonly listener: string;
   readonly identity: SpiffeId;
@@ -63,6 +63,46 @@ export function decide(policy: CompiledPolicy, input: DecisionInput): Decision {
     return rule.action === 'allow'
       ? { allow: true, reason: `allowed by rule ${rule.name}`, rule }
       : { allow: false, reason: `denied by rule ${rule.name}`, rule };
+  }
+  return { allow: false, reason: DEFAULT_DENY_REASON };
+}
+
+export const UNRESOLVED_DENY_REASON = 'no rule can allow this identity to reach this destination (not resolved)';
+
+/** True when `rule` could match `port` only through the destination IP (`to.cidrs`). */
+function needsIp(rule: CompiledRule, port: number | undefined): boolean {
+  const to = rule.to;
+  return to?.cidrs !== undefined && (!to.ports || (port !== undefined && to.ports.has(port)));
+}
+
+function couldAllow(rule: CompiledRule, input: DecisionInput): boolean {
+  if (rule.action !== 'allow' || (rule.listeners && !rule.listeners.has(input.listener))) return false;
+  if (!fromMatches(rule, input.identity)) return false;
+  return toMatches(rule, input.destination) || needsIp(rule, input.destination?.port);
+}
+
+/**
+ * The decision on the name alone, or undefined when it depends on the destination IP: the same
+ * first match as `decide`, stopping at the first `to.cidrs` rule the name does not settle. When no
+ * rule from there on could allow, the answer is a deny without DNS, so a denied identity never
+ * makes the gateway resolve a name (issue 9: DNS exfiltration and stalls).
+ */
+export function decideByName(policy: CompiledPolicy, input: DecisionInput): Decision | undefined {
+  const byName: DecisionInput = { ...input, destination: { ...input.destination, ip: undefined } };
+  for (const [index, rule] of policy.rules.entries()) {
+    if (rule.listeners && !rule.listeners.has(input.listener)) continue;
+    if (!fromMatches(rule, input.identity)) continue;
+    if (toMatches(rule, byName.destination)) {
+      return rule.action === 'allow'
+        ? { allow: true, reason: `allowed by rule ${rule.name}`, rule }
+        : { allow: false, reason: `denied by rule ${rule.name}`, rule };
+    }
+    if (needsIp(rule, input.destination?.port)) {
+      const rest = policy.rules.slice(index);
+      return rest.some((later) => couldAllow(later, byName))
+        ? undefined
+        : { allow: false, reason: UNRESOLVED_DENY_REASON };
+    }
   }
   return { allow: false, reason: DEFAULT_DENY_REASON };
 }

@@ -1,9 +1,9 @@
 import { GatewayError } from '../core/errors.ts';
+import { httpRefusalFor } from '../core/refusal-table.ts';
 import { parseSpiffeId } from '../identity/spiffe-id.ts';
-import { authorizeDestination } from './authorize-destination.ts';
-import { parseAuthority } from './connect-mode.ts';
-import type { GatewayState } from './gateway-state.ts';
-import { decideTcpUpstream } from './tcp-mode.ts';
+import { type DestinationVerdict, decideDestination } from './decide-destination.ts';
+import type { GatewayState, ListenerSettings } from './gateway-state.ts';
+import { parseAuthority } from './request-target.ts';
 
 export interface PolicyCheckInput {
   readonly spiffeId: string;
@@ -19,6 +19,7 @@ export interface PolicyCheckResult {
   readonly rule: string | null;
   readonly reason: string;
   readonly code?: string;
+  /** The HTTP status a connect-mode client would get; absent for tcp mode (a TCP reset). */
   readonly status?: number;
   readonly ip?: string;
   readonly snat?: string;
@@ -26,7 +27,13 @@ export interface PolicyCheckResult {
   readonly summary: string;
 }
 
-function splitDest(dest: string): { host: string; port: number } {
+function requestedDestination(listener: ListenerSettings, dest: string | undefined) {
+  if (listener.mode === 'tcp') return undefined;
+  if (!dest)
+    throw new GatewayError(
+      'EGW_PROXY_BAD_REQUEST',
+      `a destination (host:port) is required for connect-mode listener ${listener.name}`,
+    );
   const target = parseAuthority(dest);
   if (!target)
     throw new GatewayError(
@@ -36,54 +43,44 @@ function splitDest(dest: string): { host: string; port: number } {
   return target;
 }
 
+function resultOf(listener: ListenerSettings, verdict: DestinationVerdict): PolicyCheckResult {
+  const rule = verdict.rule?.name ?? null;
+  const head = `listener=${listener.name} rule=${rule ?? '(default deny)'}`;
+  if (verdict.allow) {
+    const snat = verdict.snat ? ` snat=${verdict.snat}` : '';
+    return {
+      allow: true,
+      listener: listener.name,
+      rule,
+      reason: verdict.reason,
+      ip: verdict.ip,
+      ...(verdict.snat ? { snat: verdict.snat } : {}),
+      summary: `ALLOW ${head} ip=${verdict.ip}${snat}: ${verdict.reason}`,
+    };
+  }
+  const status = listener.mode === 'connect' ? httpRefusalFor(verdict.code).status : undefined;
+  const answer = status === undefined ? 'reset' : `status=${status}`;
+  return {
+    allow: false,
+    listener: listener.name,
+    rule,
+    reason: verdict.reason,
+    code: verdict.code,
+    ...(status === undefined ? {} : { status }),
+    ...(verdict.ip ? { ip: verdict.ip } : {}),
+    summary: `DENY ${head} ${answer} code=${verdict.code}: ${verdict.reason}`,
+  };
+}
+
 /**
- * The decision a connection would get, with the same code path as live traffic (DNS, policy,
- * SSRF guard). Shared by `egress-gateway policy check` and admin `POST /policy/check`.
+ * The decision a connection would get, from the same decideDestination as live traffic (DNS,
+ * policy, SSRF guard, SNAT). Shared by `egress-gateway policy check` and admin `POST /policy/check`.
  */
 export async function checkPolicy(state: GatewayState, input: PolicyCheckInput): Promise<PolicyCheckResult> {
   const listenerName = input.listener ?? [...state.listeners.keys()][0] ?? '';
   const listener = state.listeners.get(listenerName);
   if (!listener) throw new GatewayError('EGW_CONFIG_INVALID', `no listener is named ${JSON.stringify(listenerName)}`);
   const id = parseSpiffeId(input.spiffeId);
-  if (listener.mode === 'connect') {
-    if (!input.dest)
-      throw new GatewayError(
-        'EGW_PROXY_BAD_REQUEST',
-        `a destination (host:port) is required for connect-mode listener ${listener.name}`,
-      );
-    const { host, port } = splitDest(input.dest);
-    const result = await authorizeDestination(state, listener, id, host, port);
-    const rule = result.decision?.rule?.name ?? null;
-    if (result.allow) {
-      return {
-        allow: true,
-        listener: listener.name,
-        rule,
-        reason: result.decision.reason,
-        ip: result.ip,
-        ...(result.snat ? { snat: result.snat } : {}),
-        summary: `ALLOW listener=${listener.name} rule=${rule ?? '(default deny)'} ip=${result.ip}${result.snat ? ` snat=${result.snat}` : ''}: ${result.decision.reason}`,
-      };
-    }
-    return {
-      allow: false,
-      listener: listener.name,
-      rule,
-      reason: result.reason,
-      code: result.code,
-      status: result.status,
-      ...(result.ip ? { ip: result.ip } : {}),
-      summary: `DENY listener=${listener.name} rule=${rule ?? '(default deny)'} status=${result.status} code=${result.code}: ${result.reason}`,
-    };
-  }
-  const { decision } = await decideTcpUpstream(state, listener, id);
-  const rule = decision.rule?.name ?? null;
-  return {
-    allow: decision.allow,
-    listener: listener.name,
-    rule,
-    reason: decision.reason,
-    ...(decision.allow ? {} : { code: 'EGW_POLICY_DENIED' }),
-    summary: `${decision.allow ? 'ALLOW' : 'DENY'} listener=${listener.name} rule=${rule ?? '(default deny)'}: ${decision.reason}`,
-  };
+  const verdict = await decideDestination(state, listener, id, requestedDestination(listener, input.dest));
+  return resultOf(listener, verdict);
 }

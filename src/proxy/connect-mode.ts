@@ -1,194 +1,70 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from 'node:http';
-import { type Duplex, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { publishAudit } from '../core/audit-event.ts';
-import type { ErrorCode } from '../core/errors.ts';
-import { canonicalHost } from '../core/host-name.ts';
-import { pipeSockets, upstreamCounters } from '../pipe/pipe-sockets.ts';
-import { dialUpstream } from '../upstream/dial-upstream.ts';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { auditEgressRejected } from '../core/audit-records.ts';
 import type { HttpForwarder } from '../upstream/http-forwarder.ts';
-import {
-  type Authorization,
-  authorizeDestination,
-  type ProxyStatusError,
-  proxyStatusHeader,
-  refusalForUpstreamError,
-} from './authorize-destination.ts';
+import { handleAbsoluteForm } from './absolute-form.ts';
+import { handleConnect } from './connect-tunnel.ts';
 import type { ConnectionContext } from './connection-context.ts';
-import { elapsedNs, type ModeHandler } from './handle-connection.ts';
+import type { ModeHandler } from './handle-connection.ts';
+import { httpAnswer, refuseOnSocket } from './http-refusal.ts';
 
-/** RFC 7230 §6.1 hop-by-hop headers, plus the proxy-only ones, never forwarded either way. */
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-]);
-
-export function stripHopByHop(
-  headers: Record<string, string | string[] | undefined>,
-): Record<string, string | string[]> {
-  const named = new Set(
-    String(headers.connection ?? '')
-      .split(',')
-      .map((token) => token.trim().toLowerCase())
-      .filter(Boolean),
-  );
-  const out: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(headers)) {
-    const lower = name.toLowerCase();
-    if (value === undefined || HOP_BY_HOP.has(lower) || named.has(lower)) continue;
-    out[lower] = value;
-  }
-  return out;
-}
+// The request-target parser lives in request-target.ts; re-exported for existing importers.
+export { parseAuthority } from './request-target.ts';
 
 /**
- * A request target as audit records show it: no credentials (`user:pass@`), at most 2048
- * characters, because records are queued for SIEMs and must not carry secrets or grow unbounded.
+ * Slowloris guard: a request head must be complete within timeouts.requestHead of the
+ * connection's start, and of the end of the previous response on a kept-alive connection. A wall
+ * clock, not an idle timer, so a client dripping one byte at a time cannot hold it open. node:http
+ * runs its own header timers only on servers that listen; these are fed sockets.
  */
-function auditUrl(target: URL | string | undefined): string {
-  const text = typeof target === 'string' || target === undefined ? (target ?? '') : target.href;
-  return text.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#@]*@/i, '$1').slice(0, 2048);
-}
+class HeadTimers {
+  readonly #timers = new WeakMap<Duplex, NodeJS.Timeout>();
 
-/**
- * Parses CONNECT's authority-form target (`host:port` or `[v6]:port`) into the canonical host
- * that policy, resolver and audit all use; undefined when the host could be read two ways.
- */
-export function parseAuthority(target: string | undefined): { host: string; port: number } | undefined {
-  if (!target) return undefined;
-  const match = /^(\[[^\]]+\]|[^\s:/?#[\]@]+):(\d{1,5})$/.exec(target);
-  if (!match) return undefined;
-  const host = canonicalHost(match[1] as string);
-  const port = Number(match[2]);
-  if (!host || port < 1 || port > 65535) return undefined;
-  return { host, port };
-}
-
-function refusalBody(status: number, reason: string): string {
-  return `${status} ${STATUS_CODES[status] ?? ''}: ${reason}\n`;
-}
-
-/** Writes a refusal on a socket that node:http has handed over (after CONNECT). */
-function refuseOnSocket(
-  socket: Duplex,
-  status: number,
-  proxyStatus: ProxyStatusError,
-  reason: string,
-  retryAfterSeconds?: number,
-): void {
-  const body = refusalBody(status, reason);
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
-      `Proxy-Status: ${proxyStatusHeader(proxyStatus, reason)}\r\n` +
-      (retryAfterSeconds === undefined ? '' : `Retry-After: ${retryAfterSeconds}\r\n`) +
-      'Content-Type: text/plain; charset=utf-8\r\n' +
-      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
-      'Connection: close\r\n\r\n' +
-      body,
-  );
-}
-
-function refuseOnResponse(
-  res: ServerResponse,
-  status: number,
-  proxyStatus: ProxyStatusError,
-  reason: string,
-  retryAfterSeconds?: number,
-): void {
-  const body = refusalBody(status, reason);
-  if (res.headersSent) return void res.destroy();
-  res.writeHead(status, {
-    ...(retryAfterSeconds === undefined ? {} : { 'retry-after': String(retryAfterSeconds), connection: 'close' }),
-    'proxy-status': proxyStatusHeader(proxyStatus, reason),
-    'content-type': 'text/plain; charset=utf-8',
-    'content-length': Buffer.byteLength(body),
-  });
-  res.end(body);
-}
-
-type Refusal = Extract<Authorization, { allow: false }> & { retryAfterSeconds: number };
-
-/** Draining and per-identity limits refuse before any DNS or policy work. */
-function limitRefusal(ctx: ConnectionContext): Refusal | undefined {
-  if (ctx.runtime.isDraining()) {
-    return {
-      allow: false,
-      status: 503,
-      proxyStatus: 'connection_limit_reached',
-      code: 'EGW_DRAINING',
-      reason: 'the gateway is shutting down',
-      retryAfterSeconds: 1,
-    };
+  arm(ctx: ConnectionContext): void {
+    this.arrived(ctx.tls);
+    const limitMs = ctx.state.timeouts.requestHeadMs;
+    const timer = setTimeout(() => {
+      auditEgressRejected(ctx.auditBase, {
+        code: 'EGW_PROXY_BAD_REQUEST',
+        reason: `no complete request head within ${limitMs} ms`,
+      });
+      ctx.tls.destroy();
+    }, limitMs);
+    timer.unref();
+    this.#timers.set(ctx.tls, timer);
   }
-  if (!ctx.limit.ok) {
-    return {
-      allow: false,
-      status: 429,
-      proxyStatus: 'connection_limit_reached',
-      code: ctx.limit.code,
-      reason: ctx.limit.reason,
-      retryAfterSeconds: ctx.limit.retryAfterSeconds,
-    };
+
+  arrived(socket: Duplex): void {
+    clearTimeout(this.#timers.get(socket));
+    this.#timers.delete(socket);
   }
-  return undefined;
 }
 
-function auditRefusal(
-  ctx: ConnectionContext,
-  refusal: Extract<Authorization, { allow: false }>,
-  destination: { domain?: string; ip?: string; port?: number },
-  http?: { method: string; url?: string },
-) {
-  publishAudit({
-    ...ctx.auditBase,
-    action: 'egress-rejected',
-    reason: refusal.reason,
-    code: refusal.code,
-    destination,
-    ...(refusal.decision?.rule ? { rule: { name: refusal.decision.rule.name } } : {}),
-    ...(http ? { http: { ...http, statusCode: refusal.status } } : {}),
-  });
+/** A request node:http could not parse: audited (unless the client just went away) and answered. */
+function onClientError(ctx: ConnectionContext | undefined, error: NodeJS.ErrnoException, socket: Duplex): void {
+  if (ctx && error.code !== 'ECONNRESET') {
+    auditEgressRejected(ctx.auditBase, {
+      code: 'EGW_PROXY_BAD_REQUEST',
+      reason: `malformed proxy request: ${error.code ?? error.message}`,
+    });
+  }
+  if (socket.writable) {
+    const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const reason = `malformed proxy request (${error.code ?? 'parse error'})`;
+    refuseOnSocket(socket, httpAnswer('EGW_PROXY_BAD_REQUEST', reason, { status }));
+  }
+  socket.destroy();
 }
 
 /**
  * connect mode: an HTTPS forward proxy. node:http parses each authenticated TLS socket (without
  * listening itself), so header limits and keep-alive are node's; the gateway answers CONNECT
- * with a tunnel and absolute-form `http://` requests by forwarding them with undici.
+ * with a tunnel (connect-tunnel.ts) and absolute-form `http://` requests by forwarding them with
+ * undici (absolute-form.ts).
  */
 export function createConnectModeHandler(options: { forwarder: HttpForwarder }): ModeHandler {
   const contexts = new WeakMap<Duplex, ConnectionContext>();
-  const headTimers = new WeakMap<Duplex, NodeJS.Timeout>();
-
-  // Slowloris guard: a request head must be complete within timeouts.requestHead of the
-  // connection's start, and of the end of the previous response on a kept-alive connection. A
-  // wall clock, not an idle timer, so a client dripping one byte at a time cannot hold it open.
-  // node:http runs its own header timers only on servers that listen; these are fed sockets.
-  const armHeadTimer = (ctx: ConnectionContext) => {
-    clearTimeout(headTimers.get(ctx.tls));
-    const limitMs = ctx.state.timeouts.requestHeadMs;
-    const timer = setTimeout(() => {
-      publishAudit({
-        ...ctx.auditBase,
-        action: 'egress-rejected',
-        reason: `no complete request head within ${limitMs} ms`,
-        code: 'EGW_PROXY_BAD_REQUEST',
-      });
-      ctx.tls.destroy();
-    }, limitMs);
-    timer.unref();
-    headTimers.set(ctx.tls, timer);
-  };
-  const headArrived = (socket: Duplex) => {
-    clearTimeout(headTimers.get(socket));
-    headTimers.delete(socket);
-  };
+  const heads = new HeadTimers();
 
   // One parser configuration per header limit, so a reload that changes limits.maxHeaderBytes
   // applies to new connections.
@@ -200,259 +76,29 @@ export function createConnectModeHandler(options: { forwarder: HttpForwarder }):
     server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       const ctx = contexts.get(socket);
       if (!ctx) return void socket.destroy();
-      headArrived(socket);
+      heads.arrived(socket);
       void handleConnect(ctx, req, socket, head);
     });
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       const ctx = contexts.get(req.socket);
       if (!ctx) return void res.destroy();
-      headArrived(req.socket);
+      heads.arrived(req.socket);
       res.once('finish', () => {
-        if (!req.socket.destroyed) armHeadTimer(ctx);
+        if (!req.socket.destroyed) heads.arm(ctx);
       });
       void handleAbsoluteForm(ctx, req, res, options.forwarder);
     });
-    server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
-      const ctx = contexts.get(socket);
-      if (ctx && error.code !== 'ECONNRESET') {
-        publishAudit({
-          ...ctx.auditBase,
-          action: 'egress-rejected',
-          reason: `malformed proxy request: ${error.code ?? error.message}`,
-          code: 'EGW_PROXY_BAD_REQUEST',
-        });
-      }
-      if (socket.writable) {
-        const status =
-          error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-        refuseOnSocket(
-          socket,
-          status,
-          'http_request_error',
-          `malformed proxy request (${error.code ?? 'parse error'})`,
-        );
-      }
-      socket.destroy();
-    });
+    server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) =>
+      onClientError(contexts.get(socket), error, socket),
+    );
     servers.set(maxHeaderBytes, server);
     return server;
   };
 
   return (ctx) => {
     contexts.set(ctx.tls, ctx);
-    ctx.tls.once('close', () => headArrived(ctx.tls));
-    armHeadTimer(ctx);
+    ctx.tls.once('close', () => heads.arrived(ctx.tls));
+    heads.arm(ctx);
     serverFor(ctx.state.maxHeaderBytes).emit('connection', ctx.tls);
   };
-}
-
-async function handleConnect(
-  ctx: ConnectionContext,
-  req: IncomingMessage,
-  socket: Duplex,
-  head: Buffer,
-): Promise<void> {
-  const limited = limitRefusal(ctx);
-  if (limited) {
-    auditRefusal(ctx, limited, {}, { method: 'CONNECT', url: auditUrl(req.url) });
-    return refuseOnSocket(socket, limited.status, limited.proxyStatus, limited.reason, limited.retryAfterSeconds);
-  }
-  const target = parseAuthority(req.url);
-  if (!target) {
-    const reason = `CONNECT target must be host:port, got ${JSON.stringify(req.url?.slice(0, 100))}`;
-    auditRefusal(
-      ctx,
-      { allow: false, status: 400, proxyStatus: 'http_request_error', code: 'EGW_PROXY_BAD_REQUEST', reason },
-      {},
-    );
-    return refuseOnSocket(socket, 400, 'http_request_error', reason);
-  }
-  const destination = { domain: target.host, port: target.port };
-  const auth = await authorizeDestination(ctx.state, ctx.listener, ctx.peer.spiffeId, target.host, target.port);
-  if (!auth.allow) {
-    auditRefusal(ctx, auth, { ...destination, ...(auth.ip ? { ip: auth.ip } : {}) });
-    return refuseOnSocket(socket, auth.status, auth.proxyStatus, auth.reason);
-  }
-  const rule = auth.decision.rule ? { rule: { name: auth.decision.rule.name } } : {};
-  const dest = { ...destination, ip: auth.ip };
-  let upstream: Awaited<ReturnType<typeof dialUpstream>>;
-  try {
-    upstream = await dialUpstream({
-      ip: auth.ip,
-      port: target.port,
-      timeoutMs: ctx.state.timeouts.connectMs,
-      ...(auth.snat ? { localAddress: auth.snat } : {}),
-    });
-  } catch (error) {
-    const refusal = refusalForUpstreamError(error);
-    publishAudit({
-      ...ctx.auditBase,
-      action: 'egress-rejected',
-      reason: refusal.reason,
-      code: refusal.code,
-      destination: dest,
-      ...rule,
-    });
-    return refuseOnSocket(socket, refusal.status, refusal.proxyStatus, refusal.reason);
-  }
-  const snat = {
-    snat: { ip: upstream.localAddress ?? auth.snat ?? '', ...(upstream.localPort ? { port: upstream.localPort } : {}) },
-  };
-  publishAudit({
-    ...ctx.auditBase,
-    action: 'egress-permitted',
-    reason: auth.decision.reason,
-    destination: dest,
-    ...rule,
-    ...snat,
-    http: { method: 'CONNECT', url: req.url ?? '' },
-  });
-  socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-  if (head.length > 0) upstream.write(head);
-  const startedNs = process.hrtime.bigint();
-  const started = new Date();
-  const untrack = ctx.runtime.tunnels.add({
-    connectionId: ctx.id,
-    listener: ctx.listener.name,
-    spiffeId: ctx.peer.spiffeId.uri,
-    destination: `${target.host}:${target.port}`,
-    ...(snat.snat.ip ? { snat: snat.snat.ip } : {}),
-    startedAt: started,
-    bytes: upstreamCounters(upstream),
-  });
-  const result = await pipeSockets(socket, upstream, { idleTimeoutMs: ctx.state.timeouts.idleMs });
-  untrack();
-  publishAudit({
-    ...ctx.auditBase,
-    action: 'egress-closed',
-    reason: result.error ?? 'closed',
-    destination: dest,
-    ...rule,
-    ...snat,
-    start: started.toISOString(),
-    end: new Date().toISOString(),
-    durationNs: elapsedNs(startedNs),
-    bytesFromClient: result.bytesFromClient,
-    bytesToClient: result.bytesToClient,
-  });
-}
-
-async function handleAbsoluteForm(
-  ctx: ConnectionContext,
-  req: IncomingMessage,
-  res: ServerResponse,
-  forwarder: HttpForwarder,
-): Promise<void> {
-  const method = req.method ?? 'GET';
-  let url: URL | undefined;
-  try {
-    url = req.url && /^[a-z][a-z0-9+.-]*:\/\//i.test(req.url) ? new URL(req.url) : undefined;
-  } catch {
-    url = undefined;
-  }
-  const refuseBadRequest = (reason: string, code: ErrorCode = 'EGW_PROXY_BAD_REQUEST') => {
-    auditRefusal(
-      ctx,
-      { allow: false, status: 400, proxyStatus: 'http_request_error', code, reason },
-      {},
-      { method, url: auditUrl(req.url) },
-    );
-    refuseOnResponse(res, 400, 'http_request_error', reason);
-  };
-  const limited = limitRefusal(ctx);
-  if (limited) {
-    auditRefusal(ctx, limited, {}, { method, url: auditUrl(req.url) });
-    return refuseOnResponse(res, limited.status, limited.proxyStatus, limited.reason, limited.retryAfterSeconds);
-  }
-  if (!url)
-    return refuseBadRequest('this is a forward proxy: send CONNECT host:port or an absolute-form http:// request');
-  if (url.protocol !== 'http:')
-    return refuseBadRequest(`absolute-form ${url.protocol}// is not supported; use CONNECT for TLS destinations`);
-  const host = canonicalHost(url.hostname);
-  if (!host) return refuseBadRequest(`host ${JSON.stringify(url.hostname)} is not a valid host name or IP address`);
-  const port = url.port ? Number(url.port) : 80;
-  const destination = { domain: host, port };
-  const http = { method, url: auditUrl(url) };
-  const auth = await authorizeDestination(ctx.state, ctx.listener, ctx.peer.spiffeId, host, port);
-  if (!auth.allow) {
-    auditRefusal(ctx, auth, { ...destination, ...(auth.ip ? { ip: auth.ip } : {}) }, http);
-    return refuseOnResponse(res, auth.status, auth.proxyStatus, auth.reason);
-  }
-  const rule = auth.decision.rule ? { rule: { name: auth.decision.rule.name } } : {};
-  const dest = { ...destination, ip: auth.ip };
-  const startedNs = process.hrtime.bigint();
-  const started = new Date();
-  let bytesFromClient = 0;
-  // Count the request body on its way to undici; a 'data' listener on `req` itself would switch
-  // it to flowing mode and lose the body before undici reads it.
-  const countedBody = new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      bytesFromClient += chunk.length;
-      done(null, chunk);
-    },
-  });
-  const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
-  let response: Awaited<ReturnType<HttpForwarder['forward']>>;
-  try {
-    response = await forwarder.forward({
-      connectTimeoutMs: ctx.state.timeouts.connectMs,
-      ip: auth.ip,
-      port,
-      hostHeader: url.host,
-      method,
-      path: `${url.pathname}${url.search}`,
-      headers: stripHopByHop(req.headers),
-      ...(hasBody ? { body: req.pipe(countedBody) } : {}),
-      ...(auth.snat ? { localAddress: auth.snat } : {}),
-    });
-  } catch (error) {
-    const refusal = refusalForUpstreamError(error);
-    publishAudit({
-      ...ctx.auditBase,
-      action: 'egress-rejected',
-      reason: refusal.reason,
-      code: refusal.code,
-      destination: dest,
-      ...rule,
-      http: { ...http, statusCode: refusal.status },
-    });
-    return refuseOnResponse(res, refusal.status, refusal.proxyStatus, refusal.reason);
-  }
-  const snat = {
-    snat: { ip: response.localAddress ?? auth.snat ?? '', ...(response.localPort ? { port: response.localPort } : {}) },
-  };
-  publishAudit({
-    ...ctx.auditBase,
-    action: 'egress-permitted',
-    reason: auth.decision.reason,
-    destination: dest,
-    ...rule,
-    ...snat,
-    http: { ...http, statusCode: response.statusCode },
-  });
-  let bytesToClient = 0;
-  response.body.on('data', (chunk: Buffer) => {
-    bytesToClient += chunk.length;
-  });
-  res.writeHead(response.statusCode, stripHopByHop(response.headers));
-  let error: string | undefined;
-  try {
-    await pipeline(response.body, res);
-  } catch (cause) {
-    error = `response relay failed: ${(cause as Error).message}`;
-  }
-  publishAudit({
-    ...ctx.auditBase,
-    action: 'egress-closed',
-    reason: error ?? 'closed',
-    destination: dest,
-    ...rule,
-    ...snat,
-    http: { ...http, statusCode: response.statusCode },
-    start: started.toISOString(),
-    end: new Date().toISOString(),
-    durationNs: elapsedNs(startedNs),
-    bytesFromClient,
-    bytesToClient,
-  });
 }

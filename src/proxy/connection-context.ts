@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import type { AuditRecord } from '../core/audit-event.ts';
+import type { AuditBase } from '../core/audit-records.ts';
 import type { PeerIdentity } from '../identity/verify-svid.ts';
 import type { GatewayState, ListenerSettings } from './gateway-state.ts';
 import type { IdentityLimiter, LimitVerdict } from './identity-limiter.ts';
@@ -31,10 +31,7 @@ export interface ConnectionContext {
   /** The per-identity limit verdict taken when the identity was established. */
   readonly limit: LimitVerdict;
   /** Audit fields every record of this connection carries. */
-  readonly auditBase: Pick<
-    AuditRecord,
-    'connectionId' | 'listener' | 'mode' | 'source' | 'identity' | 'certificate' | 'tls'
-  >;
+  readonly auditBase: AuditBase;
 }
 
 export function newConnectionId(): string {
@@ -51,7 +48,7 @@ export function auditBaseFor(
   source: { ip: string; port: number },
   tls: TLSSocket | undefined,
   peer: PeerIdentity | undefined,
-): ConnectionContext['auditBase'] {
+): AuditBase {
   const leaf = peer?.leaf;
   const protocol = tls?.getProtocol?.() ?? undefined;
   const cipher = tls?.getCipher?.();

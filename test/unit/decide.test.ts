@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseSpiffeId } from '../../src/identity/spiffe-id.ts';
 import { compilePolicy, type RuleSpec } from '../../src/policy/compile-policy.ts';
-import { DEFAULT_DENY_REASON, decide } from '../../src/policy/decide.ts';
+import { DEFAULT_DENY_REASON, decide, decideByName, UNRESOLVED_DENY_REASON } from '../../src/policy/decide.ts';
 
 const TD = 'cluster.local';
 const id = (ns: string, sa: string) => parseSpiffeId(`spiffe://${TD}/ns/${ns}/sa/${sa}`);
@@ -156,4 +156,79 @@ describe('compilePolicy', () => {
   for (const [what, rules, message] of bad) {
     it(`rejects ${what} and names the key`, () => assert.throws(() => policyOf(rules), message));
   }
+});
+
+describe('decideByName (decide on the name first, DNS only when an IP could change the answer)', () => {
+  const policy = policyOf([
+    { name: 'deny-internal', to: { cidrs: ['10.0.0.0/8'] }, action: 'deny' },
+    { name: 'bookinfo-https', from: { namespaces: ['bookinfo'] }, to: { hosts: ['*.example.com'] }, action: 'allow' },
+    {
+      name: 'reviews-by-ip',
+      from: { namespaces: ['reviews'] },
+      to: { cidrs: ['203.0.113.0/24'], ports: [443] },
+      action: 'allow',
+    },
+    { name: 'deny-batch-names', from: { namespaces: ['batch'] }, to: { hosts: ['*.example.com'] }, action: 'deny' },
+  ]);
+  const input = (ns: string, host: string, port = 443) => ({
+    listener: 'egress',
+    identity: id(ns, 'x'),
+    destination: { host, port },
+  });
+
+  it('needs the IP while an earlier to.cidrs rule could still change an allow', () => {
+    // Positive control: the identity has an allow rule, and a cidr deny rule comes first.
+    assert.equal(decideByName(policy, input('bookinfo', 'api.example.com')), undefined);
+    assert.equal(
+      decide(policy, {
+        ...input('bookinfo', 'api.example.com'),
+        destination: { host: 'api.example.com', port: 443, ip: '10.1.2.3' },
+      }).allow,
+      false,
+    );
+  });
+
+  it('denies without an IP when no rule from the first IP-dependent one on could allow', () => {
+    const d = decideByName(policy, input('other', 'c2VjcmV0.attacker.example'));
+    assert.deepEqual(d, { allow: false, reason: UNRESOLVED_DENY_REASON });
+    const batch = decideByName(policy, input('batch', 'api.example.com'));
+    assert.equal(batch?.allow, false);
+  });
+
+  it('needs the IP for a cidr-only allow rule on its port, and not on another port', () => {
+    assert.equal(decideByName(policy, input('reviews', 'reviews.partner.example', 443)), undefined);
+    assert.equal(decideByName(policy, input('reviews', 'reviews.partner.example', 80))?.allow, false);
+  });
+
+  it('decides by name when no to.cidrs rule applies', () => {
+    const names = policyOf([
+      { name: 'bookinfo-https', from: { namespaces: ['bookinfo'] }, to: { hosts: ['*.example.com'] }, action: 'allow' },
+    ]);
+    const allowed = decideByName(names, input('bookinfo', 'api.example.com'));
+    assert.equal(allowed?.allow, true);
+    assert.equal(allowed?.rule?.name, 'bookinfo-https');
+    assert.deepEqual(decideByName(names, input('bookinfo', 'api.example.org')), {
+      allow: false,
+      reason: DEFAULT_DENY_REASON,
+    });
+  });
+
+  it('never disagrees with decide() for any IP when it answers (exhaustive over a small grid)', () => {
+    const hosts = ['api.example.com', 'example.com', 'x.partner.example', '203.0.113.9', '10.0.0.1'];
+    const ips = ['10.0.0.1', '203.0.113.9', '198.51.100.1'];
+    let answered = 0;
+    for (const ns of ['bookinfo', 'reviews', 'batch', 'other'])
+      for (const host of hosts)
+        for (const port of [80, 443]) {
+          const byName = decideByName(policy, input(ns, host, port));
+          if (!byName) continue;
+          answered++;
+          for (const ip of ips) {
+            const full = decide(policy, { ...input(ns, host, port), destination: { host, port, ip } });
+            assert.equal(byName.allow, full.allow, `${ns} ${host}:${port} via ${ip}`);
+            if (byName.allow) assert.equal(byName.rule?.name, full.rule?.name);
+          }
+        }
+    assert.ok(answered >= 10, `answered ${answered} cases by name`);
+  });
 });
