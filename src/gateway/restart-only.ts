@@ -41,7 +41,7 @@ export function pendingRestart(running: GatewayConfig, loaded: GatewayConfig): s
         if (canonicalJson(before[key]) !== canonicalJson(after[key])) pending.push(`${section}.${key}`);
     } else if (canonicalJson(before) !== canonicalJson(after)) pending.push(section);
   }
-  return pending;
+  return pending.sort();
 }
 
 /** Listener names, addresses and modes are bound sockets: changing them needs a restart. */
