@@ -152,6 +152,12 @@ describe('serve --workers', () => {
         workers: Array<{ pid: number }>;
       };
       assert.equal(stats.workers.length, 2);
+      const running = (await (await request(`http://127.0.0.1:${adminPort}/config`)).body.json()) as {
+        workers: number;
+        pendingRestart: string[];
+      };
+      assert.equal(running.workers, 2, 'the worker count in effect (--workers 2), not the file default of 1');
+      assert.deepEqual(running.pendingRestart, []);
       const reload = await request(`http://127.0.0.1:${adminPort}/reload`, { method: 'POST' });
       const reloadBody = (await reload.body.json()) as { ok: boolean; details: unknown[] };
       assert.equal(reload.statusCode, 200);
