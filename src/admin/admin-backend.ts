@@ -14,6 +14,7 @@ export interface AdminBackend {
   metrics(): Promise<{ contentType: string; body: string }>;
   stats(): Promise<unknown>;
   connections(): Promise<unknown>;
+  /** The running configuration, secrets redacted, with `pendingRestart`: restart-only keys the file changed. */
   effectiveConfig(): Promise<unknown>;
   reload(): Promise<{ ok: boolean; error?: string; details?: unknown }>;
   policyCheck(input: PolicyCheckInput): Promise<PolicyCheckResult>;

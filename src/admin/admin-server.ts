@@ -6,7 +6,7 @@ import type { AdminBackend } from './admin-backend.ts';
 export interface AdminServerOptions {
   readonly host: string;
   readonly port: number;
-  /** Bearer token for POST routes; undefined = POST routes only from loopback clients. */
+  /** Bearer token for the protected routes (POST, /stats, /connections, /config); undefined = loopback clients only. */
   readonly token?: string;
 }
 
@@ -81,7 +81,7 @@ function protectedRoutes(backend: AdminBackend, token: string | undefined): Fast
   };
 }
 
-/** The admin API: probes, Prometheus metrics, live stats, effective config, reload and policy dry-runs. */
+/** The admin API: probes, Prometheus metrics, live stats, the running config, reload and policy dry-runs. */
 export function buildAdminServer(backend: AdminBackend, options: Pick<AdminServerOptions, 'token'>): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: 64 * 1024 });
   app.get('/healthz', async () => ({ status: 'alive' }));

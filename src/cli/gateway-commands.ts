@@ -4,6 +4,7 @@ import { runClusterWorker } from '../cluster/cluster-worker.ts';
 import { buildGatewayState } from '../config/build-state.ts';
 import { loadConfig } from '../config/load-config.ts';
 import { GatewayError } from '../core/errors.ts';
+import { exitAfter, handleSignals, SHUTDOWN_GRACE_MS } from '../gateway/process-signals.ts';
 import { startGateway } from '../main.ts';
 import { checkPolicy } from '../proxy/check-policy.ts';
 
@@ -43,29 +44,19 @@ export async function runServe(configPath: string, options: { workers?: string }
       );
     }
   }
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    process.stderr.write(
-      `${signal}: closing listeners, draining tunnels (up to ${gateway.config.timeouts.drain} ms)\n`,
-    );
-    // Backstop: whatever hangs (a sink, a socket), the process ends after drain + flush time.
-    setTimeout(() => {
-      process.stderr.write('shutdown did not finish in time; exiting\n');
-      process.exit(1);
-    }, gateway.config.timeouts.drain + 15_000).unref();
-    const { forcedClosed } = await gateway.close();
-    process.stderr.write(
-      `stopped${forcedClosed ? `; ${forcedClosed} connections closed at the drain deadline` : ''}\n`,
-    );
-    process.exit(0);
-  };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGHUP', () => void gateway.reload());
-  process.on('SIGUSR1', () => gateway.audit.reopen());
-  process.on('SIGUSR2', () => process.stderr.write(`audit sinks: ${JSON.stringify(gateway.audit.stats())}\n`));
+  const log = (message: string) => process.stderr.write(`${message}\n`);
+  handleSignals({
+    stop: async (signal) => {
+      log(`${signal}: closing listeners, draining tunnels (up to ${gateway.config.timeouts.drain} ms)`);
+      exitAfter(gateway.config.timeouts.drain + SHUTDOWN_GRACE_MS, log);
+      const { forcedClosed } = await gateway.close();
+      log(`stopped${forcedClosed ? `; ${forcedClosed} connections closed at the drain deadline` : ''}`);
+      process.exit(0);
+    },
+    reload: () => void gateway.reload(),
+    reopen: () => gateway.audit.reopen(),
+    report: () => log(`audit sinks: ${JSON.stringify(gateway.audit.stats())}`),
+  });
 }
 
 export async function runConfigValidate(configPath: string): Promise<void> {

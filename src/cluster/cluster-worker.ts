@@ -1,5 +1,6 @@
 import { AggregatorRegistry } from 'prom-client';
 import { isGatewayError } from '../core/errors.ts';
+import { exitAfter, handleSignals, SHUTDOWN_GRACE_MS } from '../gateway/process-signals.ts';
 import { type Gateway, startGateway } from '../main.ts';
 import type { PolicyCheckInput } from '../proxy/check-policy.ts';
 import { type AdminReply, CONFIG_SNAPSHOT_ENV, isAdminRequest } from './admin-ipc.ts';
@@ -11,11 +12,12 @@ import { type AdminReply, CONFIG_SNAPSHOT_ENV, isAdminRequest } from './admin-ip
  */
 export async function runClusterWorker(configPath: string): Promise<Gateway> {
   const snapshot = process.env[CONFIG_SNAPSHOT_ENV];
+  const log = (m: string) => process.stderr.write(`[worker ${process.pid}] ${m}\n`);
   const gateway = await startGateway({
     configPath,
     ...(snapshot ? { configText: Buffer.from(snapshot, 'base64').toString('utf8') } : {}),
     adminListen: 'off',
-    log: (m) => process.stderr.write(`[worker ${process.pid}] ${m}\n`),
+    log,
   });
   // prom-client's AggregatorRegistry in the primary collects from these registries over IPC.
   AggregatorRegistry.setRegistries([gateway.metricsRegistry]);
@@ -39,18 +41,16 @@ export async function runClusterWorker(configPath: string): Promise<Gateway> {
     }
     process.send?.(reply);
   });
-  let stopping = false;
-  process.on('SIGTERM', async () => {
-    if (stopping) return;
-    stopping = true;
-    setTimeout(() => process.exit(1), gateway.config.timeouts.drain + 15_000).unref();
-    const { forcedClosed } = await gateway.close();
-    if (forcedClosed)
-      process.stderr.write(`[worker ${process.pid}] ${forcedClosed} connections closed at the drain deadline\n`);
-    process.exit(0);
+  // Drains on the primary's SIGTERM only: Ctrl-C's SIGINT reaches the whole group and SIGHUP
+  // reloads go through the primary, which asks every worker.
+  handleSignals({
+    stopSignals: ['SIGTERM'],
+    stop: async () => {
+      exitAfter(gateway.config.timeouts.drain + SHUTDOWN_GRACE_MS, log);
+      const { forcedClosed } = await gateway.close();
+      if (forcedClosed) log(`${forcedClosed} connections closed at the drain deadline`);
+      process.exit(0);
+    },
   });
-  // The primary handles SIGINT/SIGHUP for the whole group.
-  process.on('SIGINT', () => {});
-  process.on('SIGHUP', () => {});
   return gateway;
 }

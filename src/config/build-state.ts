@@ -41,12 +41,11 @@ function rethrowKeyed(source: string, key: string, error: unknown): never {
   throw error;
 }
 
-/**
- * Compiles a validated configuration into the frozen state connections run on: TLS context,
- * trust bundle, policy matchers, resolver, listener settings. Every failure names the file and
- * key. Also proves each SNAT address is bindable here, so a typo fails the start, not a request.
- */
-export async function buildGatewayState(config: GatewayConfig, source: string): Promise<GatewayState> {
+/** The gateway's own identity and its trust anchors, each read once (see the comment inside). */
+function compileIdentity(
+  config: GatewayConfig,
+  source: string,
+): Pick<GatewayState, 'tlsContext' | 'trustBundle' | 'serverCertificate'> {
   const id = config.identity;
   const certPem = readKeyed(source, 'identity.cert', id.cert);
   const keyPem = readKeyed(source, 'identity.key', id.key);
@@ -65,25 +64,22 @@ export async function buildGatewayState(config: GatewayConfig, source: string): 
   } catch (error) {
     rethrowKeyed(source, 'identity.trustAnchors', error);
   }
-  let serverCertificate: GatewayState['serverCertificate'];
   try {
     // parseCertificateBundle throws on an empty bundle, so the leaf is always there.
     const [leaf] = parseCertificateBundle(certPem, resolveConfigPath(id.cert));
-    serverCertificate = certificateFacts(leaf as NonNullable<typeof leaf>);
+    const serverCertificate = certificateFacts(leaf as NonNullable<typeof leaf>);
+    const tlsContext = createServerTlsContext({ certPem, keyPem, anchorsPem });
+    return { tlsContext, trustBundle, serverCertificate };
   } catch (error) {
     rethrowKeyed(source, 'identity.cert', error);
   }
-  let tlsContext: GatewayState['tlsContext'];
+}
+
+function compileRules(config: GatewayConfig, source: string): GatewayState['policy'] {
   try {
-    tlsContext = createServerTlsContext({ certPem, keyPem, anchorsPem });
-  } catch (error) {
-    rethrowKeyed(source, 'identity.cert', error);
-  }
-  let policy: GatewayState['policy'];
-  try {
-    policy = compilePolicy(
+    return compilePolicy(
       config.rules,
-      id.trustDomain,
+      config.identity.trustDomain,
       config.listeners.map((l) => l.name),
     );
   } catch (error) {
@@ -91,6 +87,10 @@ export async function buildGatewayState(config: GatewayConfig, source: string): 
       throw new GatewayError('EGW_CONFIG_INVALID', `${source}: ${error.message}`);
     throw error;
   }
+}
+
+/** Host names the schema cannot judge: static resolver answers and tcp upstreams must be canonical hosts. */
+function checkHostNames(config: GatewayConfig, source: string): void {
   for (const name of Object.keys(config.resolver.hosts)) {
     if (!canonicalHost(name))
       throw new GatewayError(
@@ -106,35 +106,50 @@ export async function buildGatewayState(config: GatewayConfig, source: string): 
       );
     }
   });
-  const snatChecks: Promise<void>[] = [];
+}
+
+/** Proves each SNAT address is bindable here, so a typo fails the start (or the reload), not a request. */
+async function checkSnatAddresses(config: GatewayConfig, source: string): Promise<void> {
+  const checks: Promise<void>[] = [];
   config.listeners.forEach((l, i) => {
-    if (l.snat) snatChecks.push(checkSnatAddress(l.snat, `${source}: listeners[${i}].snat`));
+    if (l.snat) checks.push(checkSnatAddress(l.snat, `${source}: listeners[${i}].snat`));
   });
   config.rules.forEach((r, i) => {
-    if (r.snat) snatChecks.push(checkSnatAddress(r.snat, `${source}: rules[${i}].snat`));
+    if (r.snat) checks.push(checkSnatAddress(r.snat, `${source}: rules[${i}].snat`));
   });
-  await Promise.all(snatChecks);
-  const listeners = new Map<string, ListenerSettings>(
+  await Promise.all(checks);
+}
+
+function listenerSettings(config: GatewayConfig): Map<string, ListenerSettings> {
+  return new Map(
     config.listeners.map((l) => {
       const { host, port } = splitHostPort(l.listen);
-      return [
-        l.name,
-        Object.freeze({
-          name: l.name,
-          host,
-          port,
-          mode: l.mode,
-          maxConnections: l.maxConnections,
-          ...(l.snat ? { snat: l.snat } : {}),
-          ...(l.upstream ? { upstream: Object.freeze(canonicalUpstream(l.upstream)) } : {}),
-        }),
-      ];
+      const settings: ListenerSettings = {
+        name: l.name,
+        host,
+        port,
+        mode: l.mode,
+        maxConnections: l.maxConnections,
+        ...(l.snat ? { snat: l.snat } : {}),
+        ...(l.upstream ? { upstream: Object.freeze(canonicalUpstream(l.upstream)) } : {}),
+      };
+      return [l.name, Object.freeze(settings)];
     }),
   );
+}
+
+/**
+ * Compiles a validated configuration into the frozen state connections run on: TLS context,
+ * trust bundle, policy matchers, resolver, listener settings. Every failure names the file and key.
+ */
+export async function buildGatewayState(config: GatewayConfig, source: string): Promise<GatewayState> {
+  const identity = compileIdentity(config, source);
+  const policy = compileRules(config, source);
+  checkHostNames(config, source);
+  await checkSnatAddresses(config, source);
+  const { limits } = config;
   return Object.freeze({
-    tlsContext,
-    trustBundle,
-    serverCertificate,
+    ...identity,
     policy,
     resolver: createHostResolver(config.resolver.hosts, config.resolver.timeout),
     timeouts: Object.freeze({
@@ -143,14 +158,13 @@ export async function buildGatewayState(config: GatewayConfig, source: string): 
       connectMs: config.timeouts.connect,
       idleMs: config.timeouts.idle,
     }),
-    maxHeaderBytes: config.limits.maxHeaderBytes,
+    maxHeaderBytes: limits.maxHeaderBytes,
     identityLimits: Object.freeze({
-      maxConnectionsPerIdentity: config.limits.maxConnectionsPerIdentity,
-      newConnectionsPerSecond: config.limits.newConnectionsPerSecondPerIdentity,
+      maxConnectionsPerIdentity: limits.maxConnectionsPerIdentity,
+      newConnectionsPerSecond: limits.newConnectionsPerSecondPerIdentity,
       burst:
-        config.limits.newConnectionBurstPerIdentity ??
-        Math.max(1, Math.ceil(config.limits.newConnectionsPerSecondPerIdentity * 2)),
+        limits.newConnectionBurstPerIdentity ?? Math.max(1, Math.ceil(limits.newConnectionsPerSecondPerIdentity * 2)),
     }),
-    listeners,
+    listeners: listenerSettings(config),
   });
 }

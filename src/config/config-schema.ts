@@ -116,7 +116,7 @@ export const configSchema = z.strictObject({
     .strictObject({
       /** host:port of the admin API; "off" disables it. */
       listen: z.union([hostPort, z.literal('off')]).default('127.0.0.1:9901'),
-      /** Bearer token required by POST routes. Without it, POST routes are served on loopback only. */
+      /** Bearer token for POST routes and /stats, /connections, /config. Without it they answer loopback only. */
       token: z.string().min(16, 'use at least 16 characters').optional(),
       tokenFile: z.string().min(1).optional(),
       /** /readyz fails when the gateway certificate or an anchor expires within this window. */

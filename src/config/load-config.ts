@@ -17,7 +17,8 @@ function keyPath(path: readonly PropertyKey[]): string {
   return out || '(root)';
 }
 
-function deepFreeze<T>(value: T): T {
+/** Freezes `value` and everything reachable from it (already-frozen parts are skipped). */
+export function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object' && !Object.isFrozen(value)) {
     for (const inner of Object.values(value)) deepFreeze(inner);
     Object.freeze(value);

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { resolveConfigPath } from '../config/load-config.ts';
 import { CA_FILES, initCaDirectory, issueToDirectory } from '../pki/ca-directory.ts';
 
 /** Sample workloads minted with the dev PKI: one the default rules allow, one they refuse. */
@@ -29,4 +30,14 @@ export async function ensureDevPki(dir: string, trustDomain: string): Promise<bo
     });
   }
   return true;
+}
+
+/** Start-up step of every serving mode (single process, cluster primary): `identity.devPki` as configured. */
+export async function prepareDevPki(
+  identity: { readonly trustDomain: string; readonly devPki?: { generateIfMissing: boolean; dir: string } | undefined },
+  log: (message: string) => void,
+): Promise<void> {
+  const devPki = identity.devPki;
+  if (devPki?.generateIfMissing && (await ensureDevPki(resolveConfigPath(devPki.dir), identity.trustDomain)))
+    log(`generated a development PKI in ${resolve(devPki.dir)} (never use it in production)`);
 }

@@ -82,6 +82,3 @@ export function parseSpiffeId(input: string): SpiffeId {
     ...(istioShape ? { namespace: segments[1], serviceAccount: segments[3] } : {}),
   });
 }
-
-/** For literals known to be valid (defaults, tests); throws like `parseSpiffeId`. */
-export const requireSpiffeId = parseSpiffeId;

@@ -8,8 +8,8 @@ export interface TcpListenerOptions {
   readonly host: string;
   readonly port: number;
   readonly mode: 'connect' | 'tcp';
-  /** Connections above this are reset at accept time and audited (0 = unlimited). */
-  readonly maxConnections: number;
+  /** Connections above this are reset at accept time and audited (0 = unlimited); read per accept, so a reload applies. */
+  readonly maxConnections: () => number;
   readonly onConnection: (socket: Socket) => void;
 }
 
@@ -31,11 +31,12 @@ export class TcpListener {
   }
 
   #accept(socket: Socket): void {
-    if (this.#options.maxConnections > 0 && this.#sockets.size >= this.#options.maxConnections) {
+    const maxConnections = this.#options.maxConnections();
+    if (maxConnections > 0 && this.#sockets.size >= maxConnections) {
       publishAudit({
         connectionId: randomUUID(),
         action: 'egress-rejected',
-        reason: `listener ${this.name} is at its limit of ${this.#options.maxConnections} open connections`,
+        reason: `listener ${this.name} is at its limit of ${maxConnections} open connections`,
         code: 'EGW_LIMIT_LISTENER_CONNECTIONS',
         listener: this.name,
         mode: this.#options.mode,
@@ -53,10 +54,6 @@ export class TcpListener {
 
   get listening(): boolean {
     return this.#server.listening;
-  }
-
-  get openConnections(): number {
-    return this.#sockets.size;
   }
 
   /** The bound address, useful when port 0 was asked for. */

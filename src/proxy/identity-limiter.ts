@@ -74,8 +74,4 @@ export class IdentityLimiter {
       },
     };
   }
-
-  openConnections(identity: string): number {
-    return this.#open.get(identity) ?? 0;
-  }
 }

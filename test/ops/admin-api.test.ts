@@ -132,6 +132,8 @@ describe('admin API', () => {
     const config = JSON.parse(text);
     assert.equal(config.admin.token, '<redacted>');
     assert.equal(config.listeners[0].name, 'egress');
+    assert.equal(config.listeners[0].snat, '127.0.0.2');
+    assert.deepEqual(config.pendingRestart, [], 'nothing waits for a restart while the file is as started');
     assert.ok(!text.includes(TOKEN));
   });
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -20,10 +20,12 @@ describe('graceful drain', () => {
   it('goes unready, stops accepting, closes tunnels at the deadline, counts them and flushes audit', async () => {
     const pki = await createTestPki();
     const echo = await startTcpEchoServer();
+    const auditPath = join(pki.dir, 'drain-audit.ndjson');
     const gw = await startTestGateway(pki, {
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
       rules: [{ name: 'all', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
       admin: { listen: '127.0.0.1:0', watch: false },
+      audit: { sinks: [{ type: 'file', path: auditPath, format: 'ecs' }] },
     });
     try {
       const client = await pki.workload('bookinfo', 'productpage');
@@ -50,8 +52,18 @@ describe('graceful drain', () => {
       assert.equal(forcedClosed, 1);
       assert.ok(tunnel.socket.destroyed || tunnel.socket.readableEnded);
       const closed = gw.records.find((r) => r.action === 'egress-closed');
-      assert.ok(closed, 'the force-closed tunnel still got its close record before the audit flush');
+      assert.ok(closed, 'the force-closed tunnel published its close record');
       assert.equal(closed.bytesFromClient, 12);
+      // The gateway waited for that record before flushing and closing the sink: it is in the file.
+      const written = readFileSync(auditPath, 'utf8')
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as { event: { action: string } });
+      assert.ok(written.some((r) => r.event.action === 'egress-permitted'));
+      assert.ok(
+        written.some((r) => r.event.action === 'egress-closed'),
+        'the close record reached the sink before it was closed',
+      );
     } finally {
       await gw.close();
       echo.close();
@@ -140,6 +152,12 @@ describe('serve --workers', () => {
         workers: Array<{ pid: number }>;
       };
       assert.equal(stats.workers.length, 2);
+      const running = (await (await request(`http://127.0.0.1:${adminPort}/config`)).body.json()) as {
+        workers: number;
+        pendingRestart: string[];
+      };
+      assert.equal(running.workers, 2, 'the worker count in effect (--workers 2), not the file default of 1');
+      assert.deepEqual(running.pendingRestart, []);
       const reload = await request(`http://127.0.0.1:${adminPort}/reload`, { method: 'POST' });
       const reloadBody = (await reload.body.json()) as { ok: boolean; details: unknown[] };
       assert.equal(reload.statusCode, 200);

@@ -1,11 +1,15 @@
 import assert from 'node:assert/strict';
 import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect } from 'node:tls';
 import { request } from 'undici';
+import { parse, stringify } from 'yaml';
+import { startGateway } from '../../src/main.ts';
 import { exportPrivateKeyPem } from '../../src/pki/key-pair.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
+import { sClient } from '../helpers/openssl-client.ts';
 import { startTcpEchoServer } from '../helpers/tcp-echo-server.ts';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
@@ -172,5 +176,110 @@ describe('hot reload', () => {
     const deadline = Date.now() + 10_000;
     while (Number(await metrics()) <= before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     assert.ok(Number(await metrics()) > before, 'the file watcher triggered a reload');
+  });
+});
+
+interface EditableConfig {
+  listeners: Array<Record<string, unknown>>;
+  admin: Record<string, unknown>;
+  audit?: unknown;
+  limits?: unknown;
+}
+
+/** Rewrites the YAML config at `path` with `edit` applied to its parsed form. */
+function editConfig(path: string, edit: (config: EditableConfig) => void): void {
+  const config = parse(readFileSync(path, 'utf8')) as EditableConfig;
+  edit(config);
+  writeFileSync(path, stringify(config));
+}
+
+describe('reload: reloadable and restart-only settings', () => {
+  let pki: TestPki;
+  let echo: Awaited<ReturnType<typeof startTcpEchoServer>>;
+  before(async () => {
+    pki = await createTestPki();
+    echo = await startTcpEchoServer();
+  });
+  after(() => {
+    echo.close();
+    pki.cleanup();
+  });
+
+  it('applies a reloaded listeners[].maxConnections to new connections, keeping the open ones', async () => {
+    const gw = await startTestGateway(pki, {
+      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect', maxConnections: 5 }],
+      rules: [{ name: 'all', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
+      admin: { listen: '127.0.0.1:0', watch: false },
+    });
+    try {
+      const client = await pki.workload('bookinfo', 'productpage');
+      const held = await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${echo.port}`);
+      const second = await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${echo.port}`);
+      second.close(); // positive control: a second connection is accepted under the boot limit of 5
+      editConfig(gw.configPath, (c) => {
+        (c.listeners[0] as Record<string, unknown>).maxConnections = 1;
+      });
+      assert.deepEqual(await gw.gateway.reload(), { ok: true });
+      const deadline = Date.now() + 5_000;
+      let refused = undefined as Awaited<ReturnType<typeof gw.waitForRecord>> | undefined;
+      while (!refused && Date.now() < deadline) {
+        // The closed second tunnel may still count for a moment; retry until the limit is what refuses.
+        await sClient(gw.port('egress'), { client, caPath: pki.rootPath, waitForServerClose: true });
+        refused = gw.records.find((r) => r.code === 'EGW_LIMIT_LISTENER_CONNECTIONS');
+      }
+      assert.ok(refused, 'a connection above the reloaded limit is refused and audited');
+      assert.match(refused.reason, /at its limit of 1 open connections/);
+      held.socket.write('still');
+      assert.equal((await held.waitFor(5)).toString(), 'still', 'the open tunnel was not cut');
+      held.close();
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('keeps admin and audit as started, reports them pending a restart in /config, and applies them at restart', async () => {
+    const gw = await startTestGateway(pki, {
+      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
+      admin: { listen: '127.0.0.1:0', watch: false },
+    });
+    const admin = `http://127.0.0.1:${gw.gateway.adminAddress?.port}`;
+    let restarted: Awaited<ReturnType<typeof startGateway>> | undefined;
+    try {
+      assert.equal((await request(`${admin}/readyz`)).statusCode, 200);
+      const auditPath = join(dirname(gw.configPath), 'audit.log');
+      editConfig(gw.configPath, (c) => {
+        c.admin.certExpiryWindow = '48h'; // the test leaf expires in 24 h: unready under this window
+        c.audit = { sinks: [{ type: 'file', path: auditPath }] };
+        c.limits = { maxHeaderBytes: 4096 };
+      });
+      assert.deepEqual(await gw.gateway.reload(), { ok: true });
+      const config = (await (await request(`${admin}/config`)).body.json()) as {
+        limits: { maxHeaderBytes: number };
+        admin: { certExpiryWindow: number };
+        audit: { sinks: unknown[] };
+        pendingRestart: string[];
+      };
+      assert.equal(config.limits.maxHeaderBytes, 4096, 'a reloadable section is in effect');
+      assert.equal(config.admin.certExpiryWindow, 3_600_000, 'the running window, not the file one');
+      assert.deepEqual(config.audit.sinks, []);
+      assert.deepEqual(config.pendingRestart, ['admin.certExpiryWindow', 'audit.sinks']);
+      const ready = await request(`${admin}/readyz`);
+      assert.equal(ready.statusCode, 200, await ready.body.text());
+
+      // At restart the file's window applies: the same file now makes the replica unready.
+      restarted = await startGateway({
+        configPath: gw.configPath,
+        log: () => {},
+        adminListen: '127.0.0.1:0',
+        processMetrics: false,
+      });
+      const fresh = await request(`http://127.0.0.1:${restarted.adminAddress?.port}/readyz`);
+      assert.equal(fresh.statusCode, 503);
+      assert.match(await fresh.body.text(), /within admin\.certExpiryWindow/);
+      assert.deepEqual(((await restarted.effectiveConfig()) as { pendingRestart: string[] }).pendingRestart, []);
+    } finally {
+      await restarted?.close(500);
+      await gw.close();
+    }
   });
 });

@@ -1,0 +1,6 @@
+import { splitHostPort } from '../config/build-state.ts';
+
+/** `admin.listen` as a bind address (brackets of an IPv6 literal removed); undefined for "off". */
+export function adminListenAddress(listen: string): { host: string; port: number } | undefined {
+  return listen === 'off' ? undefined : splitHostPort(listen);
+}

@@ -1,0 +1,31 @@
+import type { Readiness } from '../admin/admin-backend.ts';
+import type { WatchedCertificate } from './certificate-list.ts';
+
+export interface ReadinessFacts {
+  readonly draining: boolean;
+  /** Every configured listener holds its socket. */
+  readonly listenersBound: boolean;
+  readonly certificates: readonly WatchedCertificate[];
+  /** `admin.certExpiryWindow` as running (admin settings apply at restart). */
+  readonly expiryWindowMs: number;
+  readonly nowMs: number;
+}
+
+/**
+ * Whether the replica should get traffic. While draining the listeners are closed on purpose, so
+ * that is reported as "draining", not as unbound listeners. A certificate expired, or expiring
+ * within the window, makes it unready; replicas mounting one Secret go unready together, and a
+ * window of 0 fails on expiry only.
+ */
+export function readinessOf(facts: ReadinessFacts): Readiness {
+  const reasons: string[] = [];
+  if (facts.draining) reasons.push('draining');
+  else if (!facts.listenersBound) reasons.push('not every listener is bound');
+  const horizon = facts.nowMs + facts.expiryWindowMs;
+  for (const { label, notAfter } of facts.certificates) {
+    const at = notAfter.getTime();
+    if (at < facts.nowMs) reasons.push(`${label} expired at ${notAfter.toISOString()}`);
+    else if (at < horizon) reasons.push(`${label} expires at ${notAfter.toISOString()}, within admin.certExpiryWindow`);
+  }
+  return { ready: reasons.length === 0, reasons };
+}
