@@ -20,6 +20,19 @@ describe('IpSet', () => {
     assert.equal(embeddedIpv4('64:ff9b::a9fe:a9fe'), '169.254.169.254');
   });
 
+  // Found by test/fuzz/ip-set.test.ts: the canonical form compresses zero high groups of NAT64
+  // addresses, and the embedded address was then not seen (so 64:ff9b::1 passed the SSRF guard).
+  it('sees the IPv4 address in NAT64 forms whose high 16 bits are zero', () => {
+    assert.equal(embeddedIpv4('64:ff9b::a9fe:a9fe'), '169.254.169.254', 'positive control');
+    assert.equal(embeddedIpv4('64:ff9b::0.0.3.58'), '0.0.3.58');
+    assert.equal(embeddedIpv4('64:ff9b::1'), '0.0.0.1');
+    assert.equal(embeddedIpv4('64:ff9b::'), '0.0.0.0');
+    assert.equal(embeddedIpv4('::ffff:0.0.0.1'), '0.0.0.1');
+    assert.equal(embeddedIpv4('::ffff:33a'), undefined, 'IPv4-compatible ::255.255.3.58, not mapped');
+    assert.equal(embeddedIpv4('64:ff9b::1:2:3'), undefined, 'outside 64:ff9b::/96');
+    assert.equal(new IpSet(['0.0.0.0/8']).has('64:ff9b::1'), true);
+  });
+
   it('rejects malformed CIDRs', () => {
     assert.equal(parseCidr('10.0.0.0/33'), undefined);
     assert.equal(parseCidr('10.0.0/8'), undefined);
@@ -47,6 +60,8 @@ describe('prohibited destinations (SSRF guard)', () => {
     '::ffff:169.254.169.254',
     '64:ff9b::a9fe:a9fe',
     '::ffff:10.0.0.1',
+    '64:ff9b::1',
+    '64:ff9b::0.0.0.0',
   ];
   for (const ip of prohibited) it(`refuses ${ip}`, () => assert.equal(prohibitedDestinations.has(ip), true));
   for (const ip of ['93.184.216.34', '8.8.8.8', '2606:4700::1111', '172.32.0.1', '100.128.0.1']) {
