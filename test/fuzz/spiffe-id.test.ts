@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { isGatewayError } from '../../src/core/errors.ts';
 import { parseSpiffeId, type SpiffeId } from '../../src/identity/spiffe-id.ts';
+import { compilePolicy, PolicyCompileError } from '../../src/policy/compile-policy.ts';
 import { compileSpiffeGlob, spiffeIdMatches } from '../../src/policy/glob.ts';
 import { fuzzOptions, tokenString } from './fuzz-options.ts';
 
@@ -111,6 +112,36 @@ describe('fuzz: SPIFFE ID parser', () => {
         const glob = compileSpiffeGlob(`spiffe://${id.trustDomain}/${starred.join('/')}`);
         assert.equal(spiffeIdMatches(glob, id.uri), true);
         assert.equal(spiffeIdMatches(compileSpiffeGlob(`spiffe://${id.trustDomain}/**`), id.uri), true);
+      }),
+      fuzzOptions(2000),
+    );
+  });
+
+  it('compiles from.spiffeIds globs or names the key, and a compiled glob matches an ID built from it', () => {
+    const globish = fc.oneof(
+      anyId,
+      fc
+        .tuple(
+          fc.constantFrom('spiffe://cluster.local', 'spiffe://other.td', 'SPIFFE://cluster.local'),
+          tokenString(['/', 'ns', 'a', '*', '**', '.', '-', '%'], 8),
+        )
+        .map(([a, b]) => a + b),
+    );
+    fc.assert(
+      fc.property(globish, (pattern) => {
+        let rule: ReturnType<typeof compilePolicy>['rules'][number] | undefined;
+        try {
+          rule = compilePolicy([{ name: 'r', from: { spiffeIds: [pattern] }, action: 'allow' }], 'cluster.local', [])
+            .rules[0];
+        } catch (error) {
+          assert.ok(error instanceof PolicyCompileError, `${JSON.stringify(pattern)}: ${error}`);
+          assert.equal(error.path, 'rules[0].from.spiffeIds[0]');
+          return;
+        }
+        const glob = rule?.from?.spiffeIds?.[0] ?? [];
+        const id = parseSpiffeId(`spiffe://${glob.map((t) => (t === '*' || t === '**' ? 'x' : t)).join('/')}`);
+        assert.equal(id.trustDomain, 'cluster.local');
+        assert.equal(spiffeIdMatches(glob, id.uri), true, JSON.stringify(pattern));
       }),
       fuzzOptions(2000),
     );
