@@ -51,7 +51,11 @@ export function embeddedIpv4(ip: string): string | undefined {
   return `${high >> 8}.${high & 0xff}.${low >> 8}.${low & 0xff}`;
 }
 
-/** A set of CIDR ranges. `has` also checks the IPv4 address embedded in mapped/NAT64 IPv6 forms. */
+/**
+ * A set of CIDR ranges. `has` also checks the IPv4 address embedded in mapped/NAT64 IPv6 forms;
+ * and BlockList checks an IPv4 address against IPv6 ranges in its mapped form (::ffff:a.b.c.d),
+ * so a range such as `::/0` holds every IPv4 address too (docs/configuration.md, `to.cidrs`).
+ */
 export class IpSet {
   readonly #list = new BlockList();
   readonly ranges: readonly string[];

@@ -33,6 +33,17 @@ describe('IpSet', () => {
     assert.equal(new IpSet(['0.0.0.0/8']).has('64:ff9b::1'), true);
   });
 
+  // Found by test/fuzz/ip-set.test.ts (FUZZ_SEED=3): node:net BlockList checks an IPv4 address
+  // against IPv6 ranges in its IPv4-mapped form, so an IPv6 range holding ::ffff:0:0/96 matches
+  // every IPv4 address, also the one inside a NAT64 form. Documented under to.cidrs.
+  it('matches an IPv4 address with an IPv6 range that holds its IPv4-mapped form', () => {
+    assert.equal(new IpSet(['2001:db8::/32']).has('127.0.0.1'), false, 'positive control');
+    assert.equal(new IpSet(['::ffff:0:0/96']).has('127.0.0.1'), true);
+    assert.equal(new IpSet(['::/0']).has('127.0.0.1'), true);
+    assert.equal(new IpSet(['24:ff9b::/10']).has('64:ff9b::5f65:e738'), true, 'via 95.101.231.56 as ::ffff:5f65:e738');
+    assert.equal(new IpSet(['64:ff9b::/96']).has('127.0.0.1'), false, 'NAT64 ranges do not see plain IPv4');
+  });
+
   it('rejects malformed CIDRs', () => {
     assert.equal(parseCidr('10.0.0.0/33'), undefined);
     assert.equal(parseCidr('10.0.0/8'), undefined);
