@@ -129,7 +129,7 @@ describe('fuzz: configuration loader', () => {
         fc.oneof(yamlish, fc.string({ maxLength: 40 })).filter((text) => !text.includes('*')),
         (text) => void load(text),
       ),
-      fuzzOptions(800),
+      fuzzOptions(600),
     );
   });
 
@@ -146,7 +146,7 @@ describe('fuzz: configuration loader', () => {
         );
         assert.deepEqual(again.config, outcome.config);
       }),
-      fuzzOptions(800),
+      fuzzOptions(600),
     );
   });
 
@@ -190,7 +190,7 @@ describe('fuzz: configuration loader', () => {
           }
         },
       ),
-      fuzzOptions(800),
+      fuzzOptions(600),
     );
   });
 });

@@ -94,7 +94,7 @@ describe('fuzz: host canonicaliser', () => {
         if (isIP(canonical) !== 0) assert.equal(canonicalIp(canonical), canonical);
         else assert.match(canonical, /^[a-z0-9_.-]{1,253}$/);
       }),
-      fuzzOptions(3000),
+      fuzzOptions(2000),
     );
   });
 
@@ -106,7 +106,7 @@ describe('fuzz: host canonicaliser', () => {
         assert.equal(canonicalHost(`${raw}.example`), `${canonical}.example`, `suffix on ${JSON.stringify(raw)}`);
         assert.equal(canonicalHost(`a.${raw}`), `a.${canonical}`, `prefix on ${JSON.stringify(raw)}`);
       }),
-      fuzzOptions(3000),
+      fuzzOptions(2000),
     );
   });
 
@@ -135,7 +135,7 @@ describe('fuzz: host globs', () => {
         assert.equal(hostMatches(glob, raw), true);
         assert.equal(hostMatches(compiled(canonical) as SegmentGlob, raw), true);
       }),
-      fuzzOptions(3000),
+      fuzzOptions(2000),
     );
   });
 
@@ -148,7 +148,7 @@ describe('fuzz: host globs', () => {
         assert.equal(canonicalHost(probe), probe, `probe of ${JSON.stringify(pattern)}`);
         assert.equal(canonicalHostMatches(glob, probe), true, JSON.stringify(pattern));
       }),
-      fuzzOptions(3000),
+      fuzzOptions(2000),
     );
   });
 
