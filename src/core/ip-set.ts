@@ -38,17 +38,24 @@ export function canonicalIp(ip: string): string | undefined {
  */
 export function embeddedIpv4(ip: string): string | undefined {
   if (isIP(ip) !== 6) return undefined;
-  // The canonical form always writes the low 32 bits as two hex groups (::ffff:7f00:1).
-  const hex = /^(?:::ffff:|64:ff9b::)([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonicalIp(ip) ?? '');
-  if (hex) {
-    const high = Number.parseInt(hex[1] as string, 16);
-    const low = Number.parseInt(hex[2] as string, 16);
-    return `${high >> 8}.${high & 0xff}.${low >> 8}.${low & 0xff}`;
-  }
-  return undefined;
+  const canonical = canonicalIp(ip) ?? '';
+  // The canonical form writes the low 32 bits as hex groups, and compresses zero groups: mapped
+  // addresses always keep both (::ffff:0:1), but NAT64 ones may keep one or none
+  // (64:ff9b::1 is 0.0.0.1, 64:ff9b:: is 0.0.0.0), which a two-group pattern missed.
+  const hex =
+    /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical) ??
+    /^64:ff9b::(?:(?:([0-9a-f]{1,4}):)?([0-9a-f]{1,4}))?$/.exec(canonical);
+  if (!hex) return undefined;
+  const high = Number.parseInt(hex[1] ?? '0', 16);
+  const low = Number.parseInt(hex[2] ?? '0', 16);
+  return `${high >> 8}.${high & 0xff}.${low >> 8}.${low & 0xff}`;
 }
 
-/** A set of CIDR ranges. `has` also checks the IPv4 address embedded in mapped/NAT64 IPv6 forms. */
+/**
+ * A set of CIDR ranges. `has` also checks the IPv4 address embedded in mapped/NAT64 IPv6 forms;
+ * and BlockList checks an IPv4 address against IPv6 ranges in its mapped form (::ffff:a.b.c.d),
+ * so a range such as `::/0` holds every IPv4 address too (docs/configuration.md, `to.cidrs`).
+ */
 export class IpSet {
   readonly #list = new BlockList();
   readonly ranges: readonly string[];

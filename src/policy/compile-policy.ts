@@ -1,4 +1,3 @@
-import { isIP } from 'node:net';
 import { IpSet } from '../core/ip-set.ts';
 import { parseSpiffeId } from '../identity/spiffe-id.ts';
 import { compileHostGlob, compileSpiffeGlob, type SegmentGlob } from './glob.ts';
@@ -54,21 +53,13 @@ export class PolicyCompileError extends Error {
   }
 }
 
-const LABEL = /^(\*\*?|[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)$/i;
 const SA_REF = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 const K8S_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 function compileHost(pattern: string, path: string): SegmentGlob {
-  if (isIP(pattern) !== 0) return [pattern];
-  const labels = pattern.split('.');
-  if (
-    pattern.length === 0 ||
-    pattern.length > 253 ||
-    !labels.every((l) => LABEL.test(l) || /[^\u0020-\u007e]/.test(l))
-  ) {
-    throw new PolicyCompileError(path, `not a host name or host glob: ${JSON.stringify(pattern)}`);
-  }
-  return compileHostGlob(pattern);
+  const result = compileHostGlob(pattern);
+  if ('problem' in result) throw new PolicyCompileError(path, result.problem);
+  return result.glob;
 }
 
 function compileSpiffe(pattern: string, trustDomain: string, path: string): SegmentGlob {

@@ -1,6 +1,7 @@
+import { canonicalHost } from '../core/host-name.ts';
 import type { SpiffeId } from '../identity/spiffe-id.ts';
 import type { CompiledPolicy, CompiledRule } from './compile-policy.ts';
-import { hostMatches, normalizeHost, spiffeIdMatches } from './glob.ts';
+import { canonicalHostMatches, spiffeIdMatches } from './glob.ts';
 
 /** What a decision is about: the listener, the caller and (for connect and tcp mode alike) the destination. */
 export interface DecisionInput {
@@ -38,28 +39,45 @@ function fromMatches(rule: CompiledRule, id: SpiffeId): boolean {
   return false;
 }
 
-function toMatches(rule: CompiledRule, destination: DecisionInput['destination']): boolean {
+function toMatches(rule: CompiledRule, destination: DecisionInput['destination'], host: string | undefined): boolean {
   const to = rule.to;
   if (!to) return true;
   if (to.ports && (destination?.port === undefined || !to.ports.has(destination.port))) return false;
   if (!to.hosts && !to.cidrs) return true;
-  const host = destination?.host === undefined ? undefined : normalizeHost(destination.host);
-  if (to.hosts && host !== undefined && to.hosts.some((glob) => hostMatches(glob, host))) return true;
+  if (to.hosts && host !== undefined && to.hosts.some((glob) => canonicalHostMatches(glob, host))) return true;
   if (to.cidrs && destination?.ip !== undefined && to.cidrs.has(destination.ip)) return true;
   return false;
+}
+
+/**
+ * The destination host in canonical form. The same canonicaliser compiled the host globs; a host
+ * without a canonical spelling would slip past every deny glob, so it is refused here even though
+ * callers already refuse it.
+ */
+function destinationHost(input: DecisionInput): string | undefined | Decision {
+  const raw = input.destination?.host;
+  if (raw === undefined) return undefined;
+  return (
+    canonicalHost(raw) ?? {
+      allow: false,
+      reason: `destination host ${JSON.stringify(raw.slice(0, 300))} has no canonical spelling`,
+    }
+  );
 }
 
 /**
  * Pure, first-match-wins evaluation (the F5 iRule model: allow what matches, reset all else).
  * Matching rules: `listeners` (if given) contains the listener; `from` (if given) matches by
  * namespace, service account or SPIFFE ID glob (any of them); `to` (if given) matches port and
- * then host glob or resolved IP in `cidrs`.
+ * then host glob (names only, canonical form) or resolved IP in `cidrs`.
  */
 export function decide(policy: CompiledPolicy, input: DecisionInput): Decision {
+  const host = destinationHost(input);
+  if (typeof host === 'object') return host;
   for (const rule of policy.rules) {
     if (rule.listeners && !rule.listeners.has(input.listener)) continue;
     if (!fromMatches(rule, input.identity)) continue;
-    if (!toMatches(rule, input.destination)) continue;
+    if (!toMatches(rule, input.destination, host)) continue;
     return rule.action === 'allow'
       ? { allow: true, reason: `allowed by rule ${rule.name}`, rule }
       : { allow: false, reason: `denied by rule ${rule.name}`, rule };
@@ -75,10 +93,10 @@ function needsIp(rule: CompiledRule, port: number | undefined): boolean {
   return to?.cidrs !== undefined && (!to.ports || (port !== undefined && to.ports.has(port)));
 }
 
-function couldAllow(rule: CompiledRule, input: DecisionInput): boolean {
+function couldAllow(rule: CompiledRule, input: DecisionInput, host: string | undefined): boolean {
   if (rule.action !== 'allow' || (rule.listeners && !rule.listeners.has(input.listener))) return false;
   if (!fromMatches(rule, input.identity)) return false;
-  return toMatches(rule, input.destination) || needsIp(rule, input.destination?.port);
+  return toMatches(rule, input.destination, host) || needsIp(rule, input.destination?.port);
 }
 
 /**
@@ -89,17 +107,19 @@ function couldAllow(rule: CompiledRule, input: DecisionInput): boolean {
  */
 export function decideByName(policy: CompiledPolicy, input: DecisionInput): Decision | undefined {
   const byName: DecisionInput = { ...input, destination: { ...input.destination, ip: undefined } };
+  const host = destinationHost(input);
+  if (typeof host === 'object') return host;
   for (const [index, rule] of policy.rules.entries()) {
     if (rule.listeners && !rule.listeners.has(input.listener)) continue;
     if (!fromMatches(rule, input.identity)) continue;
-    if (toMatches(rule, byName.destination)) {
+    if (toMatches(rule, byName.destination, host)) {
       return rule.action === 'allow'
         ? { allow: true, reason: `allowed by rule ${rule.name}`, rule }
         : { allow: false, reason: `denied by rule ${rule.name}`, rule };
     }
     if (needsIp(rule, input.destination?.port)) {
       const rest = policy.rules.slice(index);
-      return rest.some((later) => couldAllow(later, byName))
+      return rest.some((later) => couldAllow(later, byName, host))
         ? undefined
         : { allow: false, reason: UNRESOLVED_DENY_REASON };
     }

@@ -11,15 +11,25 @@ export interface HostResolver {
 
 /**
  * getaddrinfo (so /etc/hosts works) with optional static overrides from `resolver.hosts`, like
- * curl's --resolve. IP literals are returned as they are.
+ * curl's --resolve. IP literals are returned in canonical form.
  */
 export function createHostResolver(overrides: Readonly<Record<string, string>> = {}, timeoutMs = 5000): HostResolver {
-  // Callers pass canonical hosts (core/host-name.ts); the table is keyed the same way.
-  const table = new Map(Object.entries(overrides).map(([name, ip]) => [canonicalHost(name) ?? name.toLowerCase(), ip]));
+  // Keys and looked-up hosts go through the one canonicaliser (core/host-name.ts), so a static
+  // answer applies to exactly the spellings policy matched. Names without a canonical spelling are
+  // refused when the configuration is built; here they simply never match.
+  const table = new Map<string, string>();
+  for (const [name, ip] of Object.entries(overrides)) {
+    const key = canonicalHost(name);
+    if (key !== undefined) table.set(key, ip);
+  }
   return {
     async resolve(host: string): Promise<string> {
-      if (isIP(host) !== 0) return host;
-      const fixed = table.get(host.toLowerCase());
+      const name = canonicalHost(host);
+      // Never hand getaddrinfo a spelling it could read differently from the policy.
+      if (name === undefined)
+        throw new GatewayError('EGW_UPSTREAM_DNS', `cannot resolve ${JSON.stringify(host)}: not a canonical host name`);
+      if (isIP(name) !== 0) return name;
+      const fixed = table.get(name);
       if (fixed) {
         publishRuntimeEvent({ type: 'dns-lookup', outcome: 'static' });
         return fixed;
@@ -27,7 +37,7 @@ export function createHostResolver(overrides: Readonly<Record<string, string>> =
       let timer: NodeJS.Timeout | undefined;
       try {
         const answer = await Promise.race([
-          lookup(host, { all: false }),
+          lookup(name, { all: false }),
           new Promise<never>((_, reject) => {
             timer = setTimeout(() => reject(new Error(`lookup timed out after ${timeoutMs} ms`)), timeoutMs);
           }),
@@ -38,7 +48,7 @@ export function createHostResolver(overrides: Readonly<Record<string, string>> =
         publishRuntimeEvent({ type: 'dns-lookup', outcome: 'failed' });
         throw new GatewayError(
           'EGW_UPSTREAM_DNS',
-          `cannot resolve ${host}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`,
+          `cannot resolve ${name}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`,
           { cause },
         );
       } finally {

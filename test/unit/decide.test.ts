@@ -232,3 +232,64 @@ describe('decideByName (decide on the name first, DNS only when an IP could chan
     assert.ok(answered >= 10, `answered ${answered} cases by name`);
   });
 });
+
+describe('host rules mean what they say (issue 10 item 4)', () => {
+  const allowAll: RuleSpec = { name: 'allow-all', action: 'allow' };
+  const denyFirst = (to: RuleSpec['to']) => policyOf([{ name: 'deny', to, action: 'deny' }, allowAll]);
+  const verdict = (policy: ReturnType<typeof policyOf>, host: string, ip: string) =>
+    decide(policy, { listener: 'egress', identity: id('bookinfo', 'p'), destination: { host, ip, port: 443 } });
+
+  // Each of these deny rules used to compile and then never match, so traffic fell through to allow-all.
+  const refused: Array<[string, RegExp]> = [
+    ['127.0.0.1', /rules\[0\]\.to\.hosts\[0\]: "127\.0\.0\.1" is an IP address; .*to\.cidrs.*"127\.0\.0\.1\/32"/],
+    ['203.0.113.*', /rules\[0\]\.to\.hosts\[0\]: "203\.0\.113\.\*" looks like an IPv4 .*"203\.0\.113\.0\/24"/],
+    ['2001:DB8:0:0::1', /rules\[0\]\.to\.hosts\[0\]: "2001:DB8:0:0::1" is an IP address; .*to\.cidrs/],
+    ['[::1]', /rules\[0\]\.to\.hosts\[0\]: "\[::1\]" is an IP address/],
+  ];
+  for (const [pattern, message] of refused) {
+    it(`refuses to.hosts ${pattern} at compile time and points to to.cidrs`, () => {
+      assert.ok(denyFirst({ hosts: ['api.example.com'] }), 'positive control: a host name compiles');
+      assert.throws(() => denyFirst({ hosts: [pattern] }), message);
+    });
+  }
+
+  it('denies 127.0.0.1 with the to.cidrs form, whether the client names the IP or a name resolving to it', () => {
+    const policy = denyFirst({ cidrs: ['127.0.0.1/32'] });
+    assert.equal(verdict(policy, '127.0.0.2', '127.0.0.2').allow, true, 'positive control');
+    assert.equal(verdict(policy, '127.0.0.1', '127.0.0.1').reason, 'denied by rule deny');
+    assert.equal(verdict(policy, 'localhost', '127.0.0.1').reason, 'denied by rule deny');
+  });
+
+  it('denies 203.0.113.0/24 with the to.cidrs form', () => {
+    const policy = denyFirst({ cidrs: ['203.0.113.0/24'] });
+    assert.equal(verdict(policy, '198.51.100.1', '198.51.100.1').allow, true, 'positive control');
+    assert.equal(verdict(policy, '203.0.113.9', '203.0.113.9').reason, 'denied by rule deny');
+  });
+
+  it('denies a non-canonical IPv6 CIDR in every spelling of the address', () => {
+    const policy = denyFirst({ cidrs: ['2001:DB8:0:0::1/128'] });
+    assert.equal(verdict(policy, '2001:db8::2', '2001:db8::2').allow, true, 'positive control');
+    for (const ip of ['2001:db8::1', '2001:0db8:0000::0001', '2001:DB8::1'])
+      assert.equal(verdict(policy, ip, ip).reason, 'denied by rule deny', ip);
+  });
+
+  it('matches a deny glob with numeric labels as labels (not as an IPv4 number)', () => {
+    const policy = denyFirst({ hosts: ['*.203.example'] });
+    assert.equal(verdict(policy, 'a.204.example', '198.51.100.1').allow, true, 'positive control');
+    assert.equal(verdict(policy, 'A.203.Example.', '198.51.100.1').reason, 'denied by rule deny');
+  });
+
+  it('never lets a host glob match an IP literal (addresses are matched by to.cidrs)', () => {
+    const policy = policyOf([{ name: 'any-name', to: { hosts: ['**'] }, action: 'allow' }]);
+    assert.equal(verdict(policy, 'api.example.com', '198.51.100.1').allow, true, 'positive control');
+    assert.equal(verdict(policy, '198.51.100.1', '198.51.100.1').reason, DEFAULT_DENY_REASON);
+  });
+
+  it('refuses a destination host without a canonical spelling instead of skipping deny globs', () => {
+    const policy = denyFirst({ hosts: ['secret.example.com'] });
+    assert.equal(verdict(policy, 'other.example.com', '198.51.100.1').allow, true, 'positive control');
+    const d = verdict(policy, 'secret.ex\\097mple.com', '198.51.100.1');
+    assert.equal(d.allow, false);
+    assert.match(d.reason, /has no canonical spelling/);
+  });
+});

@@ -33,6 +33,11 @@ describe('canonicalHost', () => {
     ['an IPv6 zone ID', '[fe80::1%eth0]'],
     ['an over-long name', `${`${'a'.repeat(63)}.`.repeat(5)}com`],
     ['an empty string', ''],
+    // The URL host parser behind domainToASCII stops at these: "a?b.com" came back as "a".
+    ['a query delimiter', 'a?b.com'],
+    ['a fragment delimiter', 'a#b.com'],
+    ['a path', 'example.com/x'],
+    ['a full-width solidus (IDNA maps it to /)', 'example.com\uff0fx'],
   ];
   for (const [what, raw] of refused) it(`refuses ${what}`, () => assert.equal(canonicalHost(raw), undefined));
 });

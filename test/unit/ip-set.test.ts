@@ -20,6 +20,30 @@ describe('IpSet', () => {
     assert.equal(embeddedIpv4('64:ff9b::a9fe:a9fe'), '169.254.169.254');
   });
 
+  // Found by test/fuzz/ip-set.test.ts: the canonical form compresses zero high groups of NAT64
+  // addresses, and the embedded address was then not seen (so 64:ff9b::1 passed the SSRF guard).
+  it('sees the IPv4 address in NAT64 forms whose high 16 bits are zero', () => {
+    assert.equal(embeddedIpv4('64:ff9b::a9fe:a9fe'), '169.254.169.254', 'positive control');
+    assert.equal(embeddedIpv4('64:ff9b::0.0.3.58'), '0.0.3.58');
+    assert.equal(embeddedIpv4('64:ff9b::1'), '0.0.0.1');
+    assert.equal(embeddedIpv4('64:ff9b::'), '0.0.0.0');
+    assert.equal(embeddedIpv4('::ffff:0.0.0.1'), '0.0.0.1');
+    assert.equal(embeddedIpv4('::ffff:33a'), undefined, 'IPv4-compatible ::255.255.3.58, not mapped');
+    assert.equal(embeddedIpv4('64:ff9b::1:2:3'), undefined, 'outside 64:ff9b::/96');
+    assert.equal(new IpSet(['0.0.0.0/8']).has('64:ff9b::1'), true);
+  });
+
+  // Found by test/fuzz/ip-set.test.ts (FUZZ_SEED=3): node:net BlockList checks an IPv4 address
+  // against IPv6 ranges in its IPv4-mapped form, so an IPv6 range holding ::ffff:0:0/96 matches
+  // every IPv4 address, also the one inside a NAT64 form. Documented under to.cidrs.
+  it('matches an IPv4 address with an IPv6 range that holds its IPv4-mapped form', () => {
+    assert.equal(new IpSet(['2001:db8::/32']).has('127.0.0.1'), false, 'positive control');
+    assert.equal(new IpSet(['::ffff:0:0/96']).has('127.0.0.1'), true);
+    assert.equal(new IpSet(['::/0']).has('127.0.0.1'), true);
+    assert.equal(new IpSet(['24:ff9b::/10']).has('64:ff9b::5f65:e738'), true, 'via 95.101.231.56 as ::ffff:5f65:e738');
+    assert.equal(new IpSet(['64:ff9b::/96']).has('127.0.0.1'), false, 'NAT64 ranges do not see plain IPv4');
+  });
+
   it('rejects malformed CIDRs', () => {
     assert.equal(parseCidr('10.0.0.0/33'), undefined);
     assert.equal(parseCidr('10.0.0/8'), undefined);
@@ -47,6 +71,8 @@ describe('prohibited destinations (SSRF guard)', () => {
     '::ffff:169.254.169.254',
     '64:ff9b::a9fe:a9fe',
     '::ffff:10.0.0.1',
+    '64:ff9b::1',
+    '64:ff9b::0.0.0.0',
   ];
   for (const ip of prohibited) it(`refuses ${ip}`, () => assert.equal(prohibitedDestinations.has(ip), true));
   for (const ip of ['93.184.216.34', '8.8.8.8', '2606:4700::1111', '172.32.0.1', '100.128.0.1']) {

@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
-import { parseConfig } from '../../src/config/load-config.ts';
+import { after, before, describe, it } from 'node:test';
+import { buildGatewayState } from '../../src/config/build-state.ts';
+import { loadConfig, parseConfig } from '../../src/config/load-config.ts';
 import { isGatewayError } from '../../src/core/errors.ts';
+import { parseSpiffeId } from '../../src/identity/spiffe-id.ts';
+import { decide } from '../../src/policy/decide.ts';
+import { writeTestConfig } from '../helpers/test-gateway.ts';
+import { createTestPki, type TestPki } from '../helpers/test-pki.ts';
 
 const base = `
 identity: { trustDomain: cluster.local, trustAnchors: a.pem, cert: c.pem, key: k.pem }
@@ -99,5 +104,92 @@ describe('parseConfig', () => {
 
   it('rejects an unknown rule action', () => {
     assert.match(problems(`${base}rules: [{ name: r, action: permit }]\n`), /rules\[0\]\.action/);
+  });
+});
+
+describe('host rules at configuration load (what `config validate` runs)', () => {
+  let pki: TestPki;
+  before(async () => {
+    pki = await createTestPki();
+  });
+  after(() => pki.cleanup());
+
+  const listeners = [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }];
+  async function build(rules: unknown[]) {
+    const { config, path } = loadConfig(writeTestConfig(pki, { listeners, rules }));
+    return { path, state: await buildGatewayState(config, path) };
+  }
+  async function refusal(rules: unknown[]): Promise<string> {
+    try {
+      await build(rules);
+    } catch (error) {
+      assert.ok(isGatewayError(error, 'EGW_CONFIG_INVALID'), String(error));
+      return (error as Error).message;
+    }
+    assert.fail('expected the configuration to be rejected');
+  }
+  const allowAll = { name: 'allow-all', action: 'allow' };
+  const examples: Array<[string, RegExp]> = [
+    ['127.0.0.1', /is an IP address; .*to\.cidrs.*"127\.0\.0\.1\/32"/],
+    ['203.0.113.*', /looks like an IPv4 address or range; .*"203\.0\.113\.0\/24"/],
+    ['2001:DB8:0:0::1', /is an IP address; .*to\.cidrs.*"2001:DB8:0:0::1\/128"/],
+  ];
+  for (const [pattern, message] of examples) {
+    it(`refuses a deny rule with to.hosts ${pattern}, naming file and key`, async () => {
+      const ok = await build([{ name: 'deny-name', to: { hosts: ['api.example.com'] }, action: 'deny' }, allowAll]);
+      assert.equal(ok.state.policy.rules.length, 2, 'positive control: a host name loads');
+      const text = await refusal([
+        allowAll,
+        { name: 'other', to: { hosts: ['api.example.com'] }, action: 'allow' },
+        { name: 'deny-ip', to: { hosts: ['api.example.com', pattern] }, action: 'deny' },
+      ]);
+      assert.match(text, /gateway\.yaml: rules\[2\]\.to\.hosts\[1\]: /);
+      assert.match(text, message);
+    });
+  }
+
+  it('loads the to.cidrs form and its deny rule decides live', async () => {
+    const { state } = await build([
+      {
+        name: 'deny-loopback-one',
+        to: { cidrs: ['127.0.0.1/32', '203.0.113.0/24', '2001:DB8:0:0::1/128'] },
+        action: 'deny',
+      },
+      allowAll,
+    ]);
+    const identity = parseSpiffeId('spiffe://cluster.local/ns/bookinfo/sa/p');
+    const at = (host: string, ip: string) =>
+      decide(state.policy, { listener: 'egress', identity, destination: { host, ip, port: 443 } });
+    assert.equal(at('127.0.0.2', '127.0.0.2').allow, true, 'positive control');
+    for (const [host, ip] of [
+      ['127.0.0.1', '127.0.0.1'],
+      ['localhost', '127.0.0.1'],
+      ['203.0.113.7', '203.0.113.7'],
+      ['2001:db8::1', '2001:db8::1'],
+    ] as const)
+      assert.equal(at(host, ip).rule?.name, 'deny-loopback-one', host);
+  });
+});
+
+// Found by test/fuzz/config-loader.test.ts (seed 0x0e9e55): document.toJS() throws a raw
+// ReferenceError for an alias, so `config validate` prints a stack trace instead of
+// EGW_CONFIG_INVALID. load-config.ts belongs to another change; these stay `todo` until it
+// wraps toJS (e.g. `toJS({ maxAliasCount: 100 })` in a try/catch that names the file).
+describe('parseConfig and YAML aliases', () => {
+  it('positive control: a YAML syntax error is EGW_CONFIG_INVALID naming the file', () => {
+    assert.match(problems('identity: [unclosed'), /cfg\.yaml: YAML error/);
+  });
+  it('refuses an unresolved alias with EGW_CONFIG_INVALID', { todo: 'load-config.ts: wrap document.toJS()' }, () => {
+    assert.match(problems('  #\n*xidentity&x#'), /cfg\.yaml: /);
+  });
+  it('refuses an alias bomb with EGW_CONFIG_INVALID', { todo: 'load-config.ts: wrap document.toJS()' }, () => {
+    const bomb = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
+    for (let i = 0; i < 8; i++)
+      bomb.push(
+        `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(10)
+          .fill(`*${String.fromCharCode(97 + i)}`)
+          .join(', ')}]`,
+      );
+    assert.match(problems(bomb.join('\n')), /cfg\.yaml: /);
   });
 });
