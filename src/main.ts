@@ -270,6 +270,12 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
         port: settings.port,
         mode: settings.mode,
         maxConnections: settings.maxConnections,
+        preHandshake: () => ({
+          maxSockets: config.limits.maxPreHandshakeSockets,
+          maxPerSource: config.limits.maxPreHandshakeSocketsPerSource,
+          firstByteMs: Math.min(config.timeouts.firstByte, config.timeouts.handshake),
+          auditIntervalMs: config.limits.preHandshakeAuditInterval,
+        }),
         onConnection: createConnectionPipeline(getState, settings.name, handler, runtime),
       });
       await listener.listen();
