@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { type AddressInfo, connect as tcpConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
@@ -78,13 +81,17 @@ describe('attack: idle sockets from one source (issue 9, found 5)', () => {
   let echo: Server;
   let url: string;
   let client: WrittenLeaf;
+  let auditDir: string;
 
   before(async () => {
     pki = await createTestPki();
     echo = await startEchoServer('127.0.0.1', 0);
     url = `http://127.0.0.1:${(echo.address() as AddressInfo).port}/`;
     client = await pki.workload('bookinfo', 'productpage');
+    auditDir = mkdtempSync(join(tmpdir(), 'egw-idle-audit-'));
     gw = await startTestGateway(pki, {
+      // The aggregate record goes through the same sinks as every other record.
+      audit: { sinks: [{ type: 'file', path: join(auditDir, 'audit.log'), format: 'text' }] },
       // maxConnections below the per-source cap: if idle sockets still counted against it, the
       // 64 an attacker may hold would lock every legitimate client out.
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect', maxConnections: 50 }],
@@ -97,6 +104,7 @@ describe('attack: idle sockets from one source (issue 9, found 5)', () => {
     await gw.close();
     echo.close();
     pki.cleanup();
+    rmSync(auditDir, { recursive: true, force: true });
   });
 
   it('serves a legitimate client while one source holds 1,000 idle sockets, and audits them in aggregate', async (t) => {
@@ -173,6 +181,13 @@ describe('attack: idle sockets from one source (issue 9, found 5)', () => {
     const sample = aggregates.find((r) => (r.refusals?.byReason.source_limit ?? 0) > 0);
     assert.equal(sample?.code, 'EGW_PREHANDSHAKE_REFUSED');
     assert.match(sample?.reason ?? '', /source_limit=\d+/);
+    const logPath = join(auditDir, 'audit.log');
+    const logged = await pollUntil(
+      async () => (existsSync(logPath) ? readFileSync(logPath, 'utf8') : ''),
+      (text) => text.includes(`HANDSHAKE-REFUSED-AGGREGATE ${ATTACKER}:0`),
+      5000,
+    );
+    assert.match(logged, new RegExp(`HANDSHAKE-REFUSED-AGGREGATE ${ATTACKER.replaceAll('.', '\\.')}:0 .*count=\\d+`));
     assert.equal(
       gw.records.filter((r) => r.action !== 'handshake-refused-aggregate' && r.source.ip === ATTACKER).length,
       0,
