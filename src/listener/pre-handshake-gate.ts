@@ -1,5 +1,6 @@
-import type { Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import type { PreHandshakeRefusal } from '../core/audit-event.ts';
+import { canonicalIp, embeddedIpv4 } from '../core/ip-set.ts';
 import { publishRuntimeEvent } from '../core/runtime-event.ts';
 import { RefusalReport } from './refusal-report.ts';
 
@@ -22,6 +23,23 @@ export function resetSocket(socket: Socket): void {
   } catch {
     socket.destroy();
   }
+}
+
+/**
+ * What the per-source cap counts by: an IPv4 address (also when written as ::ffff:a.b.c.d), or an
+ * IPv6 /64, since one host is usually handed a whole /64 and could otherwise rotate addresses.
+ */
+export function sourceKey(ip: string): string {
+  const v4 = embeddedIpv4(ip);
+  if (v4) return v4;
+  const canonical = isIP(ip) === 6 ? canonicalIp(ip) : undefined;
+  if (!canonical) return ip;
+  const [head = '', tail] = canonical.split('::');
+  const headGroups = head === '' ? [] : head.split(':');
+  const tailGroups = tail === undefined || tail === '' ? [] : tail.split(':');
+  const zeros = Array(8 - headGroups.length - tailGroups.length).fill('0');
+  const groups = tail === undefined ? headGroups : [...headGroups, ...zeros, ...tailGroups];
+  return `${groups.slice(0, 4).join(':')}::/64`;
 }
 
 /** Sockets admitted by some gate and not yet through their handshake → the gate's release. */
@@ -63,7 +81,8 @@ export class PreHandshakeGate {
   admit(socket: Socket): PreHandshakeRefusal | undefined {
     const limits = this.#limits();
     const ip = socket.remoteAddress ?? '';
-    const fromSource = this.#bySource.get(ip) ?? 0;
+    const key = sourceKey(ip);
+    const fromSource = this.#bySource.get(key) ?? 0;
     const refusal =
       limits.maxPerSource > 0 && fromSource >= limits.maxPerSource
         ? 'source_limit'
@@ -74,7 +93,7 @@ export class PreHandshakeGate {
       this.#refused(ip, refusal);
       return refusal;
     }
-    this.#bySource.set(ip, fromSource + 1);
+    this.#bySource.set(key, fromSource + 1);
     this.#size += 1;
     publishRuntimeEvent({ type: 'prehandshake-sockets', listener: this.#listener, delta: 1 });
     // bytesRead counts at the TCP handle, so it sees the bytes the TLS layer reads too.
@@ -90,17 +109,17 @@ export class PreHandshakeGate {
       clearTimeout(timer);
       pending.delete(socket);
       socket.removeListener('close', release);
-      this.#release(ip);
+      this.#release(key);
     };
     pending.set(socket, release);
     socket.once('close', release);
     return undefined;
   }
 
-  #release(ip: string): void {
-    const left = (this.#bySource.get(ip) ?? 1) - 1;
-    if (left > 0) this.#bySource.set(ip, left);
-    else this.#bySource.delete(ip);
+  #release(key: string): void {
+    const left = (this.#bySource.get(key) ?? 1) - 1;
+    if (left > 0) this.#bySource.set(key, left);
+    else this.#bySource.delete(key);
     this.#size -= 1;
     publishRuntimeEvent({ type: 'prehandshake-sockets', listener: this.#listener, delta: -1 });
   }
