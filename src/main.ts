@@ -89,6 +89,15 @@ function listenerFor(
     port: settings.port,
     mode: settings.mode,
     maxConnections: () => current().maxConnections,
+    preHandshake: () => {
+      const { limits, timeouts } = store.current.config;
+      return {
+        maxSockets: limits.maxPreHandshakeSockets,
+        maxPerSource: limits.maxPreHandshakeSocketsPerSource,
+        firstByteMs: Math.min(timeouts.firstByte, timeouts.handshake),
+        auditIntervalMs: limits.preHandshakeAuditInterval,
+      };
+    },
     onConnection: createConnectionPipeline(() => store.current.state, settings.name, handler, runtime),
   });
 }

@@ -95,12 +95,21 @@ export const configSchema = z.strictObject({
   timeouts: z
     .strictObject({
       handshake: duration.default(10_000),
+      /** A socket that sends no byte within this is closed (capped at `handshake`); then `handshake` still applies. */
+      firstByte: duration.pipe(z.number().min(1, 'expected at least 1ms')).default(2_000),
       requestHead: duration.default(10_000),
       connect: duration.default(10_000),
       idle: duration.default(300_000),
       drain: duration.default(30_000),
     })
-    .default({ handshake: 10_000, requestHead: 10_000, connect: 10_000, idle: 300_000, drain: 30_000 }),
+    .default({
+      handshake: 10_000,
+      firstByte: 2_000,
+      requestHead: 10_000,
+      connect: 10_000,
+      idle: 300_000,
+      drain: 30_000,
+    }),
   limits: z
     .strictObject({
       maxHeaderBytes: z.number().int().min(1024).max(1_048_576).default(16_384),
@@ -110,8 +119,21 @@ export const configSchema = z.strictObject({
       newConnectionsPerSecondPerIdentity: z.number().min(0).default(0),
       /** Token-bucket burst for the rate above (default: twice the rate, at least 1). */
       newConnectionBurstPerIdentity: z.number().int().min(1).optional(),
+      /** Sockets per listener that have not finished the TLS handshake, apart from maxConnections (0 = unlimited). */
+      maxPreHandshakeSockets: z.number().int().min(0).default(1_000),
+      /** Of those, how many one source IP may hold (0 = unlimited). */
+      maxPreHandshakeSocketsPerSource: z.number().int().min(0).default(64),
+      /** Pre-handshake refusals are audited as one record per source and listener per interval. */
+      preHandshakeAuditInterval: duration.pipe(z.number().min(100, 'expected at least 100ms')).default(10_000),
     })
-    .default({ maxHeaderBytes: 16_384, maxConnectionsPerIdentity: 1_000, newConnectionsPerSecondPerIdentity: 0 }),
+    .default({
+      maxHeaderBytes: 16_384,
+      maxConnectionsPerIdentity: 1_000,
+      newConnectionsPerSecondPerIdentity: 0,
+      maxPreHandshakeSockets: 1_000,
+      maxPreHandshakeSocketsPerSource: 64,
+      preHandshakeAuditInterval: 10_000,
+    }),
   admin: z
     .strictObject({
       /** host:port of the admin API; "off" disables it. */

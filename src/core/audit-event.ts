@@ -7,7 +7,15 @@ import type { ErrorCode } from './errors.ts';
  * diagnostics_channel; sinks subscribe (src/audit/). Publishing never blocks and never throws
  * into the data path, and nothing is built when no sink listens.
  */
-export type AuditAction = 'egress-permitted' | 'egress-rejected' | 'egress-closed' | 'identity-rejected';
+export type AuditAction =
+  | 'egress-permitted'
+  | 'egress-rejected'
+  | 'egress-closed'
+  | 'identity-rejected'
+  | 'handshake-refused-aggregate';
+
+/** Why the listener refused or closed a socket before its TLS handshake (see src/listener/pre-handshake-gate.ts). */
+export type PreHandshakeRefusal = 'first_byte_timeout' | 'source_limit' | 'listener_limit';
 
 export interface AuditPeerCertificate {
   readonly serialNumber: string;
@@ -51,6 +59,11 @@ export interface AuditRecord {
   readonly bytesFromClient?: number;
   /** Bytes the destination sent back to the client. */
   readonly bytesToClient?: number;
+  /** `handshake-refused-aggregate`: sockets from `source.ip` refused between `start` and `end`, by reason. */
+  readonly refusals?: {
+    readonly total: number;
+    readonly byReason: Readonly<Partial<Record<PreHandshakeRefusal, number>>>;
+  };
 }
 
 export const AUDIT_CHANNEL_NAME = 'mesh-egress-gateway:audit';

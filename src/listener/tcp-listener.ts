@@ -2,37 +2,49 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { publishAudit } from '../core/audit-event.ts';
 import { GatewayError } from '../core/errors.ts';
+import { PreHandshakeGate, type PreHandshakeLimits, resetSocket } from './pre-handshake-gate.ts';
 
 export interface TcpListenerOptions {
   readonly name: string;
   readonly host: string;
   readonly port: number;
   readonly mode: 'connect' | 'tcp';
-  /** Connections above this are reset at accept time and audited (0 = unlimited); read per accept, so a reload applies. */
+  /**
+   * Established connections (past the TLS handshake) above this are reset at accept time and audited
+   * (0 = unlimited); read per accept, so a reload applies.
+   */
   readonly maxConnections: () => number;
+  /** Limits for sockets still before the end of their TLS handshake; read at each accept, so reloads apply. */
+  readonly preHandshake: () => PreHandshakeLimits;
   readonly onConnection: (socket: Socket) => void;
 }
 
 /**
  * The first stage: accepts TCP connections and hands raw sockets on. It knows nothing of TLS or
- * policy; it only tracks open sockets so the gateway can drain them.
+ * policy; it tracks open sockets so the gateway can drain them, and holds sockets that have not
+ * finished their handshake to their own budget (PreHandshakeGate), apart from `maxConnections`.
  */
 export class TcpListener {
   readonly name: string;
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
   readonly #options: TcpListenerOptions;
+  readonly #gate: PreHandshakeGate;
 
   constructor(options: TcpListenerOptions) {
     this.name = options.name;
     this.#options = options;
+    this.#gate = new PreHandshakeGate(options.name, options.mode, options.preHandshake);
     // allowHalfOpen: a client that shuts down its write side may still receive the response.
     this.#server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.#accept(socket));
   }
 
   #accept(socket: Socket): void {
+    // Only established connections count here: idle unauthenticated sockets must not fill this cap.
+    // Sockets in their handshake may add up to the pre-handshake budget on top of it.
     const maxConnections = this.#options.maxConnections();
-    if (maxConnections > 0 && this.#sockets.size >= maxConnections) {
+    const established = this.#sockets.size - this.#gate.size;
+    if (maxConnections > 0 && established >= maxConnections) {
       publishAudit({
         connectionId: randomUUID(),
         action: 'egress-rejected',
@@ -46,6 +58,12 @@ export class TcpListener {
       socket.resetAndDestroy();
       return;
     }
+    if (this.#gate.admit(socket) !== undefined) {
+      // Audited in aggregate by the gate, not per socket: these are the ones an attacker multiplies.
+      socket.on('error', () => {});
+      resetSocket(socket);
+      return;
+    }
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
     socket.on('error', () => {}); // errors are reported by the stage that owns the socket
@@ -54,6 +72,11 @@ export class TcpListener {
 
   get listening(): boolean {
     return this.#server.listening;
+  }
+
+  /** Open sockets that have not finished their TLS handshake yet. */
+  get preHandshakeSockets(): number {
+    return this.#gate.size;
   }
 
   /** The bound address, useful when port 0 was asked for. */
@@ -82,7 +105,7 @@ export class TcpListener {
     });
   }
 
-  /** Stops accepting; open connections are left to finish (see `destroyAll`). */
+  /** Stops accepting; open connections are left to finish (`drain` waits for them, then destroys the rest). */
   stopAccepting(): Promise<void> {
     return new Promise((resolve) => {
       // close()'s callback waits for every open connection; only the listening socket matters here.
@@ -97,6 +120,7 @@ export class TcpListener {
     while (this.#sockets.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
     const left = this.#sockets.size;
     for (const socket of this.#sockets) socket.destroy();
+    this.#gate.close();
     return left;
   }
 }

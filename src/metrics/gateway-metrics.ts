@@ -1,7 +1,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { type AuditRecord, subscribeAudit } from '../core/audit-event.ts';
 import { metricKindFor } from '../core/refusal-table.ts';
-import { subscribeRuntimeEvents } from '../core/runtime-event.ts';
+import { type RuntimeEvent, subscribeRuntimeEvents } from '../core/runtime-event.ts';
 
 /** What the metrics read at scrape time rather than count as events. */
 export interface MetricsSources {
@@ -75,6 +75,18 @@ export class GatewayMetrics {
     name: 'egw_reloads_total',
     help: 'Configuration reloads by result',
     labelNames: ['result'],
+    registers: [this.registry],
+  });
+  readonly #preHandshakeSockets = new Gauge({
+    name: 'egw_prehandshake_sockets',
+    help: 'Open sockets that have not finished their TLS handshake, by listener',
+    labelNames: ['listener'],
+    registers: [this.registry],
+  });
+  readonly #preHandshakeRejections = new Counter({
+    name: 'egw_prehandshake_rejections_total',
+    help: 'Sockets refused or closed before their TLS handshake, by listener and reason',
+    labelNames: ['listener', 'reason'],
     registers: [this.registry],
   });
   readonly #drainForced = new Counter({
@@ -155,7 +167,21 @@ export class GatewayMetrics {
       },
     });
     this.#unsubscribe.push(subscribeAudit((record) => this.#onAudit(record)));
-    this.#unsubscribe.push(subscribeRuntimeEvents((event) => this.#dns.inc({ outcome: event.outcome })));
+    this.#unsubscribe.push(subscribeRuntimeEvents((event) => this.#onRuntime(event)));
+  }
+
+  #onRuntime(event: RuntimeEvent): void {
+    switch (event.type) {
+      case 'dns-lookup':
+        this.#dns.inc({ outcome: event.outcome });
+        return;
+      case 'prehandshake-sockets':
+        this.#preHandshakeSockets.inc({ listener: event.listener }, event.delta);
+        return;
+      case 'prehandshake-refused':
+        this.#preHandshakeRejections.inc({ listener: event.listener, reason: event.reason });
+        return;
+    }
   }
 
   #onAudit(record: AuditRecord): void {

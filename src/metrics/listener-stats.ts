@@ -38,6 +38,8 @@ export class ListenerStats {
   }
 
   #count(record: AuditRecord): void {
+    // Pre-handshake refusals are counted by egw_prehandshake_rejections_total, not as connections.
+    if (record.action === 'handshake-refused-aggregate') return;
     const entry = this.#entry(record.listener);
     if (record.action === 'egress-permitted') entry.accepted += 1;
     else if (record.action === 'egress-closed') {

@@ -2,6 +2,7 @@ import type { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { type DetailedPeerCertificate, type SecureContext, TLSSocket } from 'node:tls';
 import { GatewayError } from '../core/errors.ts';
+import { markHandshakeDone } from '../listener/pre-handshake-gate.ts';
 
 /**
  * Runs the server side of a TLS handshake on an accepted TCP socket and resolves once it is
@@ -53,6 +54,8 @@ export function acceptTls(raw: Socket, context: SecureContext, timeoutMs: number
       raw.removeListener('close', closedEarly);
       socket.removeListener('end', closedEarly);
       socket.removeListener('error', onError);
+      // From here the socket counts against the listener's maxConnections, not the pre-handshake budget.
+      markHandshakeDone(raw);
       resolve(socket);
     };
     socket.once('error', onError);

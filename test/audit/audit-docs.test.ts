@@ -7,7 +7,13 @@ import { toEcs } from '../../src/audit/formats/ecs-format.ts';
 import { formatSyslogMessage } from '../../src/audit/formats/syslog-message.ts';
 import { hecEnvelope } from '../../src/audit/sinks/hec-sink.ts';
 import type { AuditRecord } from '../../src/core/audit-event.ts';
-import { closedRecord, identityRejectedRecord, permittedRecord, rejectedRecord } from './helpers/sample-records.ts';
+import {
+  closedRecord,
+  handshakeRefusedAggregateRecord,
+  identityRejectedRecord,
+  permittedRecord,
+  rejectedRecord,
+} from './helpers/sample-records.ts';
 
 const doc = readFileSync(new URL('../../docs/audit.md', import.meta.url), 'utf8');
 
@@ -21,6 +27,7 @@ const records: AuditRecord[] = [
   closedRecord(),
   rejectedRecord(),
   identityRejectedRecord(),
+  handshakeRefusedAggregateRecord(),
 ];
 
 function flatten(value: unknown, prefix = ''): string[] {

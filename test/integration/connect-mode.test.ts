@@ -191,8 +191,10 @@ describe('connect mode (HTTPS forward proxy)', () => {
   });
 
   it('never resolves a name for an identity that no rule could allow (issue 9 item 3: DNS exfiltration)', async () => {
-    const lookups: RuntimeEvent[] = [];
-    const unsubscribe = subscribeRuntimeEvents((event) => lookups.push(event));
+    const lookups: Extract<RuntimeEvent, { type: 'dns-lookup' }>[] = [];
+    const unsubscribe = subscribeRuntimeEvents((event) => {
+      if (event.type === 'dns-lookup') lookups.push(event);
+    });
     try {
       // Positive control: an identity the rules could allow makes the gateway look the name up.
       const allowed = await curlViaGateway(

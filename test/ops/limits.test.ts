@@ -277,3 +277,86 @@ describe('per-identity new-connection rate', () => {
     }
   });
 });
+
+describe('pre-handshake sockets (issue 9 item 4)', () => {
+  /** The value of one Prometheus series (0 when absent). */
+  const metric = async (gw: TestGateway, series: string) => {
+    const text = await (await fetch(`http://127.0.0.1:${gw.gateway.adminAddress?.port}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+    return line ? Number(line.slice(series.length + 1)) : 0;
+  };
+  const idleFrom = async (port: number, localAddress: string) => {
+    const socket = tcpConnect({ host: '127.0.0.1', port, localAddress });
+    socket.on('error', () => {});
+    await new Promise((r) => socket.once('connect', r));
+    return socket;
+  };
+  /** Resolves when a new socket from `localAddress` is closed by the gateway (it may never see 'connect'). */
+  const refusedFrom = (port: number, localAddress: string, ms: number) => {
+    const socket = tcpConnect({ host: '127.0.0.1', port, localAddress });
+    socket.on('error', () => {});
+    return closesWithin(socket, ms);
+  };
+
+  it('closes a socket that sends no byte at timeouts.firstByte, but gives one that did the handshake timeout', async () => {
+    const pki = await createTestPki();
+    const gw = await startTestGateway(pki, {
+      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
+      timeouts: { handshake: '2s', firstByte: '300ms' },
+      admin: { listen: '127.0.0.1:0', watch: false },
+    });
+    try {
+      const silent = await idleFrom(gw.port('egress'), '127.0.0.6');
+      const started = await idleFrom(gw.port('egress'), '127.0.0.7');
+      started.write(Buffer.from([0x16, 0x03, 0x01])); // the first bytes of a ClientHello, then nothing
+      await closesWithin(silent, 1500);
+      assert.equal(started.destroyed, false, 'a socket that sent a byte is not held to the first-byte deadline');
+      assert.equal(
+        await metric(gw, 'egw_prehandshake_rejections_total{listener="egress",reason="first_byte_timeout"}'),
+        1,
+      );
+      await closesWithin(started, 3000);
+      const record = await gw.waitForRecord((r) => r.code === 'EGW_TLS_HANDSHAKE_TIMEOUT');
+      assert.equal(record.source.ip, '127.0.0.7');
+      assert.equal(
+        gw.records.filter((r) => r.source.ip === '127.0.0.6' && r.action !== 'handshake-refused-aggregate').length,
+        0,
+      );
+    } finally {
+      await gw.close();
+      pki.cleanup();
+    }
+  });
+
+  it('refuses sockets beyond limits.maxPreHandshakeSockets and the per-source cap, and counts both', async () => {
+    const pki = await createTestPki();
+    const gw = await startTestGateway(pki, {
+      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
+      timeouts: { firstByte: '2s' },
+      limits: { maxPreHandshakeSockets: 5, maxPreHandshakeSocketsPerSource: 3 },
+      admin: { listen: '127.0.0.1:0', watch: false },
+    });
+    const port = gw.port('egress');
+    const held: import('node:net').Socket[] = [];
+    try {
+      for (let i = 0; i < 3; i++) held.push(await idleFrom(port, '127.0.0.5'));
+      await refusedFrom(port, '127.0.0.5', 1000);
+      for (let i = 0; i < 2; i++) held.push(await idleFrom(port, '127.0.0.6'));
+      await refusedFrom(port, '127.0.0.7', 1000);
+      assert.equal(held.filter((s) => !s.destroyed).length, 5, 'the admitted sockets are still open');
+      assert.equal(await metric(gw, 'egw_prehandshake_sockets{listener="egress"}'), 5);
+      assert.equal(await metric(gw, 'egw_prehandshake_rejections_total{listener="egress",reason="source_limit"}'), 1);
+      assert.equal(await metric(gw, 'egw_prehandshake_rejections_total{listener="egress",reason="listener_limit"}'), 1);
+      // Once the idle ones hit the first-byte deadline, the budget is free again for a real client.
+      await Promise.all(held.map((s) => closesWithin(s, 4000)));
+      const client = await pki.workload('bookinfo', 'productpage');
+      const ok = await sClient(port, { client, caPath: pki.rootPath, input: '' });
+      assert.match(ok.stdout, /Verification: OK|Verify return code: 0/);
+      assert.equal(await metric(gw, 'egw_prehandshake_sockets{listener="egress"}'), 0);
+    } finally {
+      for (const socket of held) socket.destroy();
+      await gw.close();
+      pki.cleanup();
+    }
+  });
+});

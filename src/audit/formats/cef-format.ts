@@ -12,6 +12,7 @@ const NAME: Record<AuditRecord['action'], string> = {
   'egress-closed': 'Egress connection closed',
   'egress-rejected': 'Egress connection rejected',
   'identity-rejected': 'Client identity rejected',
+  'handshake-refused-aggregate': 'Sockets refused before the TLS handshake',
 };
 
 const ACT: Record<AuditRecord['action'], string> = {
@@ -19,6 +20,7 @@ const ACT: Record<AuditRecord['action'], string> = {
   'egress-closed': 'close',
   'egress-rejected': 'reject',
   'identity-rejected': 'reject',
+  'handshake-refused-aggregate': 'reject',
 };
 
 /** Header field: `\` → `\\`, `|` → `\|`. The spec has no escape for line breaks there, so they become spaces. */
@@ -79,6 +81,8 @@ export function formatCef(record: AuditRecord): string {
     ['end', epochMs(record.end)],
     ['act', ACT[record.action], 63],
     ['outcome', recordFailed(record) ? 'failure' : 'success', 63],
+    // baseEventCount: an aggregate record stands for this many refused sockets.
+    ['cnt', record.refusals?.total],
     ['reason', record.reason, 1023],
     ['cat', record.code, 1023],
     ['src', record.source.ip],

@@ -8,6 +8,7 @@ const EVENT_TYPE: Record<AuditRecord['action'], string[]> = {
   'egress-closed': ['connection', 'allowed', 'end'],
   'egress-rejected': ['connection', 'denied'],
   'identity-rejected': ['connection', 'denied'],
+  'handshake-refused-aggregate': ['connection', 'denied'],
 };
 
 /** `TLSv1.3` → { version: '1.3', version_protocol: 'tls' }, as ECS wants. */
@@ -158,6 +159,9 @@ export function toEcs(record: AuditRecord): Record<string, unknown> {
     rule: record.rule ? { name: record.rule.name } : undefined,
     observer: { ...OBSERVER, ingress: { zone: record.listener } },
     labels: { listener: record.listener, mode: record.mode, connection_id: record.connectionId },
+    egress_gateway: record.refusals
+      ? { prehandshake: { refused: record.refusals.total, ...record.refusals.byReason } }
+      : undefined,
     related: {
       ip: [
         ...new Set([record.source.ip, record.destination?.ip, record.snat?.ip].filter((v): v is string => Boolean(v))),

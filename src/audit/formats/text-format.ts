@@ -5,6 +5,7 @@ const WORD: Record<AuditRecord['action'], string> = {
   'egress-rejected': 'REJECTED',
   'egress-closed': 'CLOSED',
   'identity-rejected': 'IDENTITY-REJECTED',
+  'handshake-refused-aggregate': 'HANDSHAKE-REFUSED-AGGREGATE',
 };
 
 /**
@@ -29,6 +30,7 @@ export function formatText(record: AuditRecord): string {
   if (record.rule) parts.push(`rule=${token(record.rule.name)}`);
   if (record.snat?.ip) parts.push(`snat=${token(record.snat.ip)}`);
   if (record.code) parts.push(`code=${record.code}`);
+  if (record.refusals) parts.push(`count=${record.refusals.total}`);
   if (record.bytesFromClient !== undefined)
     parts.push(`bytes_out=${record.bytesFromClient} bytes_in=${record.bytesToClient ?? 0}`);
   if (record.durationNs !== undefined) parts.push(`duration_ms=${Math.round(record.durationNs / 1e6)}`);

@@ -90,3 +90,23 @@ export function identityRejectedRecord(overrides: Partial<AuditRecord> = {}): Au
     ...overrides,
   };
 }
+
+/** Sockets from one source refused before their TLS handshake, reported once per interval. */
+export function handshakeRefusedAggregateRecord(overrides: Partial<AuditRecord> = {}): AuditRecord {
+  return {
+    id: randomUUID(),
+    connectionId: 'c0ffee00-0000-4000-8000-000000000003',
+    action: 'handshake-refused-aggregate',
+    timestamp: '2026-05-01T12:03:10.000Z',
+    reason:
+      '1000 sockets from 10.42.7.66 refused or closed before the TLS handshake in 10 s: source_limit=936 first_byte_timeout=63 listener_limit=1',
+    code: 'EGW_PREHANDSHAKE_REFUSED',
+    listener: 'egress',
+    mode: 'connect',
+    source: { ip: '10.42.7.66', port: 0 },
+    start: '2026-05-01T12:03:00.000Z',
+    end: '2026-05-01T12:03:10.000Z',
+    refusals: { total: 1000, byReason: { source_limit: 936, first_byte_timeout: 63, listener_limit: 1 } },
+    ...overrides,
+  };
+}

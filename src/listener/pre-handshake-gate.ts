@@ -1,0 +1,136 @@
+import { isIP, type Socket } from 'node:net';
+import type { PreHandshakeRefusal } from '../core/audit-event.ts';
+import { canonicalIp, embeddedIpv4 } from '../core/ip-set.ts';
+import { publishRuntimeEvent } from '../core/runtime-event.ts';
+import { RefusalReport } from './refusal-report.ts';
+
+export interface PreHandshakeLimits {
+  /** Sockets of this listener still before the end of their TLS handshake (0 = unlimited). */
+  readonly maxSockets: number;
+  /** Of those, per source IP (0 = unlimited). */
+  readonly maxPerSource: number;
+  /** A socket that has sent no byte by then is closed. */
+  readonly firstByteMs: number;
+  /** One aggregate audit record per source per this interval. */
+  readonly auditIntervalMs: number;
+}
+
+/** A TCP RST frees the socket at once (no FIN_WAIT on our side); falls back to a plain destroy. */
+export function resetSocket(socket: Socket): void {
+  if (socket.destroyed) return;
+  try {
+    socket.resetAndDestroy();
+  } catch {
+    socket.destroy();
+  }
+}
+
+/**
+ * What the per-source cap counts by: an IPv4 address (also when written as ::ffff:a.b.c.d), or an
+ * IPv6 /64, since one host is usually handed a whole /64 and could otherwise rotate addresses.
+ */
+export function sourceKey(ip: string): string {
+  const v4 = embeddedIpv4(ip);
+  if (v4) return v4;
+  const canonical = isIP(ip) === 6 ? canonicalIp(ip) : undefined;
+  if (!canonical) return ip;
+  const [head = '', tail] = canonical.split('::');
+  const headGroups = head === '' ? [] : head.split(':');
+  const tailGroups = tail === undefined || tail === '' ? [] : tail.split(':');
+  const zeros = Array(8 - headGroups.length - tailGroups.length).fill('0');
+  const groups = tail === undefined ? headGroups : [...headGroups, ...zeros, ...tailGroups];
+  return `${groups.slice(0, 4).join(':')}::/64`;
+}
+
+/** Sockets admitted by some gate and not yet through their handshake → the gate's release. */
+const pending = new WeakMap<Socket, () => void>();
+
+/**
+ * Called by the TLS stage once the handshake on `raw` is complete: the socket leaves the
+ * pre-handshake budget and counts as established. A no-op for sockets no gate admitted.
+ */
+export function markHandshakeDone(raw: Socket): void {
+  const release = pending.get(raw);
+  if (release) release();
+}
+
+/**
+ * Bounds what unauthenticated sockets can hold before trust exists: a budget per listener, a cap
+ * per source IP and a first-byte deadline. Sockets that never send a TLS byte would otherwise sit
+ * in `maxConnections` until the handshake timeout and lock legitimate clients out.
+ */
+export class PreHandshakeGate {
+  readonly #listener: string;
+  readonly #limits: () => PreHandshakeLimits;
+  readonly #report: RefusalReport;
+  readonly #bySource = new Map<string, number>();
+  #size = 0;
+
+  constructor(listener: string, mode: 'connect' | 'tcp', limits: () => PreHandshakeLimits) {
+    this.#listener = listener;
+    this.#limits = limits;
+    this.#report = new RefusalReport(listener, mode, () => limits().auditIntervalMs);
+  }
+
+  /** Sockets currently before the end of their handshake. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Admits `socket` or says why not; a refused socket is left to the caller to reset. */
+  admit(socket: Socket): PreHandshakeRefusal | undefined {
+    const limits = this.#limits();
+    const ip = socket.remoteAddress ?? '';
+    const key = sourceKey(ip);
+    const fromSource = this.#bySource.get(key) ?? 0;
+    const refusal =
+      limits.maxPerSource > 0 && fromSource >= limits.maxPerSource
+        ? 'source_limit'
+        : limits.maxSockets > 0 && this.#size >= limits.maxSockets
+          ? 'listener_limit'
+          : undefined;
+    if (refusal) {
+      this.#refused(ip, refusal);
+      return refusal;
+    }
+    this.#bySource.set(key, fromSource + 1);
+    this.#size += 1;
+    publishRuntimeEvent({ type: 'prehandshake-sockets', listener: this.#listener, delta: 1 });
+    // bytesRead counts at the TCP handle, so it sees the bytes the TLS layer reads too.
+    const timer = setTimeout(() => {
+      if (socket.bytesRead > 0 || socket.destroyed) return;
+      this.#refused(ip, 'first_byte_timeout');
+      resetSocket(socket);
+    }, limits.firstByteMs);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      clearTimeout(timer);
+      pending.delete(socket);
+      socket.removeListener('close', release);
+      this.#release(key);
+    };
+    pending.set(socket, release);
+    socket.once('close', release);
+    return undefined;
+  }
+
+  #release(key: string): void {
+    const left = (this.#bySource.get(key) ?? 1) - 1;
+    if (left > 0) this.#bySource.set(key, left);
+    else this.#bySource.delete(key);
+    this.#size -= 1;
+    publishRuntimeEvent({ type: 'prehandshake-sockets', listener: this.#listener, delta: -1 });
+  }
+
+  #refused(ip: string, reason: PreHandshakeRefusal): void {
+    publishRuntimeEvent({ type: 'prehandshake-refused', listener: this.#listener, reason });
+    this.#report.count(ip, reason);
+  }
+
+  /** Publishes what the report holds (at drain, before the audit hub flushes). */
+  close(): void {
+    this.#report.close();
+  }
+}

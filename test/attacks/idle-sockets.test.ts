@@ -1,0 +1,197 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { type AddressInfo, connect as tcpConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { startEchoServer } from '../../src/devtools/echo-server.ts';
+import { curlViaGateway } from '../helpers/curl.ts';
+import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
+
+const ATTACKER = '127.0.0.5';
+
+/** The value of one Prometheus series from the admin API (0 when absent). */
+async function metric(gw: TestGateway, series: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${gw.gateway.adminAddress?.port}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line ? Number(line.slice(series.length + 1)) : 0;
+}
+
+/** Polls `read` until `ok` holds, for at most `ms`; returns the last value either way. */
+async function pollUntil<T>(read: () => Promise<T>, ok: (value: T) => boolean, ms: number): Promise<T> {
+  const until = Date.now() + ms;
+  let value = await read();
+  while (!ok(value) && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 100));
+    value = await read();
+  }
+  return value;
+}
+
+interface IdleAttack {
+  /** Lifetimes (connect → close, ms) of every attacker socket that has closed. */
+  readonly lifetimes: number[];
+  opened(): number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Holds `count` TCP sockets from `source` that never send a byte, re-opening each one a second
+ * after it is closed, like the attacker of issue 9 (bounded: at most `maxOpens` in all).
+ */
+function idleAttack(port: number, source: string, count: number, maxOpens: number): IdleAttack {
+  const lifetimes: number[] = [];
+  const live = new Set<import('node:net').Socket>();
+  let opened = 0;
+  let running = true;
+  const open = () => {
+    if (!running || opened >= maxOpens) return;
+    opened += 1;
+    const socket = tcpConnect({ host: '127.0.0.1', port, localAddress: source });
+    live.add(socket);
+    let connectedAt = 0;
+    socket.on('error', () => {});
+    socket.once('connect', () => {
+      connectedAt = Date.now();
+    });
+    socket.once('close', () => {
+      live.delete(socket);
+      if (connectedAt > 0) lifetimes.push(Date.now() - connectedAt);
+      setTimeout(open, 1000).unref();
+    });
+  };
+  for (let i = 0; i < count; i++) open();
+  return {
+    lifetimes,
+    opened: () => opened,
+    async stop() {
+      running = false;
+      for (const socket of live) socket.destroy();
+      const until = Date.now() + 5000;
+      while (live.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    },
+  };
+}
+
+describe('attack: idle sockets from one source (issue 9, found 5)', () => {
+  let pki: TestPki;
+  let gw: TestGateway;
+  let echo: Server;
+  let url: string;
+  let client: WrittenLeaf;
+  let auditDir: string;
+
+  before(async () => {
+    pki = await createTestPki();
+    echo = await startEchoServer('127.0.0.1', 0);
+    url = `http://127.0.0.1:${(echo.address() as AddressInfo).port}/`;
+    client = await pki.workload('bookinfo', 'productpage');
+    auditDir = mkdtempSync(join(tmpdir(), 'egw-idle-audit-'));
+    gw = await startTestGateway(pki, {
+      // The aggregate record goes through the same sinks as every other record.
+      audit: { sinks: [{ type: 'file', path: join(auditDir, 'audit.log'), format: 'text' }] },
+      // maxConnections below the per-source cap: if idle sockets still counted against it, the
+      // 64 an attacker may hold would lock every legitimate client out.
+      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect', maxConnections: 50 }],
+      rules: [{ name: 'local', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
+      limits: { preHandshakeAuditInterval: '1s' },
+      admin: { listen: '127.0.0.1:0', watch: false },
+    });
+  });
+  after(async () => {
+    await gw.close();
+    echo.close();
+    pki.cleanup();
+    rmSync(auditDir, { recursive: true, force: true });
+  });
+
+  it('serves a legitimate client while one source holds 1,000 idle sockets, and audits them in aggregate', async (t) => {
+    const first = await curlViaGateway(gw.port('egress'), client, pki.rootPath, url, [
+      '-p',
+      '-w',
+      '\ntime_total=%{time_total}',
+    ]);
+    assert.equal(first.code, 0, `positive control: ${first.stderr}`);
+    t.diagnostic(`CONNECT before the attack: ${/time_total=(\S+)/.exec(first.stdout)?.[1]} s`);
+
+    const attack = idleAttack(gw.port('egress'), ATTACKER, 1000, 6000);
+    try {
+      const held = await pollUntil(
+        () => metric(gw, 'egw_prehandshake_sockets{listener="egress"}'),
+        (n) => n >= 64,
+        10_000,
+      );
+      assert.equal(held, 64, 'the source holds exactly maxPreHandshakeSocketsPerSource sockets');
+      const capped = await pollUntil(
+        () => metric(gw, 'egw_prehandshake_rejections_total{listener="egress",reason="source_limit"}'),
+        (n) => n >= 900,
+        10_000,
+      );
+      assert.ok(capped >= 900, `refused beyond the per-source cap: ${capped}`);
+      for (let i = 0; i < 3; i++) {
+        const during = await curlViaGateway(gw.port('egress'), client, pki.rootPath, url, [
+          '-p',
+          '-w',
+          '\ntime_total=%{time_total}',
+        ]);
+        assert.equal(during.code, 0, `under attack, request ${i + 1}: ${during.stderr}`);
+        assert.match(during.stdout, /GET/);
+        t.diagnostic(`CONNECT under attack ${i + 1}: ${/time_total=(\S+)/.exec(during.stdout)?.[1]} s`);
+      }
+      // The held sockets are closed at the 2 s first-byte deadline, long before the 10 s handshake timeout.
+      const timedOut = await pollUntil(
+        () => metric(gw, 'egw_prehandshake_rejections_total{listener="egress",reason="first_byte_timeout"}'),
+        (n) => n >= 64,
+        10_000,
+      );
+      assert.ok(timedOut >= 64, `closed at the first-byte deadline: ${timedOut}`);
+      const heldLifetimes = attack.lifetimes.filter((ms) => ms >= 1000);
+      assert.ok(heldLifetimes.length >= 64, `${heldLifetimes.length} sockets were held, then closed`);
+      assert.ok(Math.max(...heldLifetimes) < 8000, `longest idle socket lived ${Math.max(...heldLifetimes)} ms`);
+      assert.ok(attack.opened() > 1000, 'the attacker re-opened closed sockets');
+    } finally {
+      await attack.stop();
+    }
+
+    const idle = await pollUntil(
+      () => metric(gw, 'egw_prehandshake_sockets{listener="egress"}'),
+      (n) => n === 0,
+      5000,
+    );
+    assert.equal(idle, 0, 'every pre-handshake socket was released');
+    const refused =
+      (await metric(gw, 'egw_prehandshake_rejections_total{listener="egress",reason="source_limit"}')) +
+      (await metric(gw, 'egw_prehandshake_rejections_total{listener="egress",reason="first_byte_timeout"}'));
+    // One record per source and interval: wait for the last interval to be reported.
+    const audited = () =>
+      gw.records
+        .filter((r) => r.action === 'handshake-refused-aggregate' && r.source.ip === ATTACKER)
+        .reduce((sum, r) => sum + (r.refusals?.total ?? 0), 0);
+    await pollUntil(
+      async () => audited(),
+      (n) => n >= refused,
+      5000,
+    );
+    const aggregates = gw.records.filter((r) => r.action === 'handshake-refused-aggregate');
+    assert.equal(audited(), refused, 'the aggregate records account for every refusal the metrics counted');
+    assert.ok(aggregates.length < refused / 20, `${aggregates.length} records for ${refused} refused sockets`);
+    t.diagnostic(`${attack.opened()} attacker sockets opened, ${refused} refused, ${aggregates.length} audit records`);
+    const sample = aggregates.find((r) => (r.refusals?.byReason.source_limit ?? 0) > 0);
+    assert.equal(sample?.code, 'EGW_PREHANDSHAKE_REFUSED');
+    assert.match(sample?.reason ?? '', /source_limit=\d+/);
+    const logPath = join(auditDir, 'audit.log');
+    const logged = await pollUntil(
+      async () => (existsSync(logPath) ? readFileSync(logPath, 'utf8') : ''),
+      (text) => text.includes(`HANDSHAKE-REFUSED-AGGREGATE ${ATTACKER}:0`),
+      5000,
+    );
+    assert.match(logged, new RegExp(`HANDSHAKE-REFUSED-AGGREGATE ${ATTACKER.replaceAll('.', '\\.')}:0 .*count=\\d+`));
+    assert.equal(
+      gw.records.filter((r) => r.action !== 'handshake-refused-aggregate' && r.source.ip === ATTACKER).length,
+      0,
+      'no per-socket record for the attacker',
+    );
+  });
+});
