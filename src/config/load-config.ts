@@ -52,6 +52,18 @@ export function resolveConfigPath(path: string): string {
 }
 
 /**
+ * The document as plain data. `toJS` throws for an unresolved alias and for an alias bomb (the
+ * yaml library's maxAliasCount guard); both are configuration errors naming the file, not crashes.
+ */
+function documentValue(document: ReturnType<typeof parseDocument>, source: string): unknown {
+  try {
+    return document.toJS({ maxAliasCount: 100 });
+  } catch (error) {
+    throw new GatewayError('EGW_CONFIG_INVALID', `${source}: YAML error: ${(error as Error).message}`);
+  }
+}
+
+/**
  * Parses and validates a configuration text. Errors list every problem as `file: key.path: message`,
  * then the result is deep-frozen. Nothing is compiled or opened here.
  */
@@ -63,7 +75,7 @@ export function parseConfig(text: string, source: string): GatewayConfig {
       `${source}: YAML error: ${document.errors.map((e) => e.message).join('; ')}`,
     );
   }
-  const result = configSchema.safeParse(document.toJS() ?? {});
+  const result = configSchema.safeParse(documentValue(document, source) ?? {});
   if (!result.success) {
     const issues = (result.error as z.ZodError).issues.map(
       (issue) => `${source}: ${keyPath(issue.path)}: ${issue.message}`,
