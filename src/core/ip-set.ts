@@ -52,28 +52,34 @@ export function embeddedIpv4(ip: string): string | undefined {
 }
 
 /**
- * A set of CIDR ranges. `has` also checks the IPv4 address embedded in mapped/NAT64 IPv6 forms;
- * and BlockList checks an IPv4 address against IPv6 ranges in its mapped form (::ffff:a.b.c.d),
- * so a range such as `::/0` holds every IPv4 address too (docs/configuration.md, `to.cidrs`).
+ * A set of CIDR ranges. `has` also checks the IPv4 address embedded in mapped/NAT64 IPv6 forms, so
+ * a range check cannot be bypassed by re-spelling an address. IPv4 and IPv6 ranges are kept in two
+ * lists: node:net's BlockList would check an IPv4 address against IPv6 ranges in its mapped form,
+ * so `::/0` in an allow rule's `to.cidrs` would have exempted 127.0.0.1 and 169.254.169.254 from
+ * the SSRF guard (found by test/fuzz/ip-set.test.ts, FUZZ_SEED=3). An IPv4 address is matched by
+ * IPv4 ranges only.
  */
 export class IpSet {
-  readonly #list = new BlockList();
+  readonly #v4 = new BlockList();
+  readonly #v6 = new BlockList();
   readonly ranges: readonly string[];
 
   constructor(cidrs: readonly string[]) {
     for (const cidr of cidrs) {
       const parsed = parseCidr(cidr);
       if (!parsed) throw new TypeError(`not a CIDR range: ${cidr}`);
-      this.#list.addSubnet(parsed.address, parsed.prefix, parsed.family);
+      const list = parsed.family === 'ipv4' ? this.#v4 : this.#v6;
+      list.addSubnet(parsed.address, parsed.prefix, parsed.family);
     }
     this.ranges = Object.freeze([...cidrs]);
   }
 
   has(ip: string): boolean {
     const version = isIP(ip);
-    if (version === 0) return false;
-    if (this.#list.check(ip, version === 4 ? 'ipv4' : 'ipv6')) return true;
+    if (version === 4) return this.#v4.check(ip, 'ipv4');
+    if (version !== 6) return false;
+    if (this.#v6.check(ip, 'ipv6')) return true;
     const v4 = embeddedIpv4(ip);
-    return v4 !== undefined && this.#list.check(v4, 'ipv4');
+    return v4 !== undefined && this.#v4.check(v4, 'ipv4');
   }
 }

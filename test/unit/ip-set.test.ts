@@ -34,13 +34,14 @@ describe('IpSet', () => {
   });
 
   // Found by test/fuzz/ip-set.test.ts (FUZZ_SEED=3): node:net BlockList checks an IPv4 address
-  // against IPv6 ranges in its IPv4-mapped form, so an IPv6 range holding ::ffff:0:0/96 matches
-  // every IPv4 address, also the one inside a NAT64 form. Documented under to.cidrs.
-  it('matches an IPv4 address with an IPv6 range that holds its IPv4-mapped form', () => {
-    assert.equal(new IpSet(['2001:db8::/32']).has('127.0.0.1'), false, 'positive control');
-    assert.equal(new IpSet(['::ffff:0:0/96']).has('127.0.0.1'), true);
-    assert.equal(new IpSet(['::/0']).has('127.0.0.1'), true);
-    assert.equal(new IpSet(['24:ff9b::/10']).has('64:ff9b::5f65:e738'), true, 'via 95.101.231.56 as ::ffff:5f65:e738');
+  // against IPv6 ranges in its IPv4-mapped form, so `::/0` in an allow rule matched every IPv4
+  // address and exempted 127.0.0.1 from the SSRF guard. IPv4 addresses now match IPv4 ranges only.
+  it('never matches an IPv4 address with an IPv6 range (::/0 does not hold 127.0.0.1)', () => {
+    assert.equal(new IpSet(['::/0']).has('2001:db8::1'), true, 'positive control: ::/0 holds IPv6');
+    assert.equal(new IpSet(['0.0.0.0/0']).has('127.0.0.1'), true, 'positive control: 0.0.0.0/0 holds IPv4');
+    assert.equal(new IpSet(['::ffff:0:0/96']).has('127.0.0.1'), false);
+    assert.equal(new IpSet(['::/0']).has('127.0.0.1'), false);
+    assert.equal(new IpSet(['::/0']).has('64:ff9b::7f00:1'), true, 'an IPv6 address is in ::/0');
     assert.equal(new IpSet(['64:ff9b::/96']).has('127.0.0.1'), false, 'NAT64 ranges do not see plain IPv4');
   });
 
