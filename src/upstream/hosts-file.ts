@@ -32,7 +32,7 @@ export function parseHostsFile(text: string): Map<string, string[]> {
  * when its mtime or size changes (checked at most every 2 s), so `localhost` and names an
  * operator pins there keep resolving as getaddrinfo would. A missing file is an empty table.
  */
-export function createHostsTable(path = '/etc/hosts'): HostsTable {
+export function createHostsTable(path = '/etc/hosts', recheckMs = RECHECK_MS): HostsTable {
   let table = new Map<string, string[]>();
   let version = '';
   let checkedAt = Number.NEGATIVE_INFINITY;
@@ -52,7 +52,7 @@ export function createHostsTable(path = '/etc/hosts'): HostsTable {
   };
   return {
     async lookup(name, family) {
-      if (Date.now() - checkedAt >= RECHECK_MS) {
+      if (Date.now() - checkedAt >= recheckMs) {
         checkedAt = Date.now();
         pending ??= refresh().finally(() => {
           pending = undefined;

@@ -10,6 +10,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
+import { subscribeRuntimeEvents } from '../../src/core/runtime-event.ts';
 import { createHostResolver } from '../../src/upstream/resolve-host.ts';
 import { startTcpEchoServer } from '../helpers/tcp-echo-server.ts';
 import { startTestGateway } from '../helpers/test-gateway.ts';
@@ -65,7 +66,7 @@ function connectOnce(port: number, client: WrittenLeaf, ca: Buffer, target: stri
 }
 
 /** dnsmasq answers the `good.test` zone itself and forwards `blackhole.test` to a sink that never replies. */
-function startDnsmasq(listen: string, port: number, goodIp: string, sinkPort: number): ChildProcess {
+function startDnsmasq(listen: string, port: number, goodIp: string, sinkPort: number, ttl = 0): ChildProcess {
   const child = spawn(
     'dnsmasq',
     [
@@ -77,6 +78,7 @@ function startDnsmasq(listen: string, port: number, goodIp: string, sinkPort: nu
       `--listen-address=${listen}`,
       `--port=${port}`,
       '--pid-file=',
+      `--local-ttl=${ttl}`,
       `--address=/good.test/${goodIp}`,
       `--server=/blackhole.test/127.0.0.2#${sinkPort}`,
     ],
@@ -113,17 +115,20 @@ async function main(): Promise<void> {
   const sinkPort = sink.address().port;
   const system = startDnsmasq(DNS_ADDRESS, 53, '127.0.0.1', sinkPort);
   // A second server only `resolver.servers` points at, with a different answer for good.test.
-  const configured = startDnsmasq('127.0.0.1', 5353, '127.0.0.9', sinkPort);
+  const configured = startDnsmasq('127.0.0.1', 5353, '127.0.0.9', sinkPort, 30);
   const pki = await createTestPki();
   const echo = await startTcpEchoServer();
   try {
     await waitForAnswer(DNS_ADDRESS, 'good.test');
     await waitForAnswer('127.0.0.1:5353', 'good.test');
     const facts = await attack(pki, echo.port);
-    const viaServers = await createHostResolver({}, { servers: ['127.0.0.1:5353'], timeoutMs: 1_000 }).resolve(
-      'good.test',
-    );
-    process.stdout.write(`${JSON.stringify({ ...facts, blackholed, viaServers })}\n`);
+    // resolver.servers, and the positive cache for an answer with a TTL (30 s here).
+    const outcomes: string[] = [];
+    const unsubscribe = subscribeRuntimeEvents((event) => outcomes.push(event.outcome));
+    const configuredResolver = createHostResolver({}, { servers: ['127.0.0.1:5353'], timeoutMs: 1_000 });
+    const viaServers = [await configuredResolver.resolve('good.test'), await configuredResolver.resolve('good.test')];
+    unsubscribe();
+    process.stdout.write(`${JSON.stringify({ ...facts, blackholed, viaServers, outcomes })}\n`);
   } finally {
     system.kill();
     configured.kill();

@@ -25,7 +25,8 @@ interface Facts {
   records: string[];
   timeoutMs: number;
   blackholed: number;
-  viaServers: string;
+  viaServers: string[];
+  outcomes: string[];
 }
 
 /** The system resolver address c-ares will ask (first IPv4 `nameserver` of /etc/resolv.conf). */
@@ -103,7 +104,9 @@ describe('attack: an identity stalls DNS with a black-holed zone', { skip: missi
     assert.ok(facts.maxInflight <= PER_IDENTITY + 1, `egw_dns_inflight peaked at ${facts.maxInflight}`);
     assert.equal(facts.inflightAtEnd, 0);
     assert.ok(facts.fdsAfter <= facts.fdsBefore, `fds ${facts.fdsBefore} → ${facts.fdsAfter}`);
-    // resolver.servers: a configured server is asked instead of /etc/resolv.conf's.
-    assert.equal(facts.viaServers, '127.0.0.9');
+    // resolver.servers: a configured server is asked instead of /etc/resolv.conf's; its answer
+    // (TTL 30 s) is asked once and then served from the cache.
+    assert.deepEqual(facts.viaServers, ['127.0.0.9', '127.0.0.9']);
+    assert.deepEqual(facts.outcomes, ['resolved', 'cached']);
   });
 });
