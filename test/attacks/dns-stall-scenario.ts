@@ -139,11 +139,10 @@ async function main(): Promise<void> {
   }
 }
 
-async function attack(pki: Awaited<ReturnType<typeof createTestPki>>, echoPort: number) {
-  const good = await pki.workload('good', 'default');
-  const attacker = await pki.workload('attacker', 'default');
-  const ca = readFileSync(pki.rootPath);
-  const gw = await startTestGateway(pki, {
+type Pki = Awaited<ReturnType<typeof createTestPki>>;
+
+function startGateway(pki: Pki) {
+  return startTestGateway(pki, {
     listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
     rules: [
       {
@@ -156,32 +155,55 @@ async function attack(pki: Awaited<ReturnType<typeof createTestPki>>, echoPort: 
     ],
     resolver: { timeout: `${TIMEOUT_MS}ms`, maxConcurrentPerIdentity: PER_IDENTITY, cacheEntries: 0 },
   });
+}
+
+/** Calls `read` every 25 ms until stopped; resolves with the largest value seen. */
+function sampleMax(read: () => Promise<number>): { stop(): Promise<number> } {
+  let max = 0;
+  let sampling = true;
+  const loop = (async () => {
+    while (sampling) {
+      max = Math.max(max, await read());
+      await sleep(25);
+    }
+  })();
+  return {
+    async stop() {
+      sampling = false;
+      await loop;
+      return max;
+    },
+  };
+}
+
+/** Waves of concurrent CONNECTs to distinct names under the black-holed zone. */
+async function hammer(connectTo: (target: string) => Promise<Outcome>, results: Outcome[]): Promise<void> {
+  for (let round = 0; round < ATTACK_ROUNDS; round += 1) {
+    const wave = Array.from({ length: ATTACKERS }, (_, i) => connectTo(`n${round * ATTACKERS + i}.blackhole.test:443`));
+    results.push(...(await Promise.all(wave)));
+  }
+}
+
+async function attack(pki: Pki, echoPort: number) {
+  const [good, attacker] = [await pki.workload('good', 'default'), await pki.workload('attacker', 'default')];
+  const ca = readFileSync(pki.rootPath);
+  const gw = await startGateway(pki);
   const port = gw.port('egress');
-  const inflight = async () =>
-    Number((await gw.gateway.metricsRegistry.getSingleMetric('egw_dns_inflight')?.get())?.values[0]?.value ?? -1);
+  const metric = async (name: string, outcome?: string) =>
+    Number(
+      (await gw.gateway.metricsRegistry.getSingleMetric(name)?.get())?.values.find(
+        (v) => outcome === undefined || v.labels.outcome === outcome,
+      )?.value ?? -1,
+    );
   try {
     const target = `good.test:${echoPort}`;
     const before = await connectOnce(port, good, ca, target);
     // Warm-up done: count fds with the gateway idle, then attack.
     await sleep(200);
     const fdsBefore = fdCount();
-    let maxInflight = 0;
-    let sampling = true;
-    const sampler = (async () => {
-      while (sampling) {
-        maxInflight = Math.max(maxInflight, await inflight());
-        await sleep(25);
-      }
-    })();
+    const sampler = sampleMax(() => metric('egw_dns_inflight'));
     const attackerResults: Outcome[] = [];
-    const attackDone = (async () => {
-      for (let round = 0; round < ATTACK_ROUNDS; round += 1) {
-        const wave = Array.from({ length: ATTACKERS }, (_, i) =>
-          connectOnce(port, attacker, ca, `n${round * ATTACKERS + i}.blackhole.test:443`),
-        );
-        attackerResults.push(...(await Promise.all(wave)));
-      }
-    })();
+    const attackDone = hammer((to) => connectOnce(port, attacker, ca, to), attackerResults);
     const during: Outcome[] = [];
     await sleep(100);
     while (during.length < 40 && attackerResults.length < ATTACKERS * ATTACK_ROUNDS) {
@@ -189,26 +211,14 @@ async function attack(pki: Awaited<ReturnType<typeof createTestPki>>, echoPort: 
       await sleep(50);
     }
     await attackDone;
-    const inflightAtEnd = await inflight();
-    sampling = false;
-    await sampler;
+    const inflightAtEnd = await metric('egw_dns_inflight');
+    const maxInflight = await sampler.stop();
     await sleep(300);
     const fdsAfter = fdCount();
-    const lookups = await gw.gateway.metricsRegistry.getSingleMetric('egw_dns_lookups_total')?.get();
-    const resolved = lookups?.values.find((v) => v.labels.outcome === 'resolved')?.value ?? 0;
+    const resolved = await metric('egw_dns_lookups_total', 'resolved');
     const records = gw.records.filter((r) => r.action === 'egress-rejected').map((r) => r.code);
-    return {
-      before,
-      during,
-      attackerResults,
-      resolved,
-      maxInflight,
-      inflightAtEnd,
-      fdsBefore,
-      fdsAfter,
-      records,
-      timeoutMs: TIMEOUT_MS,
-    };
+    const counts = { resolved, maxInflight, inflightAtEnd, fdsBefore, fdsAfter };
+    return { before, during, attackerResults, records, ...counts, timeoutMs: TIMEOUT_MS };
   } finally {
     await gw.close();
   }
