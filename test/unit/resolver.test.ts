@@ -5,11 +5,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { parseConfig } from '../../src/config/load-config.ts';
-import { isGatewayError } from '../../src/core/errors.ts';
+import { GatewayError, isGatewayError } from '../../src/core/errors.ts';
+import { parseSpiffeId } from '../../src/identity/spiffe-id.ts';
+import { compilePolicy } from '../../src/policy/compile-policy.ts';
+import { decideDestination } from '../../src/proxy/decide-destination.ts';
+import type { GatewayState } from '../../src/proxy/gateway-state.ts';
 import { perTryTimeoutMs } from '../../src/upstream/dns-query.ts';
 import { createHostsTable, parseHostsFile } from '../../src/upstream/hosts-file.ts';
 import { createLookupSlots } from '../../src/upstream/lookup-slots.ts';
-import { createHostResolver } from '../../src/upstream/resolve-host.ts';
+import { createHostResolver, type LookupContext } from '../../src/upstream/resolve-host.ts';
 
 const base = `
 identity: { trustDomain: cluster.local, trustAnchors: a.pem, cert: c.pem, key: k.pem }
@@ -134,5 +138,54 @@ describe('resolver configuration', () => {
     assert.ok(isGatewayError(settled, 'EGW_UPSTREAM_DNS_TIMEOUT'), String(settled));
     const again = resolver.resolve('third.invalid', { key: 'spiffe://td/a' }).catch((error: unknown) => error);
     assert.ok(!isGatewayError(await again, 'EGW_UPSTREAM_DNS_BUSY'), 'the slot was freed when the lookup ended');
+  });
+});
+
+describe('decideDestination and the resolver', () => {
+  const id = parseSpiffeId('spiffe://cluster.local/ns/bookinfo/sa/default');
+  const policy = compilePolicy(
+    [
+      {
+        name: 'v6',
+        from: { namespaces: ['bookinfo'] },
+        to: { hosts: ['v6.example.com'] },
+        action: 'allow',
+        snat: '::1',
+      },
+      { name: 'any', from: { namespaces: ['bookinfo'] }, to: { hosts: ['*.example.com'] }, action: 'allow' },
+    ],
+    'cluster.local',
+    ['egress'],
+  );
+  const listener = {
+    name: 'egress',
+    host: '127.0.0.1',
+    port: 0,
+    mode: 'connect',
+    snat: '127.0.0.2',
+    maxConnections: 0,
+  } as const;
+
+  it('keys lookups by SPIFFE ID, asks for the SNAT family, and keeps the busy code', async () => {
+    const asked: Array<[string, LookupContext | undefined]> = [];
+    const real = createHostResolver({ 'api.example.com': '203.0.113.10' });
+    const resolver = {
+      resolve(host: string, context?: LookupContext) {
+        asked.push([host, context]);
+        if (host === 'busy.example.com') return Promise.reject(new GatewayError('EGW_UPSTREAM_DNS_BUSY', 'full'));
+        return real.resolve(host, context);
+      },
+    };
+    const state = { policy, resolver } as unknown as GatewayState;
+    const ok = await decideDestination(state, listener, id, { host: 'api.example.com', port: 443 });
+    assert.equal(ok.allow && ok.ip, '203.0.113.10', 'positive control');
+    await decideDestination(state, listener, id, { host: 'v6.example.com', port: 443 }).catch(() => undefined);
+    const busy = await decideDestination(state, listener, id, { host: 'busy.example.com', port: 443 });
+    assert.equal(!busy.allow && busy.code, 'EGW_UPSTREAM_DNS_BUSY');
+    assert.deepEqual(asked, [
+      ['api.example.com', { key: id.uri, family: 4 }],
+      ['v6.example.com', { key: id.uri, family: 6 }],
+      ['busy.example.com', { key: id.uri, family: 4 }],
+    ]);
   });
 });
