@@ -151,7 +151,14 @@ export async function buildGatewayState(config: GatewayConfig, source: string): 
   return Object.freeze({
     ...identity,
     policy,
-    resolver: createHostResolver(config.resolver.hosts, config.resolver.timeout),
+    resolver: createHostResolver(config.resolver.hosts, {
+      timeoutMs: config.resolver.timeout,
+      tries: config.resolver.tries,
+      servers: config.resolver.servers,
+      maxConcurrentPerIdentity: config.resolver.maxConcurrentPerIdentity,
+      maxConcurrent: config.resolver.maxConcurrent,
+      cacheEntries: config.resolver.cacheEntries,
+    }),
     timeouts: Object.freeze({
       handshakeMs: config.timeouts.handshake,
       requestHeadMs: config.timeouts.requestHead,

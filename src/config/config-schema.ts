@@ -12,6 +12,13 @@ const hostPort = z
   .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:3128')
   .refine((v) => Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, 'the port must be from 0 to 65535');
 const ipAddress = z.string().refine((v) => isIP(v) !== 0, 'expected an IP address');
+/** A DNS server as c-ares takes it: `ip`, `ip:port`, `ipv6` or `[ipv6]:port`. */
+const dnsServer = z.string().refine((v) => {
+  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(v);
+  const plain = /^([0-9.]+)(?::(\d{1,5}))?$/.exec(v);
+  const [, ip, port] = bracketed ?? plain ?? [undefined, v, undefined];
+  return isIP(ip ?? '') !== 0 && (port === undefined || Number(port) <= 65535);
+}, 'expected a DNS server address: ip, ip:port or [ipv6]:port, e.g. 127.0.0.53:53');
 const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   const ms = parseDuration(value);
   if (ms === undefined) {
@@ -89,9 +96,26 @@ export const configSchema = z.strictObject({
     .strictObject({
       /** Static name → IP answers consulted before DNS, like curl --resolve or /etc/hosts. */
       hosts: z.record(z.string(), ipAddress).default({}),
+      /** Overall deadline of one lookup (every try, the AAAA fallback); the query is then cancelled. */
       timeout: duration.default(5_000),
+      tries: z.number().int().min(1).max(5).default(2),
+      /** DNS servers to ask; empty = the system's /etc/resolv.conf nameservers. */
+      servers: z.array(dnsServer).default([]),
+      /** Lookups one SPIFFE ID may have in flight; beyond, refused at once (0 = unlimited). */
+      maxConcurrentPerIdentity: z.number().int().min(0).default(4),
+      maxConcurrent: z.number().int().min(0).default(64),
+      /** Positive answers cached for their TTL (at most 5 min); 0 = no cache. */
+      cacheEntries: z.number().int().min(0).max(100_000).default(1_024),
     })
-    .default({ hosts: {}, timeout: 5_000 }),
+    .default({
+      hosts: {},
+      timeout: 5_000,
+      tries: 2,
+      servers: [],
+      maxConcurrentPerIdentity: 4,
+      maxConcurrent: 64,
+      cacheEntries: 1_024,
+    }),
   timeouts: z
     .strictObject({
       handshake: duration.default(10_000),

@@ -35,6 +35,8 @@ export const ERROR_CODES = {
   // proxying
   EGW_PROXY_BAD_REQUEST: 'the proxy request is malformed',
   EGW_UPSTREAM_DNS: 'the destination host name could not be resolved',
+  EGW_UPSTREAM_DNS_TIMEOUT: 'the destination host name got no DNS answer within resolver.timeout',
+  EGW_UPSTREAM_DNS_BUSY: 'the caller identity (or the gateway) already has its maximum of DNS lookups in flight',
   EGW_UPSTREAM_TIMEOUT: 'the upstream connection timed out',
   EGW_UPSTREAM_REFUSED: 'the upstream refused the connection',
   EGW_UPSTREAM_UNREACHABLE: 'the upstream could not be reached',

@@ -5,6 +5,7 @@ export type ProxyStatusError =
   | 'http_request_denied'
   | 'destination_ip_prohibited'
   | 'dns_error'
+  | 'dns_timeout'
   | 'connection_refused'
   | 'connection_timeout'
   | 'destination_unavailable'
@@ -48,6 +49,16 @@ export const REFUSALS: Readonly<Partial<Record<ErrorCode, Refusal>>> = Object.fr
   },
   EGW_PROXY_BAD_REQUEST: { http: { status: 400, proxyStatus: 'http_request_error' } },
   EGW_UPSTREAM_DNS: { http: { status: 502, proxyStatus: 'dns_error' }, metric: { counter: 'dial', kind: 'dns' } },
+  // RFC 9209 §2.3.2 recommends 504 for dns_timeout, like the connect timeout below.
+  EGW_UPSTREAM_DNS_TIMEOUT: {
+    http: { status: 504, proxyStatus: 'dns_timeout' },
+    metric: { counter: 'dial', kind: 'dns_timeout' },
+  },
+  // Refused at once, never queued: the caller's own lookups are what it waits for.
+  EGW_UPSTREAM_DNS_BUSY: {
+    http: { status: 503, proxyStatus: 'dns_error' },
+    metric: { counter: 'limit', limit: 'dns_concurrency' },
+  },
   EGW_UPSTREAM_TIMEOUT: {
     http: { status: 504, proxyStatus: 'connection_timeout' },
     metric: { counter: 'dial', kind: 'timeout' },

@@ -7,7 +7,11 @@ import type { PreHandshakeRefusal } from './audit-event.ts';
  * the data path never imports a metrics implementation.
  */
 export type RuntimeEvent =
-  | { readonly type: 'dns-lookup'; readonly outcome: 'resolved' | 'failed' | 'static' }
+  | {
+      readonly type: 'dns-lookup';
+      /** static/hosts/cached: answered without a query; busy: refused at a concurrency cap. */
+      readonly outcome: 'resolved' | 'failed' | 'timeout' | 'busy' | 'static' | 'hosts' | 'cached';
+    }
   /** A socket entered (+1) or left (-1) the listener's pre-handshake budget. */
   | { readonly type: 'prehandshake-sockets'; readonly listener: string; readonly delta: 1 | -1 }
   | { readonly type: 'prehandshake-refused'; readonly listener: string; readonly reason: PreHandshakeRefusal };
@@ -23,4 +27,20 @@ export function subscribeRuntimeEvents(listener: (event: RuntimeEvent) => void):
   const handler = (message: unknown) => listener(message as RuntimeEvent);
   channel.subscribe(handler);
   return () => channel.unsubscribe(handler);
+}
+
+/**
+ * DNS queries really in flight (+1 when one is sent, -1 once c-ares has let go of it, whatever the
+ * caller did meanwhile), on a channel of its own so lookup-outcome subscribers see outcomes only.
+ */
+const inflightChannel = diagnosticsChannel.channel('mesh-egress-gateway:dns-inflight');
+
+export function publishDnsInflight(delta: 1 | -1): void {
+  if (inflightChannel.hasSubscribers) inflightChannel.publish(delta);
+}
+
+export function subscribeDnsInflight(listener: (delta: number) => void): () => void {
+  const handler = (message: unknown) => listener(message as number);
+  inflightChannel.subscribe(handler);
+  return () => inflightChannel.unsubscribe(handler);
 }

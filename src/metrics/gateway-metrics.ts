@@ -1,7 +1,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { type AuditRecord, subscribeAudit } from '../core/audit-event.ts';
 import { metricKindFor } from '../core/refusal-table.ts';
-import { type RuntimeEvent, subscribeRuntimeEvents } from '../core/runtime-event.ts';
+import { type RuntimeEvent, subscribeDnsInflight, subscribeRuntimeEvents } from '../core/runtime-event.ts';
 
 /** What the metrics read at scrape time rather than count as events. */
 export interface MetricsSources {
@@ -57,6 +57,11 @@ export class GatewayMetrics {
     name: 'egw_dns_lookups_total',
     help: 'Destination lookups by outcome',
     labelNames: ['outcome'],
+    registers: [this.registry],
+  });
+  readonly #dnsInflight = new Gauge({
+    name: 'egw_dns_inflight',
+    help: 'DNS queries sent and not yet answered, failed or cancelled',
     registers: [this.registry],
   });
   readonly #decisions = new Counter({
@@ -168,6 +173,10 @@ export class GatewayMetrics {
     });
     this.#unsubscribe.push(subscribeAudit((record) => this.#onAudit(record)));
     this.#unsubscribe.push(subscribeRuntimeEvents((event) => this.#onRuntime(event)));
+    this.#dnsInflight.set(0);
+    this.#unsubscribe.push(
+      subscribeDnsInflight((delta) => (delta > 0 ? this.#dnsInflight.inc() : this.#dnsInflight.dec())),
+    );
   }
 
   #onRuntime(event: RuntimeEvent): void {

@@ -6,6 +6,7 @@ import type { SpiffeId } from '../identity/spiffe-id.ts';
 import type { CompiledRule } from '../policy/compile-policy.ts';
 import { type Decision, decide, decideByName } from '../policy/decide.ts';
 import { prohibitedDestinations } from '../upstream/prohibited-ranges.ts';
+import type { LookupContext } from '../upstream/resolve-host.ts';
 import type { GatewayState, ListenerSettings } from './gateway-state.ts';
 
 export type DestinationVerdict =
@@ -45,13 +46,27 @@ function policyDeny(decision: Decision, host: string, port: number, ip?: string)
   });
 }
 
-async function resolveOnce(state: GatewayState, host: string): Promise<{ ip?: string; error?: GatewayError }> {
+async function resolveOnce(
+  state: GatewayState,
+  host: string,
+  context: LookupContext,
+): Promise<{ ip?: string; error?: GatewayError }> {
   try {
-    return { ip: await state.resolver.resolve(host) };
+    return { ip: await state.resolver.resolve(host, context) };
   } catch (error) {
     // Keep the resolver's own error (it names the host and the resolver's reason).
     return { error: error instanceof GatewayError ? error : new GatewayError('EGW_UPSTREAM_DNS', String(error)) };
   }
+}
+
+/**
+ * Lookups are capped per SPIFFE ID (one identity's slow zone holds only its own slots). When the
+ * name already decided the rule, the source address is known: ask only for its address family.
+ */
+function lookupContext(listener: ListenerSettings, identity: SpiffeId, byName: Decision | undefined): LookupContext {
+  const snat = byName ? (byName.rule?.snat ?? listener.snat) : undefined;
+  const family = snat ? isIP(snat) : 0;
+  return { key: identity.uri, ...(family === 4 || family === 6 ? { family } : {}) };
 }
 
 /**
@@ -79,13 +94,13 @@ export async function decideDestination(
     ? decide(state.policy, { ...input, destination: { host, port, ip: literal } })
     : decideByName(state.policy, input);
   if (byName && !byName.allow) return policyDeny(byName, host, port, literal);
-  const { ip, error } = await resolveOnce(state, host);
+  const { ip, error } = await resolveOnce(state, host, lookupContext(listener, identity, byName));
   const decision = byName ?? decide(state.policy, { ...input, destination: { host, port, ...(ip ? { ip } : {}) } });
   if (!decision.allow) return policyDeny(decision, host, port, ip);
   const rule = decision.rule ? { rule: decision.rule } : {};
   // Reported only to a client the rules allow: everyone else got the policy deny above.
   if (error || ip === undefined)
-    return deny('EGW_UPSTREAM_DNS', error?.message ?? `cannot resolve ${host}`, { host, port, ...rule });
+    return deny(error?.code ?? 'EGW_UPSTREAM_DNS', error?.message ?? `cannot resolve ${host}`, { host, port, ...rule });
   if (listener.mode === 'connect' && prohibitedDestinations.has(ip) && !decision.rule?.to?.cidrs?.has(ip)) {
     return deny(
       'EGW_POLICY_DESTINATION_PROHIBITED',
