@@ -20,6 +20,7 @@ import { createConnectionPipeline } from './proxy/handle-connection.ts';
 import { IdentityLimiter } from './proxy/identity-limiter.ts';
 import { LiveTunnels } from './proxy/live-tunnels.ts';
 import { createTcpModeHandler } from './proxy/tcp-mode.ts';
+import { WorkloadApiSource } from './sources/workload-api/workload-api-source.ts';
 import { HttpForwarder } from './upstream/http-forwarder.ts';
 
 export interface StartOptions {
@@ -104,7 +105,15 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
   if (devPki?.generateIfMissing && (await ensureDevPki(resolveConfigPath(devPki.dir), config.identity.trustDomain))) {
     log(`generated a development PKI in ${resolve(devPki.dir)} (never use it in production)`);
   }
-  let current = await buildGatewayState(config, loaded.path);
+  // identity.workloadApi: the SVID and bundles stream from the agent; each change rebuilds the state like a reload.
+  const workloadApi = config.identity.workloadApi
+    ? new WorkloadApiSource({
+        socket: config.identity.workloadApi.socket,
+        trustDomain: config.identity.trustDomain,
+        log,
+      })
+    : undefined;
+  let current = await buildGatewayState(config, loaded.path, await workloadApi?.start().firstMaterial());
   const audit = options.auditHub ?? buildAuditHub(config.audit, { log });
   audit.start();
 
@@ -148,6 +157,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
 
   const shutdownParts = async () => {
     for (const watcher of watchers) watcher.close();
+    workloadApi?.close();
     await Promise.all(listeners.map((l) => l.stopAccepting()));
     await adminApp?.close();
     metrics.close();
@@ -160,7 +170,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
       const next = loadConfig(options.configPath);
       const change = listenerShapeChange(config, next.config);
       if (change) throw new GatewayError('EGW_RELOAD_FAILED', `${next.path}: ${change}`);
-      const state = await buildGatewayState(next.config, next.path);
+      const state = await buildGatewayState(next.config, next.path, workloadApi?.current());
       current = state;
       config = next.config;
       metrics.reloaded(true);
@@ -302,7 +312,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
     const id = config.identity;
     let timer: NodeJS.Timeout | undefined;
     watchers = watchFiles(
-      [loaded.path, id.cert, id.key, id.trustAnchors].map((p) => resolveConfigPath(p)),
+      [loaded.path, id.cert, id.key, id.trustAnchors].flatMap((p) => (p ? [resolveConfigPath(p)] : [])),
       () => {
         clearTimeout(timer);
         timer = setTimeout(() => void gateway.reload(), 500);
@@ -310,5 +320,6 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
       },
     );
   }
+  workloadApi?.onUpdate(() => void gateway.reload());
   return gateway;
 }

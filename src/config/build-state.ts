@@ -6,6 +6,7 @@ import { certificateFacts } from '../pki/certificate-facts.ts';
 import { parseCertificateBundle } from '../pki/pem-bundle.ts';
 import { compilePolicy, PolicyCompileError } from '../policy/compile-policy.ts';
 import type { GatewayState, ListenerSettings } from '../proxy/gateway-state.ts';
+import type { IdentityMaterial } from '../sources/identity-material.ts';
 import { createServerTlsContext } from '../tls/server-tls-context.ts';
 import { checkSnatAddress } from '../upstream/check-snat-address.ts';
 import { createHostResolver } from '../upstream/resolve-host.ts';
@@ -46,37 +47,58 @@ function rethrowKeyed(source: string, key: string, error: unknown): never {
  * trust bundle, policy matchers, resolver, listener settings. Every failure names the file and
  * key. Also proves each SNAT address is bindable here, so a typo fails the start, not a request.
  */
-export async function buildGatewayState(config: GatewayConfig, source: string): Promise<GatewayState> {
+/** The identity files named in the config, read once, as the same material the Workload API yields. */
+function readIdentityFiles(config: GatewayConfig, source: string): IdentityMaterial {
   const id = config.identity;
-  const certPem = readKeyed(source, 'identity.cert', id.cert);
-  const keyPem = readKeyed(source, 'identity.key', id.key);
-  const anchorsPem = readKeyed(source, 'identity.trustAnchors', id.trustAnchors);
+  if (!id.cert || !id.key || !id.trustAnchors)
+    throw new GatewayError('EGW_CONFIG_INVALID', `${source}: identity.workloadApi: no SVID from the agent yet`);
+  return {
+    certPem: readKeyed(source, 'identity.cert', id.cert),
+    keyPem: readKeyed(source, 'identity.key', id.key),
+    anchorsPem: readKeyed(source, 'identity.trustAnchors', id.trustAnchors),
+    source: resolveConfigPath(id.cert),
+    federatedBundles: new Map(),
+  };
+}
+
+/**
+ * `identity` is the gateway's SVID and anchors when they come from the Workload API; without it
+ * the files named in `identity.cert/key/trustAnchors` are read.
+ */
+export async function buildGatewayState(
+  config: GatewayConfig,
+  source: string,
+  identity?: IdentityMaterial,
+): Promise<GatewayState> {
+  const id = config.identity;
+  const { certPem, keyPem, anchorsPem } = identity ?? readIdentityFiles(config, source);
+  const fromFiles = identity === undefined;
   let trustBundle: GatewayState['trustBundle'];
   try {
     // From the text already read: OpenSSL and the verifier must see the same anchors even if
     // the file is swapped (Kubernetes Secret update) between two reads.
-    const anchorsPath = resolveConfigPath(id.trustAnchors);
+    const anchorsPath = fromFiles ? resolveConfigPath(id.trustAnchors as string) : `${identity.source} bundle`;
     trustBundle = trustBundleFromCertificates(
       id.trustDomain,
       parseCertificateBundle(anchorsPem, anchorsPath),
       anchorsPath,
     );
   } catch (error) {
-    rethrowKeyed(source, 'identity.trustAnchors', error);
+    rethrowKeyed(source, fromFiles ? 'identity.trustAnchors' : 'identity.workloadApi', error);
   }
   let serverCertificate: GatewayState['serverCertificate'];
   try {
     // parseCertificateBundle throws on an empty bundle, so the leaf is always there.
-    const [leaf] = parseCertificateBundle(certPem, resolveConfigPath(id.cert));
+    const [leaf] = parseCertificateBundle(certPem, fromFiles ? resolveConfigPath(id.cert as string) : identity.source);
     serverCertificate = certificateFacts(leaf as NonNullable<typeof leaf>);
   } catch (error) {
-    rethrowKeyed(source, 'identity.cert', error);
+    rethrowKeyed(source, fromFiles ? 'identity.cert' : 'identity.workloadApi', error);
   }
   let tlsContext: GatewayState['tlsContext'];
   try {
     tlsContext = createServerTlsContext({ certPem, keyPem, anchorsPem });
   } catch (error) {
-    rethrowKeyed(source, 'identity.cert', error);
+    rethrowKeyed(source, fromFiles ? 'identity.cert' : 'identity.workloadApi', error);
   }
   let policy: GatewayState['policy'];
   try {

@@ -34,11 +34,20 @@ export const configSchema = z.strictObject({
       .min(1)
       .max(255)
       .regex(/^[a-z0-9._-]+$/, 'a SPIFFE trust domain is lower-case letters, digits, dots, dashes and underscores'),
-    trustAnchors: z.string().min(1),
-    cert: z.string().min(1),
-    key: z.string().min(1),
+    /** Required unless `workloadApi` is set (exactly one identity source; load-config.ts checks). */
+    trustAnchors: z.string().min(1).optional(),
+    cert: z.string().min(1).optional(),
+    key: z.string().min(1).optional(),
     /** Dev only: mint a throw-away PKI into `dir` when the files above are missing. */
     devPki: z.strictObject({ generateIfMissing: z.boolean().default(false), dir: z.string().min(1) }).optional(),
+    /** The SVID and trust bundles from a SPIFFE Workload API agent, instead of cert/key/trustAnchors. */
+    workloadApi: z
+      .strictObject({
+        socket: z
+          .string()
+          .regex(/^unix:\/\/\/\S+$/, 'expected unix:///absolute/path.sock, e.g. unix:///run/spire/sockets/agent.sock'),
+      })
+      .optional(),
   }),
   listeners: z
     .array(
