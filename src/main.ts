@@ -113,7 +113,8 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
         log,
       })
     : undefined;
-  let current = await buildGatewayState(config, loaded.path, await workloadApi?.start().firstMaterial());
+  // With the Workload API there is no state until the first SVID: admin answers (/readyz 503), listeners wait.
+  let current: GatewayState | undefined = workloadApi ? undefined : await buildGatewayState(config, loaded.path);
   const audit = options.auditHub ?? buildAuditHub(config.audit, { log });
   audit.start();
 
@@ -124,13 +125,14 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
   const metrics = new GatewayMetrics(
     {
       activeTunnels: () => {
-        const counts = new Map<string, number>([...current.listeners.keys()].map((name) => [name, 0]));
+        const counts = new Map<string, number>(config.listeners.map((l) => [l.name, 0]));
         for (const tunnel of tunnels.list()) counts.set(tunnel.listener, (counts.get(tunnel.listener) ?? 0) + 1);
         return counts;
       },
       auditSinks: () => audit.stats(),
       certificateExpiry: () => {
         const now = Date.now();
+        if (!current) return [];
         return [
           {
             role: 'gateway' as const,
@@ -149,7 +151,11 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
   );
 
   const forwarder = new HttpForwarder({ responseTimeoutMs: 60_000 });
-  const getState = () => current;
+  // Listeners are bound only once a state exists, so the data path never sees `undefined`.
+  const getState = (): GatewayState => {
+    if (!current) throw new GatewayError('EGW_WORKLOAD_API_UNAVAILABLE', 'no SVID from the Workload API yet');
+    return current;
+  };
   const listeners: TcpListener[] = [];
   const addresses = new Map<string, { host: string; port: number }>();
   let adminApp: Awaited<ReturnType<typeof startAdminServer>> | undefined;
@@ -171,6 +177,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
       const change = listenerShapeChange(config, next.config);
       if (change) throw new GatewayError('EGW_RELOAD_FAILED', `${next.path}: ${change}`);
       const state = await buildGatewayState(next.config, next.path, workloadApi?.current());
+      if (listeners.length === 0) await bindListeners(state); // the first SVID from the Workload API
       current = state;
       config = next.config;
       metrics.reloaded(true);
@@ -205,6 +212,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
     },
     async readiness(): Promise<Readiness> {
       const reasons: string[] = [];
+      if (!current) return { ready: false, reasons: [`waiting for the first X.509-SVID from ${workloadApi?.source}`] };
       if (draining) reasons.push('draining');
       else if (listeners.length !== current.listeners.size || listeners.some((l) => !l.listening))
         reasons.push('not every listener is bound');
@@ -228,7 +236,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
     },
     async stats() {
       return {
-        listeners: listenerStats.snapshot([...current.listeners.keys()]),
+        listeners: listenerStats.snapshot(config.listeners.map((l) => l.name)),
         activeTunnels: tunnels.size,
         audit: audit.stats(),
       };
@@ -249,7 +257,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
     async effectiveConfig() {
       return redact(config);
     },
-    policyCheck: (input) => checkPolicy(current, input),
+    policyCheck: (input) => checkPolicy(getState(), input),
     close(drainMs = config.timeouts.drain) {
       closing ??= drainAndStop(drainMs);
       return closing;
@@ -271,8 +279,8 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
     return { forcedClosed };
   }
 
-  try {
-    for (const settings of current.listeners.values()) {
+  async function bindListeners(state: GatewayState): Promise<void> {
+    for (const settings of state.listeners.values()) {
       const handler = settings.mode === 'connect' ? createConnectModeHandler({ forwarder }) : createTcpModeHandler();
       const listener = new TcpListener({
         name: settings.name,
@@ -289,6 +297,10 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
         `listener ${settings.name} (${settings.mode}) on ${listener.address.host}:${listener.address.port}${settings.snat ? ` snat ${settings.snat}` : ''}`,
       );
     }
+  }
+
+  try {
+    if (current) await bindListeners(current);
     const adminListen = options.adminListen ?? config.admin.listen;
     if (adminListen !== 'off') {
       const index = adminListen.lastIndexOf(':');
@@ -321,5 +333,6 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
     );
   }
   workloadApi?.onUpdate(() => void gateway.reload());
+  workloadApi?.start();
   return gateway;
 }

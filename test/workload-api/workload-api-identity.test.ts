@@ -83,18 +83,25 @@ describe('identity from the SPIFFE Workload API', () => {
     partner.cleanup();
   });
 
-  it('waits for the first SVID, then serves mTLS CONNECT with it and the streamed bundles', async () => {
-    let started = false;
-    const starting = startGateway({ configPath, log: (m) => logs.push(m), processMetrics: false }).then((g) => {
-      started = true;
-      return g;
+  it('is unready (/readyz 503) until the first SVID, then serves mTLS CONNECT with it and the streamed bundles', async () => {
+    gateway = await startGateway({
+      configPath,
+      log: (m) => logs.push(m),
+      adminListen: '127.0.0.1:0',
+      processMetrics: false,
     });
-    // Positive control: the gateway dialled the agent with the security header...
+    const readyz = async () => {
+      const response = await fetch(`http://127.0.0.1:${gateway.adminAddress?.port}/readyz`);
+      return { status: response.status, body: (await response.json()) as { reasons: string[] } };
+    };
+    // Positive control: the gateway dialled the agent with the security header and the admin API answers...
     await until('the gateway to open both streams', () => (agent.calls.accepted >= 2 ? true : undefined));
     assert.equal(agent.calls.refusedHeader, 0);
-    // ...and still has nothing to serve with, so it does not start.
-    await new Promise((r) => setTimeout(r, 300));
-    assert.equal(started, false);
+    const waiting = await readyz();
+    // ...and it is not ready, and does not listen, while it has no SVID.
+    assert.equal(waiting.status, 503);
+    assert.deepEqual(waiting.body.reasons, [`waiting for the first X.509-SVID from Workload API ${agent.socket}`]);
+    assert.equal(gateway.addresses.size, 0);
     agent.pushSvid({ svids: [svidMessage(pki.gateway, [pki.intermediate])] });
     agent.pushBundles({
       bundles: {
@@ -102,7 +109,7 @@ describe('identity from the SPIFFE Workload API', () => {
         'spiffe://partner.example': bundleBytes([partner.root]),
       },
     });
-    gateway = await starting;
+    await until('readiness', async () => ((await readyz()).status === 200 ? true : undefined));
     assert.deepEqual(await gateway.readiness(), { ready: true, reasons: [] });
     const result = await curlEcho();
     assert.equal(result.code, 0, result.stderr);
@@ -144,6 +151,29 @@ describe('identity from the SPIFFE Workload API', () => {
     await until('an update over the new stream', async () =>
       (await servedSerial()) === serialOf(third) ? true : undefined,
     );
+  });
+
+  it('takes trust bundle updates from FetchX509Bundles, and refuses ones the SVID does not chain to', async () => {
+    assert.equal(gateway.state().trustBundle.anchors.length, 1);
+    agent.pushBundles({
+      bundles: { 'spiffe://cluster.local': bundleBytes([pki.intermediate, pki.root]) },
+    });
+    await until('the two-anchor bundle', () => (gateway.state().trustBundle.anchors.length === 2 ? true : undefined));
+    const control = await curlEcho();
+    assert.equal(control.code, 0, control.stderr);
+    const before = logs.length;
+    agent.pushBundles({ bundles: { 'spiffe://cluster.local': bundleBytes([partner.root]) } });
+    const refused = await until('the refusal', () =>
+      logs.slice(before).find((l) => l.startsWith('EGW_WORKLOAD_API_INVALID')),
+    );
+    assert.match(refused, /does not verify against the cluster\.local bundle/);
+    agent.pushBundles({ bundles: { 'spiffe://partner.example': bundleBytes([partner.root]) } });
+    await until('the second refusal', () =>
+      logs.slice(before).find((l) => /holds no bundle for the configured trust domain cluster\.local/.test(l)),
+    );
+    assert.equal(gateway.state().trustBundle.anchors.length, 2);
+    const after = await curlEcho();
+    assert.equal(after.code, 0, after.stderr);
   });
 
   const refusals: Array<[string, () => Promise<Parameters<FakeWorkloadApi['pushSvid']>[0]>, RegExp]> = [
