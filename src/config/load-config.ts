@@ -40,6 +40,9 @@ function identitySourceProblems(id: GatewayConfig['identity']): string[] {
 /** Cross-field rules the schema cannot express. Each problem names its key path. */
 function crossCheck(config: GatewayConfig): string[] {
   const problems: string[] = identitySourceProblems(config.identity);
+  // Each worker would need its own agent streams and the primary a state without an SVID: not built yet.
+  if (config.identity.workloadApi && config.workers > 1)
+    problems.push('workers: must be 1 with identity.workloadApi (not supported with several workers yet)');
   const names = new Set<string>();
   const binds = new Set<string>();
   config.listeners.forEach((listener, i) => {

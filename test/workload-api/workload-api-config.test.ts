@@ -46,6 +46,20 @@ describe('identity.workloadApi configuration', () => {
     ]);
   });
 
+  it('refuses several workers with the Workload API', () => {
+    assert.deepEqual(problems({ workloadApi: { socket } }), []);
+    try {
+      parseConfig(
+        stringify({ identity: { trustDomain: 'cluster.local', workloadApi: { socket } }, listeners, workers: 2 }),
+        'gw.yaml',
+      );
+      assert.fail('accepted workers: 2');
+    } catch (error) {
+      assert.ok(isGatewayError(error, 'EGW_CONFIG_INVALID'));
+      assert.match(error.message, /gw\.yaml: workers: must be 1 with identity\.workloadApi/);
+    }
+  });
+
   it('refuses a socket that is not a unix:/// URI, and unknown keys', () => {
     assert.deepEqual(problems({ workloadApi: { socket } }), []);
     assert.match(
