@@ -9,7 +9,12 @@ import {
 import { backoffDelay } from '../../audit/sinks/backoff.ts';
 import { isGatewayError } from '../../core/errors.ts';
 import type { IdentityMaterial } from '../identity-material.ts';
-import { WORKLOAD_API_HEADER, workloadApiClientConstructor } from './workload-api-proto.ts';
+import {
+  WORKLOAD_API_HEADER,
+  workloadApiClientConstructor,
+  type X509BundlesResponse,
+  type X509SvidResponse,
+} from './workload-api-proto.ts';
 import {
   assembleMaterial,
   type BundleMap,
@@ -63,6 +68,7 @@ export class WorkloadApiSource {
   #closed = false;
   #problem: string | undefined;
   #counts = { updates: 0, refused: 0, redials: 0 };
+  readonly #closeWaiters = new Set<() => void>();
 
   constructor(options: WorkloadApiSourceOptions) {
     this.#options = options;
@@ -96,7 +102,7 @@ export class WorkloadApiSource {
         off();
         resolve(material);
       });
-      this.#onClose = () => reject(new Error(`${this.source}: closed before the first SVID`));
+      this.#closeWaiters.add(() => reject(new Error(`${this.source}: closed before the first SVID`)));
     });
   }
 
@@ -113,10 +119,9 @@ export class WorkloadApiSource {
     this.#closed = true;
     clearTimeout(this.#timer);
     this.#teardown();
-    this.#onClose();
+    for (const waiter of this.#closeWaiters) waiter();
+    this.#closeWaiters.clear();
   }
-
-  #onClose: () => void = () => {};
 
   #dial(): void {
     const Ctor = workloadApiClientConstructor();
@@ -129,18 +134,13 @@ export class WorkloadApiSource {
     this.#client = client;
     const metadata = new Metadata();
     metadata.set(WORKLOAD_API_HEADER, 'true');
-    const svidCall = (
-      client as unknown as Record<string, (r: object, m: Metadata) => ClientReadableStream<unknown>>
-    ).FetchX509SVID?.call(client, {}, metadata) as ClientReadableStream<unknown>;
-    this.#watch(svidCall, 'svid', (message) => this.#onSvid(message as Parameters<typeof parseSvidResponse>[0]));
-    if (!this.#bundlesUnsupported) {
-      const bundlesCall = (
-        client as unknown as Record<string, (r: object, m: Metadata) => ClientReadableStream<unknown>>
-      ).FetchX509Bundles?.call(client, {}, metadata) as ClientReadableStream<unknown>;
-      this.#watch(bundlesCall, 'bundles', (message) =>
-        this.#onBundles(message as Parameters<typeof parseBundlesResponse>[0]),
+    this.#watch(openStream(client, 'FetchX509SVID', metadata), 'svid', (message) =>
+      this.#onSvid(message as X509SvidResponse),
+    );
+    if (!this.#bundlesUnsupported)
+      this.#watch(openStream(client, 'FetchX509Bundles', metadata), 'bundles', (message) =>
+        this.#onBundles(message as X509BundlesResponse),
       );
-    }
   }
 
   #watch(call: ClientReadableStream<unknown>, which: 'svid' | 'bundles', onData: (message: unknown) => void): void {
@@ -186,7 +186,7 @@ export class WorkloadApiSource {
     this.#client = undefined;
   }
 
-  #onSvid(message: Parameters<typeof parseSvidResponse>[0]): void {
+  #onSvid(message: X509SvidResponse): void {
     this.#take('X509SVIDResponse', () => {
       const svid = parseSvidResponse(message, this.#options.trustDomain);
       // Every message carries the full set (Workload API §5.1): the latest one's bundles win.
@@ -194,7 +194,7 @@ export class WorkloadApiSource {
     });
   }
 
-  #onBundles(message: Parameters<typeof parseBundlesResponse>[0]): void {
+  #onBundles(message: X509BundlesResponse): void {
     this.#take('X509BundlesResponse', () => ({
       svid: this.#svid,
       bundles: parseBundlesResponse(message, this.#options.trustDomain),
@@ -227,6 +227,13 @@ export class WorkloadApiSource {
     );
     for (const listener of [...this.#listeners]) listener(material);
   }
+}
+
+type StreamMethod = (request: object, metadata: Metadata) => ClientReadableStream<unknown>;
+
+/** Starts a server-streaming call on a client generated from the proto (its methods are not typed). */
+function openStream(client: Client, method: 'FetchX509SVID' | 'FetchX509Bundles', metadata: Metadata) {
+  return ((client as unknown as Record<string, StreamMethod>)[method] as StreamMethod).call(client, {}, metadata);
 }
 
 function sameMaterial(a: IdentityMaterial, b: IdentityMaterial | undefined): boolean {
