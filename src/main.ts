@@ -177,7 +177,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
       const change = listenerShapeChange(config, next.config);
       if (change) throw new GatewayError('EGW_RELOAD_FAILED', `${next.path}: ${change}`);
       const state = await buildGatewayState(next.config, next.path, workloadApi?.current());
-      if (listeners.length === 0) await bindListeners(state); // the first SVID from the Workload API
+      if (listeners.length === 0 && !draining) await bindListeners(state); // the first SVID from the Workload API
       current = state;
       config = next.config;
       metrics.reloaded(true);

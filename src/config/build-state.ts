@@ -42,11 +42,6 @@ function rethrowKeyed(source: string, key: string, error: unknown): never {
   throw error;
 }
 
-/**
- * Compiles a validated configuration into the frozen state connections run on: TLS context,
- * trust bundle, policy matchers, resolver, listener settings. Every failure names the file and
- * key. Also proves each SNAT address is bindable here, so a typo fails the start, not a request.
- */
 /** The identity files named in the config, read once, as the same material the Workload API yields. */
 function readIdentityFiles(config: GatewayConfig, source: string): IdentityMaterial {
   const id = config.identity;
@@ -62,6 +57,9 @@ function readIdentityFiles(config: GatewayConfig, source: string): IdentityMater
 }
 
 /**
+ * Compiles a validated configuration into the frozen state connections run on: TLS context,
+ * trust bundle, policy matchers, resolver, listener settings. Every failure names the file and
+ * key. Also proves each SNAT address is bindable here, so a typo fails the start, not a request.
  * `identity` is the gateway's SVID and anchors when they come from the Workload API; without it
  * the files named in `identity.cert/key/trustAnchors` are read.
  */
