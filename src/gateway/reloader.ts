@@ -1,5 +1,6 @@
 import { loadConfig } from '../config/load-config.ts';
 import { isGatewayError } from '../core/errors.ts';
+import type { IdentityMaterial } from '../sources/identity-material.ts';
 import { reloadSnapshot } from './gateway-snapshot.ts';
 import type { SnapshotStore } from './snapshot-store.ts';
 
@@ -11,12 +12,14 @@ export interface ReloadResult {
 export interface ReloadHooks {
   readonly log: (message: string) => void;
   readonly counted: (ok: boolean) => void;
+  /** The latest identity from the Workload API, when it is the identity source. */
+  readonly identity?: () => IdentityMaterial | undefined;
 }
 
 /**
  * Returns `reload()`: re-reads `configPath`, builds a whole new snapshot and swaps it in; on any
  * failure the running snapshot stays. Reloads run one after another, so two quick SIGHUPs cannot
- * interleave and swap in an older file last.
+ * interleave and swap in an older file last. A Workload API update reloads too (with its SVID).
  */
 export function createReloader(
   store: SnapshotStore,
@@ -26,7 +29,7 @@ export function createReloader(
   let chain: Promise<unknown> = Promise.resolve();
   const once = async (): Promise<ReloadResult> => {
     try {
-      const next = await reloadSnapshot(store.current, loadConfig(configPath));
+      const next = await reloadSnapshot({ config: store.config }, loadConfig(configPath), hooks.identity?.());
       store.swap(next);
       hooks.counted(true);
       const pending = next.pendingRestart.length > 0 ? `; at the next restart: ${next.pendingRestart.join(', ')}` : '';
