@@ -40,7 +40,7 @@ export interface StartOptions {
 /**
  * The composition root: config → snapshot → audit → metrics → listeners → admin → file watch →
  * Workload API. With `identity.workloadApi` there is no snapshot until the first SVID: the admin
- * API answers (/readyz 503), and each update from the agent reloads, the first one binding the listeners.
+ * API answers (/readyz 503); each update from the agent rebuilds the state, the first one binding the listeners.
  */
 export async function startGateway(options: StartOptions): Promise<Gateway> {
   const log = options.log ?? ((message: string) => process.stderr.write(`${message}\n`));
@@ -84,7 +84,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
     const paths = [boot.path, cert, key, trustAnchors].flatMap((p) => (p ? [resolveConfigPath(p)] : []));
     gateway.setWatchers(watchFiles(paths, () => void gateway.reload()));
   }
-  workloadApi?.onUpdate(() => void gateway.reload());
+  workloadApi?.onUpdate(() => void gateway.reload('identity'));
   workloadApi?.start();
   return gateway;
 }

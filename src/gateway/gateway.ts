@@ -18,7 +18,7 @@ import { waitForCloseRecords } from './drain.ts';
 import type { GatewaySnapshot } from './gateway-snapshot.ts';
 import type { DrainableRuntime } from './proxy-runtime.ts';
 import { readinessOf } from './readiness.ts';
-import type { ReloadResult } from './reloader.ts';
+import type { Reload, ReloadResult, ReloadTrigger } from './reloader.ts';
 import type { SnapshotStore } from './snapshot-store.ts';
 
 /** The parts `src/main.ts` composes; the gateway owns their lifecycle from here on. */
@@ -30,7 +30,7 @@ export interface GatewayParts {
   readonly listenerStats: ListenerStats;
   readonly listeners: readonly TcpListener[];
   readonly forwarder: HttpForwarder;
-  readonly reload: () => Promise<ReloadResult>;
+  readonly reload: Reload;
   readonly log: (message: string) => void;
   /** The Workload API source, when it provides the identity: closed with the gateway. */
   readonly identitySource?: { close(): void };
@@ -125,8 +125,8 @@ export class Gateway implements AdminBackend {
   }
 
   /** Swaps in a new snapshot; the first one (after a start without a state) binds the listeners. */
-  async reload(): Promise<ReloadResult> {
-    const result = await this.#parts.reload();
+  async reload(trigger: ReloadTrigger = 'file'): Promise<ReloadResult> {
+    const result = await this.#parts.reload(trigger);
     if (!result.ok || this.#parts.listeners.every((l) => l.listening)) return result;
     try {
       await this.bindListeners();

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Gateway, startGateway } from '../../src/main.ts';
@@ -9,6 +10,8 @@ import { type FakeWorkloadApi, startFakeWorkloadApi, svidMessage } from './helpe
 
 // The Gateway's life around the Workload API: the admin API before the first SVID, the reload
 // that binds the listeners, and the shutdown that closes the agent's streams.
+
+const GATEWAY_ID = 'spiffe://cluster.local/ns/bookinfo/sa/bigip-proxy';
 
 async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 20_000): Promise<T> {
   const deadline = Date.now() + ms;
@@ -83,6 +86,22 @@ describe('a Workload API gateway before, at and after the first SVID', () => {
     assert.deepEqual(await gateway?.reload(), { ok: true });
     assert.equal(gateway?.addresses.get('egress')?.port, port);
     assert.equal(logs.filter((l) => l.startsWith('listener egress (tcp)')).length, 1);
+  });
+
+  it('applies an SVID rotation while the config file is broken, without re-reading it', async () => {
+    const good = readFileSync(configPath, 'utf8');
+    writeFileSync(configPath, 'identity: [not, a, mapping');
+    const broken = await gateway?.reload();
+    assert.equal(broken?.ok, false);
+    const rotated = await pki.issue('gateway-rotated', { spiffeIds: [GATEWAY_ID], ipAddresses: ['127.0.0.1'] });
+    const serial = new X509Certificate(rotated.leaf.certPem).serialNumber.toUpperCase();
+    assert.notEqual(gateway?.state().serverCertificate.serialNumber, serial);
+    agent.pushSvid({ svids: [svidMessage(rotated, [pki.intermediate])] });
+    await until('the rotated SVID', () =>
+      gateway?.state().serverCertificate.serialNumber === serial ? true : undefined,
+    );
+    assert.ok(logs.some((l) => l.startsWith(`reloaded the identity from Workload API ${agent.socket}`)));
+    writeFileSync(configPath, good);
   });
 
   it('closes the agent streams on shutdown', async () => {
