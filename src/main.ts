@@ -1,5 +1,6 @@
 import type { AuditHub } from './audit/audit-hub.ts';
 import { buildAuditHub } from './audit/build-audit-hub.ts';
+import { listenerSettings } from './config/build-state.ts';
 import { adminToken, type LoadedConfig, loadConfig, parseConfig, resolveConfigPath } from './config/load-config.ts';
 import { GatewayError, isGatewayError } from './core/errors.ts';
 import { prepareDevPki } from './devtools/dev-pki.ts';
@@ -17,6 +18,7 @@ import { createConnectModeHandler } from './proxy/connect-mode.ts';
 import type { ListenerSettings } from './proxy/gateway-state.ts';
 import { createConnectionPipeline } from './proxy/handle-connection.ts';
 import { createTcpModeHandler } from './proxy/tcp-mode.ts';
+import { WorkloadApiSource } from './sources/workload-api/workload-api-source.ts';
 import { HttpForwarder } from './upstream/http-forwarder.ts';
 
 export type { Gateway } from './gateway/gateway.ts';
@@ -35,12 +37,21 @@ export interface StartOptions {
   readonly processMetrics?: boolean;
 }
 
-/** The composition root: config → snapshot → audit → metrics → listeners → admin → file watch. */
+/**
+ * The composition root: config → snapshot → audit → metrics → listeners → admin → file watch →
+ * Workload API. With `identity.workloadApi` there is no snapshot until the first SVID: the admin
+ * API answers (/readyz 503); each update from the agent rebuilds the state, the first one binding the listeners.
+ */
 export async function startGateway(options: StartOptions): Promise<Gateway> {
   const log = options.log ?? ((message: string) => process.stderr.write(`${message}\n`));
   const boot = startConfig(options);
   await prepareDevPki(boot.config.identity, log);
-  const store = new SnapshotStore(await bootSnapshot(boot));
+  const workloadApi = workloadApiSource(boot, log);
+  const store = new SnapshotStore(
+    workloadApi
+      ? { config: boot.config, waitingFor: `waiting for the first X.509-SVID from ${workloadApi.source}` }
+      : await bootSnapshot(boot),
+  );
   const audit = options.auditHub ?? buildAuditHub(boot.config.audit, { log });
   audit.start();
   const runtime = createProxyRuntime();
@@ -48,10 +59,17 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
     defaultMetrics: options.processMetrics ?? true,
   });
   const forwarder = new HttpForwarder({ responseTimeoutMs: 60_000 });
-  const listeners = [...store.current.state.listeners.values()].map((s) => listenerFor(s, store, runtime, forwarder));
-  const reload = createReloader(store, options.configPath, { log, counted: (ok) => metrics.reloaded(ok) });
+  const listeners = [...listenerSettings(boot.config).values()].map((s) => listenerFor(s, store, runtime, forwarder));
+  const reload = createReloader(store, options.configPath, {
+    log,
+    counted: (ok) => metrics.reloaded(ok),
+    ...(workloadApi ? { identity: () => workloadApi.current() } : {}),
+  });
   const listenerStats = new ListenerStats();
-  const gateway = new Gateway({ store, runtime, audit, metrics, listenerStats, listeners, forwarder, reload, log });
+  const gateway = new Gateway({
+    ...{ store, runtime, audit, metrics, listenerStats, listeners, forwarder, reload, log },
+    ...(workloadApi ? { identitySource: workloadApi } : {}),
+  });
   try {
     await gateway.bindListeners();
     await gateway.serveAdmin(options.adminListen ?? boot.config.admin.listen, adminToken(boot.config, boot.path));
@@ -63,10 +81,18 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
   }
   if (boot.config.admin.watch) {
     const { cert, key, trustAnchors } = boot.config.identity;
-    const paths = [boot.path, cert, key, trustAnchors].map(resolveConfigPath);
+    const paths = [boot.path, cert, key, trustAnchors].flatMap((p) => (p ? [resolveConfigPath(p)] : []));
     gateway.setWatchers(watchFiles(paths, () => void gateway.reload()));
   }
+  workloadApi?.onUpdate(() => void gateway.reload('identity'));
+  workloadApi?.start();
   return gateway;
+}
+
+/** `identity.workloadApi`: the SVID and bundles stream from the agent instead of the files. */
+function workloadApiSource(boot: LoadedConfig, log: (message: string) => void): WorkloadApiSource | undefined {
+  const { workloadApi, trustDomain } = boot.config.identity;
+  return workloadApi ? new WorkloadApiSource({ socket: workloadApi.socket, trustDomain, log }) : undefined;
 }
 
 function startConfig(options: StartOptions): LoadedConfig {

@@ -6,6 +6,7 @@ import { certificateFacts } from '../pki/certificate-facts.ts';
 import { parseCertificateBundle } from '../pki/pem-bundle.ts';
 import { compilePolicy, PolicyCompileError } from '../policy/compile-policy.ts';
 import type { GatewayState, ListenerSettings } from '../proxy/gateway-state.ts';
+import type { IdentityMaterial } from '../sources/identity-material.ts';
 import { createServerTlsContext } from '../tls/server-tls-context.ts';
 import { checkSnatAddress } from '../upstream/check-snat-address.ts';
 import { createHostResolver } from '../upstream/resolve-host.ts';
@@ -41,20 +42,39 @@ function rethrowKeyed(source: string, key: string, error: unknown): never {
   throw error;
 }
 
-/** The gateway's own identity and its trust anchors, each read once (see the comment inside). */
+/** The identity files named in the config, read once, as the same material the Workload API yields. */
+function readIdentityFiles(config: GatewayConfig, source: string): IdentityMaterial {
+  const id = config.identity;
+  if (!id.cert || !id.key || !id.trustAnchors)
+    throw new GatewayError('EGW_CONFIG_INVALID', `${source}: identity.workloadApi: no SVID from the agent yet`);
+  return {
+    certPem: readKeyed(source, 'identity.cert', id.cert),
+    keyPem: readKeyed(source, 'identity.key', id.key),
+    anchorsPem: readKeyed(source, 'identity.trustAnchors', id.trustAnchors),
+    source: resolveConfigPath(id.cert),
+    federatedBundles: new Map(),
+  };
+}
+
+/**
+ * The gateway's own identity and its trust anchors, each read once (see the comment inside).
+ * `material` is the SVID and anchors when they come from the Workload API; without it the files
+ * named in `identity.cert/key/trustAnchors` are read.
+ */
 function compileIdentity(
   config: GatewayConfig,
   source: string,
+  material: IdentityMaterial | undefined,
 ): Pick<GatewayState, 'tlsContext' | 'trustBundle' | 'serverCertificate'> {
   const id = config.identity;
-  const certPem = readKeyed(source, 'identity.cert', id.cert);
-  const keyPem = readKeyed(source, 'identity.key', id.key);
-  const anchorsPem = readKeyed(source, 'identity.trustAnchors', id.trustAnchors);
+  const { certPem, keyPem, anchorsPem } = material ?? readIdentityFiles(config, source);
+  // Where each part came from, for messages: the files' paths, or the agent.
+  const anchorsPath = material ? `${material.source} bundle` : resolveConfigPath(id.trustAnchors as string);
+  const certPath = material ? material.source : resolveConfigPath(id.cert as string);
   let trustBundle: GatewayState['trustBundle'];
   try {
     // From the text already read: OpenSSL and the verifier must see the same anchors even if
     // the file is swapped (Kubernetes Secret update) between two reads.
-    const anchorsPath = resolveConfigPath(id.trustAnchors);
     trustBundle = trustBundleFromCertificates(
       id.trustDomain,
       parseCertificateBundle(anchorsPem, anchorsPath),
@@ -62,16 +82,16 @@ function compileIdentity(
       id.limits,
     );
   } catch (error) {
-    rethrowKeyed(source, 'identity.trustAnchors', error);
+    rethrowKeyed(source, material ? 'identity.workloadApi' : 'identity.trustAnchors', error);
   }
   try {
     // parseCertificateBundle throws on an empty bundle, so the leaf is always there.
-    const [leaf] = parseCertificateBundle(certPem, resolveConfigPath(id.cert));
+    const [leaf] = parseCertificateBundle(certPem, certPath);
     const serverCertificate = certificateFacts(leaf as NonNullable<typeof leaf>);
     const tlsContext = createServerTlsContext({ certPem, keyPem, anchorsPem });
     return { tlsContext, trustBundle, serverCertificate };
   } catch (error) {
-    rethrowKeyed(source, 'identity.cert', error);
+    rethrowKeyed(source, material ? 'identity.workloadApi' : 'identity.cert', error);
   }
 }
 
@@ -120,7 +140,8 @@ async function checkSnatAddresses(config: GatewayConfig, source: string): Promis
   await Promise.all(checks);
 }
 
-function listenerSettings(config: GatewayConfig): Map<string, ListenerSettings> {
+/** Each listener's settings as compiled from the config (a reload may change its limits, not its shape). */
+export function listenerSettings(config: GatewayConfig): Map<string, ListenerSettings> {
   return new Map(
     config.listeners.map((l) => {
       const { host, port } = splitHostPort(l.listen);
@@ -141,15 +162,21 @@ function listenerSettings(config: GatewayConfig): Map<string, ListenerSettings> 
 /**
  * Compiles a validated configuration into the frozen state connections run on: TLS context,
  * trust bundle, policy matchers, resolver, listener settings. Every failure names the file and key.
+ * `identity` is the gateway's SVID and anchors when they come from the Workload API; without it
+ * the files named in `identity.cert/key/trustAnchors` are read.
  */
-export async function buildGatewayState(config: GatewayConfig, source: string): Promise<GatewayState> {
-  const identity = compileIdentity(config, source);
+export async function buildGatewayState(
+  config: GatewayConfig,
+  source: string,
+  identity?: IdentityMaterial,
+): Promise<GatewayState> {
+  const own = compileIdentity(config, source, identity);
   const policy = compileRules(config, source);
   checkHostNames(config, source);
   await checkSnatAddresses(config, source);
   const { limits } = config;
   return Object.freeze({
-    ...identity,
+    ...own,
     policy,
     resolver: createHostResolver(config.resolver.hosts, {
       timeoutMs: config.resolver.timeout,

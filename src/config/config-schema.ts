@@ -41,9 +41,10 @@ export const configSchema = z.strictObject({
       .min(1)
       .max(255)
       .regex(/^[a-z0-9._-]+$/, 'a SPIFFE trust domain is lower-case letters, digits, dots, dashes and underscores'),
-    trustAnchors: z.string().min(1),
-    cert: z.string().min(1),
-    key: z.string().min(1),
+    /** Required unless `workloadApi` is set (exactly one identity source; load-config.ts checks). */
+    trustAnchors: z.string().min(1).optional(),
+    cert: z.string().min(1).optional(),
+    key: z.string().min(1).optional(),
     /** Dev only: mint a throw-away PKI into `dir` when the files above are missing. */
     devPki: z.strictObject({ generateIfMissing: z.boolean().default(false), dir: z.string().min(1) }).optional(),
     /** Bounds on a client chain, checked before it is parsed or any signature is checked (issue 9). */
@@ -55,6 +56,14 @@ export const configSchema = z.strictObject({
         verifyWorkBudget: z.number().min(1).max(10_000).default(32),
       })
       .default({ maxCertificateBytes: 16_384, maxChainCertificates: 9, maxChainBytes: 65_536, verifyWorkBudget: 32 }),
+    /** The SVID and trust bundles from a SPIFFE Workload API agent, instead of cert/key/trustAnchors. */
+    workloadApi: z
+      .strictObject({
+        socket: z
+          .string()
+          .regex(/^unix:\/\/\/\S+$/, 'expected unix:///absolute/path.sock, e.g. unix:///run/spire/sockets/agent.sock'),
+      })
+      .optional(),
   }),
   listeners: z
     .array(

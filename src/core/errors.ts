@@ -58,6 +58,10 @@ export const ERROR_CODES = {
   EGW_AUDIT_RECEIVER_REJECTED:
     'an audit receiver refused records permanently (e.g. HTTP 400/401/403); they are dropped',
   EGW_AUDIT_RECORDS_DROPPED: 'audit records were dropped (queue full, refused, too large or unconfirmed at shutdown)',
+  // SPIFFE Workload API identity source (src/sources/workload-api/): operational log lines carry these codes
+  EGW_WORKLOAD_API_INVALID: 'the Workload API sent an SVID or bundle that was refused; the last good identity is kept',
+  EGW_WORKLOAD_API_UNAVAILABLE:
+    'the Workload API agent cannot be reached or ended the stream; the last good identity is kept and it is re-dialled',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -4,15 +4,18 @@ import type { LiveTunnels } from '../proxy/live-tunnels.ts';
 import { secondsUntilExpiry, watchedCertificates } from './certificate-list.ts';
 import type { SnapshotStore } from './snapshot-store.ts';
 
-/** What the metrics read at scrape time, always from the current snapshot. */
+/** What the metrics read at scrape time, always from the current snapshot (no certificates before the first). */
 export function metricsSources(store: SnapshotStore, tunnels: LiveTunnels, audit: AuditHub): MetricsSources {
   return {
     activeTunnels: () => {
-      const counts = new Map<string, number>([...store.current.state.listeners.keys()].map((name) => [name, 0]));
+      const counts = new Map<string, number>(store.config.listeners.map((l) => [l.name, 0]));
       for (const tunnel of tunnels.list()) counts.set(tunnel.listener, (counts.get(tunnel.listener) ?? 0) + 1);
       return counts;
     },
     auditSinks: () => audit.stats(),
-    certificateExpiry: () => secondsUntilExpiry(watchedCertificates(store.current.state), Date.now()),
+    certificateExpiry: () => {
+      const snapshot = store.latest;
+      return snapshot ? secondsUntilExpiry(watchedCertificates(snapshot.state), Date.now()) : [];
+    },
   };
 }

@@ -3,6 +3,8 @@ import type { WatchedCertificate } from './certificate-list.ts';
 
 export interface ReadinessFacts {
   readonly draining: boolean;
+  /** Set while there is no state yet (Workload API: no SVID): what is awaited. */
+  readonly waitingFor?: string | undefined;
   /** Every configured listener holds its socket. */
   readonly listenersBound: boolean;
   readonly certificates: readonly WatchedCertificate[];
@@ -15,11 +17,13 @@ export interface ReadinessFacts {
  * Whether the replica should get traffic. While draining the listeners are closed on purpose, so
  * that is reported as "draining", not as unbound listeners. A certificate expired, or expiring
  * within the window, makes it unready; replicas mounting one Secret go unready together, and a
- * window of 0 fails on expiry only.
+ * window of 0 fails on expiry only. Before the first state the listeners are unbound on purpose
+ * too, and what is awaited is the reason.
  */
 export function readinessOf(facts: ReadinessFacts): Readiness {
   const reasons: string[] = [];
   if (facts.draining) reasons.push('draining');
+  else if (facts.waitingFor !== undefined) reasons.push(facts.waitingFor);
   else if (!facts.listenersBound) reasons.push('not every listener is bound');
   const horizon = facts.nowMs + facts.expiryWindowMs;
   for (const { label, notAfter } of facts.certificates) {

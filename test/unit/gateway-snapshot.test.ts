@@ -148,7 +148,7 @@ describe('snapshot', () => {
     const first = await bootSnapshot(loadConfig(path));
     const second = await reloadSnapshot(first, loadConfig(path));
     const store = new SnapshotStore(first);
-    const seen: Array<[GatewaySnapshot, GatewaySnapshot]> = [];
+    const seen: Array<[GatewaySnapshot, GatewaySnapshot | undefined]> = [];
     const stop = store.onSwap((next, previous) => seen.push([next, previous]));
     store.swap(second);
     stop();
