@@ -16,6 +16,8 @@ import { ListenerStats } from './metrics/listener-stats.ts';
 import { createConnectModeHandler } from './proxy/connect-mode.ts';
 import type { ListenerSettings } from './proxy/gateway-state.ts';
 import { createConnectionPipeline } from './proxy/handle-connection.ts';
+import { LiveConnections } from './proxy/live-connections.ts';
+import { redecideOpen } from './proxy/redecide-tunnels.ts';
 import { createTcpModeHandler } from './proxy/tcp-mode.ts';
 import { HttpForwarder } from './upstream/http-forwarder.ts';
 
@@ -47,8 +49,20 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
   const metrics = new GatewayMetrics(metricsSources(store, runtime.tunnels, audit), {
     defaultMetrics: options.processMetrics ?? true,
   });
-  const forwarder = new HttpForwarder({ responseTimeoutMs: 60_000 });
-  const listeners = [...store.current.state.listeners.values()].map((s) => listenerFor(s, store, runtime, forwarder));
+  const forwarder = new HttpForwarder({
+    responseTimeoutMs: 60_000,
+    maxPools: () => store.current.config.limits.maxUpstreamPools,
+  });
+  const connections = new LiveConnections();
+  const listeners = [...store.current.state.listeners.values()].map((s) =>
+    listenerFor(s, store, runtime, { forwarder, connections }),
+  );
+  // Every swap re-decides what is open: decisions follow every reload (issue 10).
+  store.onSwap((next) => {
+    const open = { tunnels: runtime.tunnels, connections };
+    const closed = redecideOpen(open, next.state, { rules: next.config.reload.redecideTunnels });
+    if (closed > 0) log(`reload: closed ${closed} open tunnels or connections the new configuration refuses`);
+  });
   const reload = createReloader(store, options.configPath, { log, counted: (ok) => metrics.reloaded(ok) });
   const listenerStats = new ListenerStats();
   const gateway = new Gateway({ store, runtime, audit, metrics, listenerStats, listeners, forwarder, reload, log });
@@ -79,10 +93,13 @@ function listenerFor(
   settings: ListenerSettings,
   store: SnapshotStore,
   runtime: DrainableRuntime,
-  forwarder: HttpForwarder,
+  shared: { forwarder: HttpForwarder; connections: LiveConnections },
 ): TcpListener {
   const current = () => store.current.state.listeners.get(settings.name) ?? settings;
-  const handler = settings.mode === 'connect' ? createConnectModeHandler({ forwarder }) : createTcpModeHandler();
+  const handler =
+    settings.mode === 'connect'
+      ? createConnectModeHandler({ ...shared, currentState: () => store.current.state })
+      : createTcpModeHandler();
   return new TcpListener({
     name: settings.name,
     host: settings.host,

@@ -157,8 +157,10 @@ export async function buildGatewayState(config: GatewayConfig, source: string): 
       requestHeadMs: config.timeouts.requestHead,
       connectMs: config.timeouts.connect,
       idleMs: config.timeouts.idle,
+      connectionMaxAgeMs: config.timeouts.connectionMaxAge,
     }),
     maxHeaderBytes: limits.maxHeaderBytes,
+    maxRequestsPerConnection: limits.maxRequestsPerConnection,
     identityLimits: Object.freeze({
       maxConnectionsPerIdentity: limits.maxConnectionsPerIdentity,
       newConnectionsPerSecond: limits.newConnectionsPerSecondPerIdentity,

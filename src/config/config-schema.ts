@@ -99,8 +99,17 @@ export const configSchema = z.strictObject({
       connect: duration.default(10_000),
       idle: duration.default(300_000),
       drain: duration.default(30_000),
+      /** connect mode: a kept-alive absolute-form connection is closed after this age (0 = never). */
+      connectionMaxAge: duration.default(3_600_000),
     })
-    .default({ handshake: 10_000, requestHead: 10_000, connect: 10_000, idle: 300_000, drain: 30_000 }),
+    .default({
+      handshake: 10_000,
+      requestHead: 10_000,
+      connect: 10_000,
+      idle: 300_000,
+      drain: 30_000,
+      connectionMaxAge: 3_600_000,
+    }),
   limits: z
     .strictObject({
       maxHeaderBytes: z.number().int().min(1024).max(1_048_576).default(16_384),
@@ -110,8 +119,18 @@ export const configSchema = z.strictObject({
       newConnectionsPerSecondPerIdentity: z.number().min(0).default(0),
       /** Token-bucket burst for the rate above (default: twice the rate, at least 1). */
       newConnectionBurstPerIdentity: z.number().int().min(1).optional(),
+      /** connect mode: requests on one kept-alive connection before it is closed (0 = unlimited). */
+      maxRequestsPerConnection: z.number().int().min(0).default(1_000),
+      /** Pooled upstream connection sets (one per SPIFFE ID and SNAT address) kept at once; least recently used out. */
+      maxUpstreamPools: z.number().int().min(1).max(100_000).default(1_024),
     })
-    .default({ maxHeaderBytes: 16_384, maxConnectionsPerIdentity: 1_000, newConnectionsPerSecondPerIdentity: 0 }),
+    .default({
+      maxHeaderBytes: 16_384,
+      maxConnectionsPerIdentity: 1_000,
+      newConnectionsPerSecondPerIdentity: 0,
+      maxRequestsPerConnection: 1_000,
+      maxUpstreamPools: 1_024,
+    }),
   admin: z
     .strictObject({
       /** host:port of the admin API; "off" disables it. */
@@ -125,6 +144,12 @@ export const configSchema = z.strictObject({
       watch: z.boolean().default(true),
     })
     .default({ listen: '127.0.0.1:9901', certExpiryWindow: 3_600_000, watch: true }),
+  reload: z
+    .strictObject({
+      /** Re-decide open tunnels against the new rules on reload; identity is always re-checked. */
+      redecideTunnels: z.boolean().default(true),
+    })
+    .default({ redecideTunnels: true }),
   /** Worker processes sharing the listeners (node:cluster); 1 = a single process. */
   workers: z.number().int().min(1).max(64).default(1),
   audit: auditConfigSchema,
