@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { auditIdentityRejected } from '../core/audit-records.ts';
 import { type ErrorCode, GatewayError, isGatewayError } from '../core/errors.ts';
 import { type PeerIdentity, verifyPeerSvid } from '../identity/verify-svid.ts';
 import { presentedChain } from '../tls/accept-tls.ts';
@@ -51,6 +52,7 @@ export class ConnectionTrust {
   closedBecause: ClosedBecause | undefined;
   readonly #tls: ConnectionContext['tls'];
   readonly #raw: ConnectionContext['raw'];
+  readonly #auditBase: ConnectionContext['auditBase'];
   #verified: GatewayState;
   #chain: Buffer[] | undefined;
 
@@ -59,6 +61,7 @@ export class ConnectionTrust {
     this.expiresAtMs = pathExpiry(ctx.peer);
     this.#tls = ctx.tls;
     this.#raw = ctx.raw;
+    this.#auditBase = ctx.auditBase;
     this.#verified = ctx.state;
   }
 
@@ -69,6 +72,13 @@ export class ConnectionTrust {
       'EGW_IDENTITY_EXPIRED',
       `the client certificate chain expired at ${new Date(this.expiresAtMs).toISOString()}`,
     );
+  }
+
+  /** Ends a connection that carries no tunnel: audited as `identity-rejected` with the refusal. */
+  endAudited(because: ClosedBecause): void {
+    if (this.closedBecause) return;
+    auditIdentityRejected(this.#auditBase, because.code, because.reason);
+    this.end(because);
   }
 
   /** Ends the connection (and with it a tunnel on it); its close records carry `because`. */

@@ -1,5 +1,4 @@
 import type { Socket } from 'node:net';
-import { auditIdentityRejected } from '../core/audit-records.ts';
 import type { ErrorCode, GatewayError } from '../core/errors.ts';
 import type { ConnectionContext } from './connection-context.ts';
 import { type ClosedBecause, type TrustMemo, trustOf } from './connection-trust.ts';
@@ -39,9 +38,10 @@ export function redecideOpen(
     closed += 1;
   }
   for (const trust of open.connections?.list() ?? []) {
+    if (trust.closedBecause) continue; // its tunnel was closed above, with its own record
     const problem = trust.check(state, now, memo);
     if (!problem) continue;
-    trust.end(endedBecause(problem));
+    trust.endAudited(endedBecause(problem));
     closed += 1;
   }
   return closed;
@@ -116,8 +116,10 @@ export function closeAtExpiry(ctx: ConnectionContext): void {
     const problem = trust.expired();
     if (!problem) return arm();
     const because = endedBecause(problem);
-    for (const tunnel of ctx.runtime.tunnels.list()) if (tunnel.connectionId === ctx.id) tunnel.recheck?.close(because);
-    trust.end(because);
+    const tunnels = ctx.runtime.tunnels.list().filter((t) => t.connectionId === ctx.id && t.recheck);
+    for (const tunnel of tunnels) tunnel.recheck?.close(because);
+    // A tunnel's egress-closed record tells; a kept-alive connection without one is audited here.
+    if (tunnels.length === 0) trust.endAudited(because);
   };
   const arm = () => {
     timer = setTimeout(fire, Math.min(Math.max(trust.expiresAtMs - Date.now() + 1, 1), MAX_TIMER_MS));
@@ -136,8 +138,7 @@ export function currentContext(ctx: ConnectionContext, state: GatewayState): Con
   const trust = trustOf(ctx);
   const problem = trust.check(state);
   if (problem) {
-    auditIdentityRejected(ctx.auditBase, problem.code, problem.message);
-    trust.end(endedBecause(problem));
+    trust.endAudited(endedBecause(problem));
     return undefined;
   }
   if (state === ctx.state) return ctx;
