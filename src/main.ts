@@ -60,8 +60,13 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
   // Every swap re-decides what is open: decisions follow every reload (issue 10).
   store.onSwap((next) => {
     const open = { tunnels: runtime.tunnels, connections };
-    const closed = redecideOpen(open, next.state, { rules: next.config.reload.redecideTunnels });
-    if (closed > 0) log(`reload: closed ${closed} open tunnels or connections the new configuration refuses`);
+    try {
+      const closed = redecideOpen(open, next.state, { rules: next.config.reload.redecideTunnels });
+      if (closed > 0) log(`reload: closed ${closed} open tunnels or connections the new configuration refuses`);
+    } catch (error) {
+      // The new snapshot is in effect either way; a failed re-decision must not undo or fail the reload.
+      log(`reload: re-deciding open tunnels failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
   });
   const reload = createReloader(store, options.configPath, { log, counted: (ok) => metrics.reloaded(ok) });
   const listenerStats = new ListenerStats();
