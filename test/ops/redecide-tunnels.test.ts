@@ -174,7 +174,7 @@ describe('open tunnels are re-decided on every reload', () => {
     }
   });
 
-  it("ends a CONNECT tunnel at its leaf's notAfter, audited as identity-expired", async () => {
+  it("ends CONNECT and tcp tunnels at their leaf's notAfter, audited as identity-expired", async () => {
     const gw = await startTestGateway(pki, {
       listeners: listeners(),
       rules: rules(),
@@ -184,12 +184,15 @@ describe('open tunnels are re-decided on every reload', () => {
       const notAfter = new Date(Math.floor(Date.now() / 1000) * 1000 + 3000);
       const leaf = await pki.workload('bookinfo', 'ratings', { notBefore: new Date(Date.now() - 60_000), notAfter });
       const tunnel = await openTunnel(gw.port('egress'), leaf, pki.rootPath, `127.0.0.1:${one.port}`);
-      await echoes(tunnel, 'before'); // positive control: the tunnel works until notAfter
-      const closed = await gw.waitForRecord((r) => r.action === 'egress-closed', 10_000);
-      assert.equal(closed.code, 'EGW_IDENTITY_EXPIRED');
-      assert.match(closed.reason, /^identity-expired: /);
-      assert.ok(Date.parse(closed.end ?? '') >= notAfter.getTime(), 'not before notAfter');
-      assert.equal(gw.gateway.snapshot().state.listeners.size, 2);
+      const relay = await openTcpRelay(gw.port('relay'), leaf, pki.rootPath);
+      await echoes(tunnel, 'before'); // positive controls: both work until notAfter
+      await relayEchoes(relay, 'before');
+      for (const listener of ['egress', 'relay']) {
+        const closed = await gw.waitForRecord((r) => r.action === 'egress-closed' && r.listener === listener, 10_000);
+        assert.equal(closed.code, 'EGW_IDENTITY_EXPIRED');
+        assert.match(closed.reason, /^identity-expired: /);
+        assert.ok(Date.parse(closed.end ?? '') >= notAfter.getTime(), 'not before notAfter');
+      }
       assert.equal(((await gw.gateway.stats()) as { activeTunnels: number }).activeTunnels, 0);
     } finally {
       await gw.close();
