@@ -103,22 +103,22 @@ export function createConnectModeHandler(options: ConnectModeOptions): ModeHandl
       const ctx = contexts.get(socket);
       if (!ctx) return void socket.destroy();
       heads.arrived(socket);
-      const now = live(ctx);
-      if (now) void handleConnect(now, req, socket, head);
+      const current = live(ctx);
+      if (current) void handleConnect(current, req, socket, head);
     });
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       const ctx = contexts.get(req.socket);
       if (!ctx) return void res.destroy();
       heads.arrived(req.socket);
-      const now = live(ctx);
-      if (!now) return void res.destroy();
+      const current = live(ctx);
+      if (!current) return void res.destroy();
       const count = (served.get(req.socket) ?? 0) + 1;
       served.set(req.socket, count);
-      if (isLastRequest(now, count)) res.setHeader('connection', 'close');
+      if (isLastRequest(current, count)) res.setHeader('connection', 'close');
       res.once('finish', () => {
         if (!req.socket.destroyed) heads.arm(ctx);
       });
-      void handleAbsoluteForm(now, req, res, options.forwarder);
+      void handleAbsoluteForm(current, req, res, options.forwarder);
     });
     server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) =>
       onClientError(contexts.get(socket), error, socket),

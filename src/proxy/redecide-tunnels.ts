@@ -31,10 +31,10 @@ export function redecideOpen(
 ): number {
   const memo: TrustMemo = new Map();
   let closed = 0;
-  for (const tunnel of open.tunnels.list()) {
-    const because = tunnel.recheck && refusalOf(tunnel.recheck, state, options, now, memo);
-    if (!because || !tunnel.recheck) continue;
-    tunnel.recheck.close(because);
+  for (const { recheck } of open.tunnels.list()) {
+    const because = recheck && refusalOf(recheck, state, options, now, memo);
+    if (!recheck || !because) continue;
+    recheck.close(because);
     closed += 1;
   }
   for (const trust of open.connections?.list() ?? []) {
