@@ -5,7 +5,7 @@ import { adminToken, type LoadedConfig, loadConfig, parseConfig, resolveConfigPa
 import { GatewayError, isGatewayError } from './core/errors.ts';
 import { prepareDevPki } from './devtools/dev-pki.ts';
 import { Gateway } from './gateway/gateway.ts';
-import { bootSnapshot } from './gateway/gateway-snapshot.ts';
+import { bootSnapshot, type GatewaySnapshot } from './gateway/gateway-snapshot.ts';
 import { metricsSources } from './gateway/metrics-sources.ts';
 import { createProxyRuntime, type DrainableRuntime } from './gateway/proxy-runtime.ts';
 import { createReloader } from './gateway/reloader.ts';
@@ -17,6 +17,8 @@ import { ListenerStats } from './metrics/listener-stats.ts';
 import { createConnectModeHandler } from './proxy/connect-mode.ts';
 import type { ListenerSettings } from './proxy/gateway-state.ts';
 import { createConnectionPipeline } from './proxy/handle-connection.ts';
+import { LiveConnections } from './proxy/live-connections.ts';
+import { redecideOpen } from './proxy/redecide-tunnels.ts';
 import { createTcpModeHandler } from './proxy/tcp-mode.ts';
 import { WorkloadApiSource } from './sources/workload-api/workload-api-source.ts';
 import { HttpForwarder } from './upstream/http-forwarder.ts';
@@ -58,8 +60,15 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
   const metrics = new GatewayMetrics(metricsSources(store, runtime.tunnels, audit), {
     defaultMetrics: options.processMetrics ?? true,
   });
-  const forwarder = new HttpForwarder({ responseTimeoutMs: 60_000 });
-  const listeners = [...listenerSettings(boot.config).values()].map((s) => listenerFor(s, store, runtime, forwarder));
+  const forwarder = new HttpForwarder({
+    responseTimeoutMs: 60_000,
+    maxPools: () => store.current.config.limits.maxUpstreamPools,
+  });
+  const connections = new LiveConnections();
+  const listeners = [...listenerSettings(boot.config).values()].map((s) =>
+    listenerFor(s, store, runtime, { forwarder, connections }),
+  );
+  store.onSwap((next) => redecideOnSwap(next, { tunnels: runtime.tunnels, connections }, log));
   const reload = createReloader(store, options.configPath, {
     log,
     counted: (ok) => metrics.reloaded(ok),
@@ -105,10 +114,13 @@ function listenerFor(
   settings: ListenerSettings,
   store: SnapshotStore,
   runtime: DrainableRuntime,
-  forwarder: HttpForwarder,
+  shared: { forwarder: HttpForwarder; connections: LiveConnections },
 ): TcpListener {
   const current = () => store.current.state.listeners.get(settings.name) ?? settings;
-  const handler = settings.mode === 'connect' ? createConnectModeHandler({ forwarder }) : createTcpModeHandler();
+  const handler =
+    settings.mode === 'connect'
+      ? createConnectModeHandler({ ...shared, currentState: () => store.current.state })
+      : createTcpModeHandler();
   return new TcpListener({
     name: settings.name,
     host: settings.host,
@@ -126,4 +138,19 @@ function listenerFor(
     },
     onConnection: createConnectionPipeline(() => store.current.state, settings.name, handler, runtime),
   });
+}
+
+/** Every swap re-decides what is open: decisions follow every reload (issue 10). */
+function redecideOnSwap(
+  next: GatewaySnapshot,
+  open: { tunnels: DrainableRuntime['tunnels']; connections: LiveConnections },
+  log: (message: string) => void,
+): void {
+  try {
+    const closed = redecideOpen(open, next.state, { rules: next.config.reload.redecideTunnels });
+    if (closed > 0) log(`reload: closed ${closed} open tunnels or connections the new configuration refuses`);
+  } catch (error) {
+    // The new snapshot is in effect either way; a failed re-decision must not undo or fail the reload.
+    log(`reload: re-deciding open tunnels failed: ${error instanceof Error ? error.message : String(error)}`);
+  }
 }

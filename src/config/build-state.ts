@@ -191,8 +191,10 @@ export async function buildGatewayState(
       requestHeadMs: config.timeouts.requestHead,
       connectMs: config.timeouts.connect,
       idleMs: config.timeouts.idle,
+      connectionMaxAgeMs: config.timeouts.connectionMaxAge,
     }),
     maxHeaderBytes: limits.maxHeaderBytes,
+    maxRequestsPerConnection: limits.maxRequestsPerConnection,
     identityLimits: Object.freeze({
       maxConnectionsPerIdentity: limits.maxConnectionsPerIdentity,
       newConnectionsPerSecond: limits.newConnectionsPerSecondPerIdentity,

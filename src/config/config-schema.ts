@@ -134,6 +134,8 @@ export const configSchema = z.strictObject({
       connect: duration.default(10_000),
       idle: duration.default(300_000),
       drain: duration.default(30_000),
+      /** connect mode: a kept-alive absolute-form connection is closed after this age (0 = never). */
+      connectionMaxAge: duration.default(3_600_000),
     })
     .default({
       handshake: 10_000,
@@ -142,6 +144,7 @@ export const configSchema = z.strictObject({
       connect: 10_000,
       idle: 300_000,
       drain: 30_000,
+      connectionMaxAge: 3_600_000,
     }),
   limits: z
     .strictObject({
@@ -158,6 +161,10 @@ export const configSchema = z.strictObject({
       maxPreHandshakeSocketsPerSource: z.number().int().min(0).default(64),
       /** Pre-handshake refusals are audited as one record per source and listener per interval. */
       preHandshakeAuditInterval: duration.pipe(z.number().min(100, 'expected at least 100ms')).default(10_000),
+      /** connect mode: requests on one kept-alive connection before it is closed (0 = unlimited). */
+      maxRequestsPerConnection: z.number().int().min(0).default(1_000),
+      /** Pooled upstream connection sets (one per SPIFFE ID and SNAT address) kept at once; least recently used out. */
+      maxUpstreamPools: z.number().int().min(1).max(100_000).default(1_024),
     })
     .default({
       maxHeaderBytes: 16_384,
@@ -166,6 +173,8 @@ export const configSchema = z.strictObject({
       maxPreHandshakeSockets: 1_000,
       maxPreHandshakeSocketsPerSource: 64,
       preHandshakeAuditInterval: 10_000,
+      maxRequestsPerConnection: 1_000,
+      maxUpstreamPools: 1_024,
     }),
   admin: z
     .strictObject({
@@ -180,6 +189,12 @@ export const configSchema = z.strictObject({
       watch: z.boolean().default(true),
     })
     .default({ listen: '127.0.0.1:9901', certExpiryWindow: 3_600_000, watch: true }),
+  reload: z
+    .strictObject({
+      /** Re-decide open tunnels against the new rules on reload; identity is always re-checked. */
+      redecideTunnels: z.boolean().default(true),
+    })
+    .default({ redecideTunnels: true }),
   /** Worker processes sharing the listeners (node:cluster); 1 = a single process. */
   workers: z.number().int().min(1).max(64).default(1),
   audit: auditConfigSchema,

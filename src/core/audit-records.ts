@@ -58,6 +58,8 @@ export function auditEgressPermitted(base: AuditBase, reason: string, facts: Egr
 
 export interface CloseFacts {
   readonly reason: string;
+  /** Set when the gateway ended the tunnel on purpose (reload, identity expiry): the refusal's code. */
+  readonly code?: ErrorCode;
   readonly startedAt: Date;
   /** process.hrtime.bigint() at the start, for a monotonic duration. */
   readonly startedNs: bigint;
@@ -71,6 +73,7 @@ export function auditEgressClosed(base: AuditBase, facts: EgressFacts, close: Cl
     ...base,
     action: 'egress-closed',
     reason: close.reason,
+    ...(close.code ? { code: close.code } : {}),
     ...factFields(facts, close.statusCode),
     start: close.startedAt.toISOString(),
     end: new Date().toISOString(),

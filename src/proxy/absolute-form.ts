@@ -13,6 +13,7 @@ import type { ForwardResponse, HttpForwarder } from '../upstream/http-forwarder.
 import type { ConnectionContext } from './connection-context.ts';
 import { decideDestination, factsOf } from './decide-destination.ts';
 import { dialFailure, type HttpAnswer, httpAnswer, limitRefusal, refuseOnResponse } from './http-refusal.ts';
+import { closeReason } from './redecide-tunnels.ts';
 import { auditUrl, parseRequestTarget } from './request-target.ts';
 
 /** RFC 7230 §6.1 hop-by-hop headers, plus the proxy-only ones, never forwarded either way. */
@@ -85,8 +86,9 @@ async function relayResponse(
 }
 
 /**
- * Absolute-form `http://` requests: decide per request, forward with undici to exactly the
- * checked IP from the chosen SNAT address, relay the response.
+ * Absolute-form `http://` requests: decide per request (on the state `ctx` carries, the current
+ * one: see connect-mode.ts), forward with undici to exactly the checked IP from the chosen SNAT
+ * address over a pool of this identity's own, relay the response.
  */
 export async function handleAbsoluteForm(
   ctx: ConnectionContext,
@@ -113,6 +115,8 @@ export async function handleAbsoluteForm(
   let response: ForwardResponse;
   try {
     response = await forwarder.forward({
+      // Pooled upstream connections are never shared across identities (nor SNAT addresses).
+      identity: ctx.peer.spiffeId.uri,
       connectTimeoutMs: ctx.state.timeouts.connectMs,
       ip: verdict.ip,
       port: verdict.port,
@@ -130,7 +134,7 @@ export async function handleAbsoluteForm(
   auditEgressPermitted(ctx.auditBase, verdict.reason, facts, response.statusCode);
   const relayed = await relayResponse(response, res);
   auditEgressClosed(ctx.auditBase, facts, {
-    reason: relayed.error ?? 'closed',
+    ...closeReason(ctx, relayed.error),
     startedAt,
     startedNs,
     bytesFromClient: requestBody.bytes(),

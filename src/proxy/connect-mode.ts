@@ -5,8 +5,12 @@ import type { HttpForwarder } from '../upstream/http-forwarder.ts';
 import { handleAbsoluteForm } from './absolute-form.ts';
 import { handleConnect } from './connect-tunnel.ts';
 import type { ConnectionContext } from './connection-context.ts';
+import { trustOf } from './connection-trust.ts';
+import type { GatewayState } from './gateway-state.ts';
 import type { ModeHandler } from './handle-connection.ts';
 import { httpAnswer, refuseOnSocket } from './http-refusal.ts';
+import type { LiveConnections } from './live-connections.ts';
+import { closeAtExpiry, currentContext } from './redecide-tunnels.ts';
 
 // The request-target parser lives in request-target.ts; re-exported for existing importers.
 export { parseAuthority } from './request-target.ts';
@@ -56,15 +60,37 @@ function onClientError(ctx: ConnectionContext | undefined, error: NodeJS.ErrnoEx
   socket.destroy();
 }
 
+export interface ConnectModeOptions {
+  readonly forwarder: HttpForwarder;
+  /** The state every request is decided against (the current snapshot's); default: the handshake's. */
+  readonly currentState?: () => GatewayState;
+  /** Where open connections are listed for the re-decision on reload. */
+  readonly connections?: LiveConnections;
+}
+
+/**
+ * The request limits of a kept-alive connection: the one that reaches limits.maxRequestsPerConnection
+ * or timeouts.connectionMaxAge is answered with `Connection: close`, and node:http closes after it.
+ */
+function isLastRequest(ctx: ConnectionContext, served: number): boolean {
+  const { maxRequestsPerConnection } = ctx.state;
+  const { connectionMaxAgeMs } = ctx.state.timeouts;
+  if (maxRequestsPerConnection > 0 && served >= maxRequestsPerConnection) return true;
+  return connectionMaxAgeMs > 0 && Date.now() - ctx.startedAt.getTime() >= connectionMaxAgeMs;
+}
+
 /**
  * connect mode: an HTTPS forward proxy. node:http parses each authenticated TLS socket (without
  * listening itself), so header limits and keep-alive are node's; the gateway answers CONNECT
  * with a tunnel (connect-tunnel.ts) and absolute-form `http://` requests by forwarding them with
  * undici (absolute-form.ts).
  */
-export function createConnectModeHandler(options: { forwarder: HttpForwarder }): ModeHandler {
+export function createConnectModeHandler(options: ConnectModeOptions): ModeHandler {
   const contexts = new WeakMap<Duplex, ConnectionContext>();
+  const served = new WeakMap<Duplex, number>();
   const heads = new HeadTimers();
+  // Every request is decided on the current snapshot, not the one of the connection's handshake.
+  const live = (ctx: ConnectionContext) => currentContext(ctx, options.currentState?.() ?? ctx.state);
 
   // One parser configuration per header limit, so a reload that changes limits.maxHeaderBytes
   // applies to new connections.
@@ -77,16 +103,22 @@ export function createConnectModeHandler(options: { forwarder: HttpForwarder }):
       const ctx = contexts.get(socket);
       if (!ctx) return void socket.destroy();
       heads.arrived(socket);
-      void handleConnect(ctx, req, socket, head);
+      const current = live(ctx);
+      if (current) void handleConnect(current, req, socket, head);
     });
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       const ctx = contexts.get(req.socket);
       if (!ctx) return void res.destroy();
       heads.arrived(req.socket);
+      const current = live(ctx);
+      if (!current) return void res.destroy();
+      const count = (served.get(req.socket) ?? 0) + 1;
+      served.set(req.socket, count);
+      if (isLastRequest(current, count)) res.setHeader('connection', 'close');
       res.once('finish', () => {
         if (!req.socket.destroyed) heads.arm(ctx);
       });
-      void handleAbsoluteForm(ctx, req, res, options.forwarder);
+      void handleAbsoluteForm(current, req, res, options.forwarder);
     });
     server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) =>
       onClientError(contexts.get(socket), error, socket),
@@ -97,7 +129,12 @@ export function createConnectModeHandler(options: { forwarder: HttpForwarder }):
 
   return (ctx) => {
     contexts.set(ctx.tls, ctx);
-    ctx.tls.once('close', () => heads.arrived(ctx.tls));
+    const unlist = options.connections?.add(trustOf(ctx));
+    ctx.tls.once('close', () => {
+      heads.arrived(ctx.tls);
+      unlist?.();
+    });
+    closeAtExpiry(ctx);
     heads.arm(ctx);
     serverFor(ctx.state.maxHeaderBytes).emit('connection', ctx.tls);
   };

@@ -13,6 +13,7 @@ import { dialUpstream } from '../upstream/dial-upstream.ts';
 import type { ConnectionContext } from './connection-context.ts';
 import { type DestinationVerdict, decideDestination, factsOf } from './decide-destination.ts';
 import { dialFailure, type HttpAnswer, httpAnswer, limitRefusal, refuseOnSocket } from './http-refusal.ts';
+import { closeReason, tunnelRecheck } from './redecide-tunnels.ts';
 import { auditUrl, parseRequestTarget } from './request-target.ts';
 
 /** Dials exactly the checked IP from the chosen SNAT address; a failure comes back as its refusal. */
@@ -78,11 +79,12 @@ export async function handleConnect(
     ...(facts.snat?.ip ? { snat: facts.snat.ip } : {}),
     startedAt,
     bytes: upstreamCounters(upstream),
+    recheck: tunnelRecheck(ctx, verdict, upstream),
   });
   const result = await pipeSockets(socket, upstream, { idleTimeoutMs: ctx.state.timeouts.idleMs });
   untrack();
   auditEgressClosed(ctx.auditBase, facts, {
-    reason: result.error ?? 'closed',
+    ...closeReason(ctx, result.error),
     startedAt,
     startedNs,
     bytesFromClient: result.bytesFromClient,

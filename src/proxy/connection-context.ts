@@ -19,7 +19,7 @@ export interface ProxyRuntime {
 export interface ConnectionContext {
   readonly id: string;
   readonly listener: ListenerSettings;
-  /** The state snapshot the connection started with; a reload does not change it. */
+  /** The state the handshake ran on; connect mode hands each request a copy with the current one. */
   readonly state: GatewayState;
   readonly raw: Socket;
   readonly tls: TLSSocket;

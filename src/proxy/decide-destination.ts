@@ -101,6 +101,16 @@ export async function decideDestination(
   // Reported only to a client the rules allow: everyone else got the policy deny above.
   if (error || ip === undefined)
     return deny(error?.code ?? 'EGW_UPSTREAM_DNS', error?.message ?? `cannot resolve ${host}`, { host, port, ...rule });
+  return guardAllowed(listener, decision, { host, port, ip });
+}
+
+/** After an allow: the SSRF guard for client-chosen destinations, then the SNAT address. */
+function guardAllowed(
+  listener: ListenerSettings,
+  decision: Decision,
+  { host, port, ip }: { readonly host: string; readonly port: number; readonly ip: string },
+): DestinationVerdict {
+  const rule = decision.rule ? { rule: decision.rule } : {};
   if (listener.mode === 'connect' && prohibitedDestinations.has(ip) && !decision.rule?.to?.cidrs?.has(ip)) {
     return deny(
       'EGW_POLICY_DESTINATION_PROHIBITED',
@@ -110,6 +120,22 @@ export async function decideDestination(
   }
   const snat = decision.rule?.snat ?? listener.snat;
   return { allow: true, host, port, ip, reason: decision.reason, ...rule, ...(snat ? { snat } : {}) };
+}
+
+/**
+ * The same decision for a destination already resolved and dialled (an open tunnel re-decided on
+ * reload): the rules on its host, port and the IP it is connected to, then the SSRF guard. No
+ * DNS: a tunnel is judged on where it goes, not on where the name points now.
+ */
+export function decideDialled(
+  state: GatewayState,
+  listener: ListenerSettings,
+  identity: SpiffeId,
+  dialled: { readonly host: string; readonly port: number; readonly ip: string },
+): DestinationVerdict {
+  const decision = decide(state.policy, { listener: listener.name, identity, destination: dialled });
+  if (!decision.allow) return policyDeny(decision, dialled.host, dialled.port, dialled.ip);
+  return guardAllowed(listener, decision, dialled);
 }
 
 /** The audit fields of a verdict: destination as decided, rule, chosen SNAT address. */

@@ -21,11 +21,14 @@ export interface Timeouts {
   readonly requestHeadMs: number;
   readonly connectMs: number;
   readonly idleMs: number;
+  /** connect mode: age after which a kept-alive connection is closed (0 = never). */
+  readonly connectionMaxAgeMs: number;
 }
 
 /**
- * Everything a new connection needs, compiled from the configuration and frozen. A reload builds
- * a new state and swaps the reference; a connection keeps the state it started with.
+ * Everything a connection needs, compiled from the configuration and frozen. A reload builds a
+ * new state and swaps the reference; every request and every open tunnel is decided against the
+ * current one (src/proxy/redecide-tunnels.ts), the handshake itself against the one it began with.
  */
 export interface GatewayState {
   readonly tlsContext: SecureContext;
@@ -36,6 +39,8 @@ export interface GatewayState {
   readonly resolver: HostResolver;
   readonly timeouts: Timeouts;
   readonly maxHeaderBytes: number;
+  /** connect mode: requests one kept-alive connection may carry (0 = unlimited). */
+  readonly maxRequestsPerConnection: number;
   readonly identityLimits: IdentityLimits;
   readonly listeners: ReadonlyMap<string, ListenerSettings>;
 }

@@ -11,6 +11,7 @@ import { dialUpstream } from '../upstream/dial-upstream.ts';
 import type { ConnectionContext } from './connection-context.ts';
 import { decideDestination, factsOf } from './decide-destination.ts';
 import { type ModeHandler, resetConnection } from './handle-connection.ts';
+import { closeAtExpiry, closeReason, tunnelRecheck } from './redecide-tunnels.ts';
 
 /**
  * tcp mode: the decrypted stream goes to one fixed upstream (a BIG-IP virtual server in front of
@@ -50,6 +51,7 @@ async function handleTcp(ctx: ConnectionContext): Promise<void> {
   }
   const facts: EgressFacts = { ...factsOf(verdict), snat: snatOf(verdict.snat, socket) };
   auditEgressPermitted(ctx.auditBase, verdict.reason, facts);
+  closeAtExpiry(ctx);
   const untrack = ctx.runtime.tunnels.add({
     connectionId: ctx.id,
     listener: ctx.listener.name,
@@ -58,11 +60,12 @@ async function handleTcp(ctx: ConnectionContext): Promise<void> {
     ...(facts.snat?.ip ? { snat: facts.snat.ip } : {}),
     startedAt: ctx.startedAt,
     bytes: upstreamCounters(socket),
+    recheck: tunnelRecheck(ctx, verdict, socket),
   });
   const result = await pipeSockets(ctx.tls, socket, { idleTimeoutMs: ctx.state.timeouts.idleMs });
   untrack();
   auditEgressClosed(ctx.auditBase, facts, {
-    reason: result.error ?? 'closed',
+    ...closeReason(ctx, result.error),
     startedAt: ctx.startedAt,
     startedNs: ctx.startedNs,
     bytesFromClient: result.bytesFromClient,
