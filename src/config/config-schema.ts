@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { auditConfigSchema } from '../audit/audit-config-schema.ts';
 import { parseDuration } from '../core/duration.ts';
+import { parseCidr } from '../core/ip-set.ts';
 
 /**
  * The configuration file's contract (YAML). Unknown keys are errors, so a typo never silently
@@ -12,6 +13,7 @@ const hostPort = z
   .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:3128')
   .refine((v) => Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, 'the port must be from 0 to 65535');
 const ipAddress = z.string().refine((v) => isIP(v) !== 0, 'expected an IP address');
+const cidr = z.string().refine((v) => parseCidr(v) !== undefined, 'expected a CIDR range like 10.0.0.0/8 or an IP');
 const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   const ms = parseDuration(value);
   if (ms === undefined) {
@@ -58,6 +60,11 @@ export const configSchema = z.strictObject({
         snat: ipAddress.optional(),
         upstream: hostPort.optional(),
         maxConnections: z.number().int().min(0).default(10_000),
+        /** Every connection starts with a PROXY v2 header from an L4 balancer in `proxyProtocolFrom`. */
+        proxyProtocol: z.literal('v2').optional(),
+        proxyProtocolFrom: z.array(cidr).min(1).optional(),
+        /** tcp mode: send a PROXY v2 header (client address, SPIFFE ID TLV) to the upstream. */
+        upstreamProxyProtocol: z.literal('v2').optional(),
       }),
     )
     .min(1, 'at least one listener is required'),

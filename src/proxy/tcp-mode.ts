@@ -11,6 +11,7 @@ import { dialUpstream } from '../upstream/dial-upstream.ts';
 import type { ConnectionContext } from './connection-context.ts';
 import { decideDestination, factsOf } from './decide-destination.ts';
 import { type ModeHandler, resetConnection } from './handle-connection.ts';
+import { upstreamProxyHeader } from './upstream-proxy-header.ts';
 
 /**
  * tcp mode: the decrypted stream goes to one fixed upstream (a BIG-IP virtual server in front of
@@ -48,12 +49,15 @@ async function handleTcp(ctx: ConnectionContext): Promise<void> {
     auditEgressRejected(ctx.auditBase, { code: gatewayError.code, reason: gatewayError.message }, factsOf(verdict));
     return resetConnection(ctx.raw);
   }
+  // Written before any client byte is piped, so the upstream reads it first.
+  if (ctx.listener.upstreamProxyProtocol === 'v2') socket.write(upstreamProxyHeader(ctx));
   const facts: EgressFacts = { ...factsOf(verdict), snat: snatOf(verdict.snat, socket) };
   auditEgressPermitted(ctx.auditBase, verdict.reason, facts);
   const untrack = ctx.runtime.tunnels.add({
     connectionId: ctx.id,
     listener: ctx.listener.name,
     spiffeId: ctx.peer.spiffeId.uri,
+    source: `${ctx.source.ip}:${ctx.source.port}`,
     destination: `${upstream.host}:${upstream.port}`,
     ...(facts.snat?.ip ? { snat: facts.snat.ip } : {}),
     startedAt: ctx.startedAt,
