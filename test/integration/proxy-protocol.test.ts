@@ -1,0 +1,321 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { type AddressInfo, createServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
+import type { AuditRecord } from '../../src/core/audit-event.ts';
+import {
+  encodeProxyV2,
+  PP2_TYPE_EGW_SPIFFE_ID,
+  PP2_TYPE_UNIQUE_ID,
+  PROXY_V2_SIGNATURE,
+  parseProxyV2,
+} from '../../src/listener/proxy-protocol.ts';
+import { type Haproxy, startHaproxy } from '../helpers/haproxy.ts';
+import { freePort } from '../helpers/loopback-ports.ts';
+import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
+
+const BOOKINFO = 'spiffe://cluster.local/ns/bookinfo/sa/productpage';
+
+interface Exchange {
+  readonly text: string;
+  /** The client's own port, which the PROXY source port must be. */
+  readonly localPort: number;
+  readonly error?: string;
+}
+
+/**
+ * One TLS exchange: optionally a PROXY header first on the raw socket (as a balancer would),
+ * then mTLS with `leaf`, `send`, and everything until the server closes.
+ */
+function exchange(
+  port: number,
+  leaf: WrittenLeaf,
+  options: { localAddress?: string; header?: Buffer; send?: string; onOpen?: (s: Socket) => void; ca: string },
+): Promise<Exchange> {
+  return new Promise((resolve) => {
+    const raw = netConnect({ host: '127.0.0.1', port, localAddress: options.localAddress ?? '127.0.0.1' });
+    let text = '';
+    let error: string | undefined;
+    let localPort = 0;
+    raw.once('connect', () => {
+      localPort = raw.localPort ?? 0;
+      if (options.header) raw.write(options.header);
+      const tls = tlsConnect({
+        socket: raw,
+        ca: readFileSync(options.ca),
+        cert: readFileSync(leaf.certPath),
+        key: readFileSync(leaf.keyPath),
+        servername: 'localhost',
+      });
+      tls.on('data', (chunk) => {
+        text += chunk;
+      });
+      tls.once('secureConnect', () => {
+        if (options.send) tls.write(options.send);
+        options.onOpen?.(tls as unknown as Socket);
+      });
+      tls.once('error', (e: NodeJS.ErrnoException) => {
+        error = e.code ?? e.message;
+      });
+      tls.once('close', () => resolve({ text, localPort, ...(error ? { error } : {}) }));
+    });
+    raw.once('error', (e: NodeJS.ErrnoException) => {
+      error ??= e.code ?? e.message;
+    });
+  });
+}
+
+/** Writes `bytes` on a plain TCP socket and waits for the gateway to close it; says how. */
+function rawSend(port: number, bytes: Buffer, localAddress = '127.0.0.1'): Promise<{ error?: string }> {
+  return new Promise((resolve) => {
+    const socket = netConnect({ host: '127.0.0.1', port, localAddress }, () => socket.write(bytes));
+    let error: string | undefined;
+    socket.on('data', () => {});
+    socket.once('error', (e: NodeJS.ErrnoException) => {
+      error = e.code ?? e.message;
+    });
+    socket.once('close', () => resolve(error ? { error } : {}));
+  });
+}
+
+function header(source: { ip: string; port: number }): Buffer {
+  return encodeProxyV2({ source, destination: { ip: '127.0.0.1', port: 443 } });
+}
+
+const aggregateFrom = (ip: string, reason: string) => (r: AuditRecord) =>
+  r.action === 'handshake-refused-aggregate' &&
+  r.source.ip === ip &&
+  ((r.refusals?.byReason as Record<string, number> | undefined)?.[reason] ?? 0) > 0;
+
+/**
+ * An upstream that reads the gateway's PROXY v2 header with the parser and answers what it
+ * said as one JSON line, then keeps the connection open until the client closes it.
+ */
+function startHeaderEcho(): Promise<Server> {
+  const server = createServer((socket) => {
+    let buffered = Buffer.alloc(0);
+    socket.on('data', (chunk) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      const parsed = parseProxyV2(buffered);
+      if (parsed.status === 'incomplete') return;
+      const tlv = (type: number) =>
+        parsed.status === 'ok' ? parsed.header.tlvs.find((t) => t.type === type)?.value.toString() : undefined;
+      socket.write(
+        `${JSON.stringify(
+          parsed.status === 'ok'
+            ? {
+                source: parsed.header.source,
+                spiffeId: tlv(PP2_TYPE_EGW_SPIFFE_ID),
+                uniqueId: tlv(PP2_TYPE_UNIQUE_ID),
+              }
+            : { invalid: parsed.reason },
+        )}\n`,
+      );
+      buffered = Buffer.alloc(0);
+      socket.removeAllListeners('data');
+      socket.on('data', () => {});
+    });
+    socket.on('error', () => {});
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+describe('PROXY protocol v2 (haproxy send-proxy-v2 in front, accept-proxy behind)', () => {
+  let pki: TestPki;
+  let gw: TestGateway;
+  let haproxy: Haproxy;
+  let headerEcho: Server;
+  let bookinfo: WrittenLeaf;
+  let frontPort: number;
+  let holdFrontPort: number;
+
+  before(async () => {
+    pki = await createTestPki();
+    bookinfo = await pki.workload('bookinfo', 'productpage');
+    headerEcho = await startHeaderEcho();
+    const webPort = await freePort();
+    frontPort = await freePort();
+    holdFrontPort = await freePort();
+    const behindLb = { proxyProtocol: 'v2', proxyProtocolFrom: ['127.0.0.1/32'], upstreamProxyProtocol: 'v2' };
+    gw = await startTestGateway(pki, {
+      listeners: [
+        { name: 'lb-web', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${webPort}`, ...behindLb },
+        {
+          name: 'lb-hold',
+          listen: '127.0.0.1:0',
+          mode: 'tcp',
+          upstream: `127.0.0.1:${(headerEcho.address() as AddressInfo).port}`,
+          ...behindLb,
+        },
+        {
+          name: 'direct',
+          listen: '127.0.0.1:0',
+          mode: 'tcp',
+          upstream: `127.0.0.1:${(headerEcho.address() as AddressInfo).port}`,
+          upstreamProxyProtocol: 'v2',
+        },
+      ],
+      rules: [{ name: 'bookinfo-only', from: { namespaces: ['bookinfo'] }, action: 'allow' }],
+      limits: { maxPreHandshakeSocketsPerSource: 2, preHandshakeAuditInterval: '200ms' },
+      timeouts: { firstByte: '1s' },
+    });
+    haproxy = await startHaproxy(
+      [
+        // In front: a TCP balancer that passes TLS through and says who the client was.
+        'frontend front',
+        `  bind 127.0.0.1:${frontPort}`,
+        '  default_backend gateway',
+        'backend gateway',
+        `  server gw 127.0.0.1:${gw.port('lb-web')} send-proxy-v2 source 127.0.0.1`,
+        'frontend hold-front',
+        `  bind 127.0.0.1:${holdFrontPort}`,
+        '  default_backend gateway-hold',
+        'backend gateway-hold',
+        `  server gw 127.0.0.1:${gw.port('lb-hold')} send-proxy-v2 source 127.0.0.1`,
+        // Behind: the tcp-mode upstream reads the gateway's header and answers what it carried.
+        'frontend web',
+        '  mode http',
+        `  bind 127.0.0.1:${webPort} accept-proxy`,
+        '  log-format "accept-proxy src=%ci:%cp uid=%[fc_pp_unique_id]"',
+        '  http-request return status 200 content-type text/plain lf-string "src=%[src]:%[src_port] uid=%[fc_pp_unique_id]\\n"',
+      ].join('\n'),
+      [frontPort, holdFrontPort, webPort],
+    );
+  });
+  after(async () => {
+    await haproxy?.stop();
+    await gw?.close();
+    headerEcho?.close();
+    pki?.cleanup();
+  });
+
+  it('audits the client behind haproxy, not haproxy, and haproxy behind the gateway sees that client', async () => {
+    const result = await exchange(frontPort, bookinfo, {
+      localAddress: '127.0.0.7',
+      send: 'GET / HTTP/1.0\r\nHost: web\r\n\r\n',
+      ca: pki.rootPath,
+    });
+    const seen = /src=([\d.]+):(\d+) uid=(\S+)/.exec(result.text);
+    assert.ok(seen, `haproxy answered: ${result.text} ${result.error ?? ''}\n${haproxy.log()}`);
+    assert.equal(seen[1], '127.0.0.7');
+    assert.equal(Number(seen[2]), result.localPort);
+    const permitted = await gw.waitForRecord((r) => r.action === 'egress-permitted' && r.connectionId === seen[3]);
+    assert.deepEqual(permitted.source, { ip: '127.0.0.7', port: result.localPort });
+    assert.equal(permitted.identity?.spiffeId, BOOKINFO);
+    assert.match(haproxy.log(), new RegExp(`accept-proxy src=127\\.0\\.0\\.7:${result.localPort} uid=${seen[3]}`));
+  });
+
+  it('sends the SPIFFE ID in TLV 0xE0 and shows the PROXY source in /connections', async () => {
+    let listed: unknown;
+    const result = await exchange(holdFrontPort, bookinfo, {
+      localAddress: '127.0.0.7',
+      ca: pki.rootPath,
+      onOpen: (tls) => {
+        tls.once('data', async () => {
+          listed = await gw.gateway.connections();
+          tls.end();
+        });
+      },
+    });
+    const said = JSON.parse(result.text.split('\n')[0] ?? '{}');
+    assert.deepEqual(said.source, { ip: '127.0.0.7', port: result.localPort });
+    assert.equal(said.spiffeId, BOOKINFO);
+    const tunnel = (listed as Array<{ connectionId: string; source: string }>).find(
+      (t) => t.connectionId === said.uniqueId,
+    );
+    assert.equal(tunnel?.source, `127.0.0.7:${result.localPort}`);
+    // Without a balancer in front, the upstream is told the socket's own peer.
+    const direct = await exchange(gw.port('direct'), bookinfo, {
+      localAddress: '127.0.0.8',
+      ca: pki.rootPath,
+      onOpen: (tls) => tls.once('data', () => tls.end()),
+    });
+    assert.deepEqual(JSON.parse(direct.text.split('\n')[0] ?? '{}').source, {
+      ip: '127.0.0.8',
+      port: direct.localPort,
+    });
+  });
+
+  it('refuses a connection without a header and one with a malformed header (reset, counted in aggregate)', async () => {
+    // Positive control: a header written by hand, then mTLS, is served and audited with its source.
+    const good = await exchange(gw.port('lb-web'), bookinfo, {
+      header: header({ ip: '10.20.30.40', port: 5555 }),
+      send: 'GET / HTTP/1.0\r\n\r\n',
+      ca: pki.rootPath,
+    });
+    assert.match(good.text, /src=10\.20\.30\.40:5555 /);
+    // No header: the ClientHello is not a PROXY signature.
+    const bare = await exchange(gw.port('lb-web'), bookinfo, { send: 'GET / HTTP/1.0\r\n\r\n', ca: pki.rootPath });
+    assert.doesNotMatch(bare.text, /src=/);
+    assert.ok(bare.error, 'the handshake fails');
+    const bareRecord = await gw.waitForRecord(aggregateFrom('127.0.0.1', 'proxy_header'));
+    assert.equal(bareRecord.code, 'EGW_PREHANDSHAKE_REFUSED');
+    assert.equal(bareRecord.listener, 'lb-web');
+    // Malformed: version 3, then an oversize TLV length, each reset.
+    const version3 = Buffer.concat([PROXY_V2_SIGNATURE, Buffer.from([0x31, 0x11, 0x00, 0x0c]), Buffer.alloc(12)]);
+    assert.equal((await rawSend(gw.port('lb-web'), version3)).error, 'ECONNRESET');
+    const oversize = Buffer.concat([PROXY_V2_SIGNATURE, Buffer.from([0x21, 0x11, 0xff, 0xff])]);
+    assert.equal((await rawSend(gw.port('lb-web'), oversize)).error, 'ECONNRESET');
+    const before = gw.records.filter(aggregateFrom('127.0.0.1', 'proxy_header')).length;
+    await gw.waitForRecord((r) => aggregateFrom('127.0.0.1', 'proxy_header')(r) && gw.records.indexOf(r) >= before);
+  });
+
+  it('refuses a header from a peer outside proxyProtocolFrom', async () => {
+    const trusted = await exchange(gw.port('lb-web'), bookinfo, {
+      header: header({ ip: '10.0.0.1', port: 1 }),
+      send: 'GET / HTTP/1.0\r\n\r\n',
+      ca: pki.rootPath,
+    });
+    assert.match(trusted.text, /src=10\.0\.0\.1:1 /); // positive control
+    const forged = await rawSend(gw.port('lb-web'), header({ ip: '10.0.0.1', port: 1 }), '127.0.0.9');
+    assert.equal(forged.error, 'ECONNRESET');
+    const record = await gw.waitForRecord(aggregateFrom('127.0.0.9', 'proxy_untrusted'));
+    assert.equal(record.listener, 'lb-web');
+  });
+
+  it("serves a LOCAL header (balancer health check) with the socket's own address", async () => {
+    const local = Buffer.concat([PROXY_V2_SIGNATURE, Buffer.from([0x20, 0x00, 0x00, 0x00])]);
+    const result = await exchange(gw.port('lb-web'), bookinfo, {
+      header: local,
+      send: 'GET / HTTP/1.0\r\n\r\n',
+      localAddress: '127.0.0.1',
+      ca: pki.rootPath,
+    });
+    const uid = /uid=(\S+)/.exec(result.text)?.[1];
+    assert.ok(uid, result.text);
+    const permitted = await gw.waitForRecord((r) => r.action === 'egress-permitted' && r.connectionId === uid);
+    assert.deepEqual(permitted.source, { ip: '127.0.0.1', port: result.localPort });
+  });
+
+  it('caps pre-handshake sockets per PROXY source, not per balancer, and restarts the first-byte deadline', async () => {
+    // Two sockets from the balancer claim 10.9.9.9 and send nothing after the header.
+    const held = [0, 1].map(() => {
+      const socket = netConnect({ host: '127.0.0.1', port: gw.port('lb-web') }, () =>
+        socket.write(header({ ip: '10.9.9.9', port: 7 })),
+      );
+      socket.on('error', () => {});
+      return socket;
+    });
+    await Promise.all(held.map((s) => new Promise((r) => s.once('connect', r))));
+    await new Promise((r) => setTimeout(r, 200)); // let the gateway read both headers
+    // Positive control: a third socket from the same balancer, for another client, is served.
+    const other = await exchange(gw.port('lb-web'), bookinfo, {
+      header: header({ ip: '10.9.9.10', port: 8 }),
+      send: 'GET / HTTP/1.0\r\n\r\n',
+      ca: pki.rootPath,
+    });
+    assert.match(other.text, /src=10\.9\.9\.10:8 /);
+    const third = await exchange(gw.port('lb-web'), bookinfo, {
+      header: header({ ip: '10.9.9.9', port: 9 }),
+      send: 'GET / HTTP/1.0\r\n\r\n',
+      ca: pki.rootPath,
+    });
+    assert.doesNotMatch(third.text, /src=/);
+    await gw.waitForRecord(aggregateFrom('10.9.9.9', 'source_limit'));
+    // The header alone does not hold a socket: the first-byte deadline starts again after it.
+    await gw.waitForRecord(aggregateFrom('10.9.9.9', 'first_byte_timeout'), 5_000);
+    await Promise.all(held.map((s) => new Promise((r) => (s.destroyed ? r(null) : s.once('close', r)))));
+  });
+});
