@@ -122,6 +122,35 @@ function startHeaderEcho(): Promise<Server> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
+/**
+ * A minimal balancer of our own, to control how the header meets the TLS bytes: `coalesce` sends
+ * the header and the client's first chunk (its ClientHello) in one write, `drip` sends the
+ * header a byte at a time first. Either way the gateway must hand TLS exactly the client's bytes.
+ */
+function startRelay(target: number, mode: 'coalesce' | 'drip'): Promise<Server> {
+  const server = createServer((client) => {
+    client.once('data', async (first: Buffer) => {
+      client.pause();
+      const proxyHeader = header({ ip: client.remoteAddress ?? '', port: client.remotePort ?? 0 });
+      const upstream = netConnect({ host: '127.0.0.1', port: target });
+      upstream.on('error', () => client.destroy());
+      await new Promise((r) => upstream.once('connect', r));
+      if (mode === 'coalesce') upstream.write(Buffer.concat([proxyHeader, first]));
+      else {
+        for (const byte of proxyHeader) {
+          upstream.write(Buffer.from([byte]));
+          await new Promise((r) => setTimeout(r, 2));
+        }
+        upstream.write(first);
+      }
+      client.pipe(upstream).pipe(client);
+      client.resume();
+    });
+    client.on('error', () => {});
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
 describe('PROXY protocol v2 (haproxy send-proxy-v2 in front, accept-proxy behind)', () => {
   let pki: TestPki;
   let gw: TestGateway;
@@ -260,6 +289,22 @@ describe('PROXY protocol v2 (haproxy send-proxy-v2 in front, accept-proxy behind
     assert.equal((await rawSend(gw.port('lb-web'), oversize)).error, 'ECONNRESET');
     const before = gw.records.filter(aggregateFrom('127.0.0.1', 'proxy_header')).length;
     await gw.waitForRecord((r) => aggregateFrom('127.0.0.1', 'proxy_header')(r) && gw.records.indexOf(r) >= before);
+  });
+
+  it('hands TLS exactly the bytes after the header: header and ClientHello in one segment, or dripped', async () => {
+    for (const mode of ['coalesce', 'drip'] as const) {
+      const relay = await startRelay(gw.port('lb-web'), mode);
+      try {
+        const result = await exchange((relay.address() as AddressInfo).port, bookinfo, {
+          localAddress: '127.0.0.6',
+          send: 'GET / HTTP/1.0\r\n\r\n',
+          ca: pki.rootPath,
+        });
+        assert.match(result.text, new RegExp(`src=127\\.0\\.0\\.6:${result.localPort} `), `${mode}: ${result.error}`);
+      } finally {
+        relay.close();
+      }
+    }
   });
 
   it('refuses a header from a peer outside proxyProtocolFrom', async () => {

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { parseConfig } from '../../src/config/load-config.ts';
+import { isGatewayError } from '../../src/core/errors.ts';
 import {
   encodeProxyV2,
   MAX_PROXY_V2_TLV_BYTES,
@@ -120,5 +122,58 @@ describe('PROXY protocol v2 parser and writer', () => {
     assert.equal(parseProxyV2(raw(0x21, 0x11, bad)).status, 'invalid');
     const cut = Buffer.concat([Buffer.alloc(12), Buffer.from([0xe0, 0x00])]);
     assert.equal(parseProxyV2(raw(0x21, 0x11, cut)).status, 'invalid');
+  });
+});
+
+describe('PROXY protocol configuration keys', () => {
+  const config = (listener: string) => `
+identity: { trustDomain: cluster.local, trustAnchors: a.pem, cert: c.pem, key: k.pem }
+listeners:
+  - { name: lb, listen: "127.0.0.1:8443", ${listener} }
+`;
+  const problem = (listener: string): string => {
+    try {
+      parseConfig(config(listener), 'cfg.yaml');
+    } catch (error) {
+      assert.ok(isGatewayError(error, 'EGW_CONFIG_INVALID'), String(error));
+      return (error as Error).message;
+    }
+    return assert.fail('expected the configuration to be rejected');
+  };
+
+  it('accepts proxyProtocol with its balancers, and upstreamProxyProtocol in tcp mode', () => {
+    const parsed = parseConfig(
+      config(
+        'mode: tcp, upstream: "127.0.0.1:9", proxyProtocol: v2, proxyProtocolFrom: ["10.0.0.0/8", "::1"], upstreamProxyProtocol: v2',
+      ),
+      'cfg.yaml',
+    );
+    assert.equal(parsed.listeners[0]?.proxyProtocol, 'v2');
+    assert.deepEqual(parsed.listeners[0]?.proxyProtocolFrom, ['10.0.0.0/8', '::1']);
+    assert.equal(parsed.listeners[0]?.upstreamProxyProtocol, 'v2');
+    assert.equal(parseConfig(config('mode: connect'), 'cfg.yaml').listeners[0]?.proxyProtocol, undefined);
+  });
+
+  it('names the key of each mistake', () => {
+    assert.match(
+      problem('mode: connect, proxyProtocol: v2'),
+      /listeners\[0\]\.proxyProtocolFrom: required with proxyProtocol/,
+    );
+    assert.match(
+      problem('mode: connect, proxyProtocolFrom: ["10.0.0.0/8"]'),
+      /listeners\[0\]\.proxyProtocolFrom: only valid/,
+    );
+    assert.match(
+      problem('mode: connect, upstreamProxyProtocol: v2'),
+      /listeners\[0\]\.upstreamProxyProtocol: only valid when mode is tcp/,
+    );
+    assert.match(
+      problem('mode: connect, proxyProtocol: v1, proxyProtocolFrom: ["10.0.0.0/8"]'),
+      /listeners\[0\]\.proxyProtocol/,
+    );
+    assert.match(
+      problem('mode: connect, proxyProtocol: v2, proxyProtocolFrom: ["10.0.0.0/33"]'),
+      /listeners\[0\]\.proxyProtocolFrom\[0\]: expected a CIDR range/,
+    );
   });
 });
