@@ -289,6 +289,9 @@ describe('PROXY protocol v2 (haproxy send-proxy-v2 in front, accept-proxy behind
     assert.equal((await rawSend(gw.port('lb-web'), oversize)).error, 'ECONNRESET');
     const before = gw.records.filter(aggregateFrom('127.0.0.1', 'proxy_header')).length;
     await gw.waitForRecord((r) => aggregateFrom('127.0.0.1', 'proxy_header')(r) && gw.records.indexOf(r) >= before);
+    const { body } = await gw.gateway.metrics();
+    const counted = /egw_prehandshake_rejections_total\{listener="lb-web",reason="proxy_header"\} (\d+)/.exec(body);
+    assert.ok(Number(counted?.[1]) >= 3, `counted: ${counted?.[0]}`);
   });
 
   it('hands TLS exactly the bytes after the header: header and ClientHello in one segment, or dripped', async () => {
