@@ -51,11 +51,14 @@ export function exchange(
       tls.once('error', (e: NodeJS.ErrnoException) => {
         error = e.code ?? e.message;
       });
-      tls.once('close', () => resolve({ text, localPort, ...(error ? { error } : {}) }));
+      tls.once('close', done);
     });
+    const done = () => resolve({ text, localPort, ...(error ? { error } : {}) });
     raw.once('error', (e: NodeJS.ErrnoException) => {
       error ??= e.code ?? e.message;
     });
+    // A reset at accept can close the raw socket before the TLS layer notices; settle on either.
+    raw.once('close', () => setImmediate(done));
   });
 }
 

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, connect as netConnect, type Server } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { parse, stringify } from 'yaml';
 import type { AuditRecord } from '../../src/core/audit-event.ts';
 import { PROXY_V2_SIGNATURE } from '../../src/listener/proxy-protocol.ts';
 import { type Haproxy, startHaproxy } from '../helpers/haproxy.ts';
@@ -230,5 +232,22 @@ describe('PROXY protocol v2 (haproxy send-proxy-v2 in front, accept-proxy behind
     // The header alone does not hold a socket: the first-byte deadline starts again after it.
     await gw.waitForRecord(aggregateFrom('10.9.9.9', 'first_byte_timeout'), 5_000);
     await Promise.all(held.map((s) => new Promise((r) => (s.destroyed ? r(null) : s.once('close', r)))));
+  });
+
+  // Last: it changes the running configuration.
+  it('applies a changed proxyProtocolFrom on reload to new connections', async () => {
+    const send = { header: header({ ip: '10.5.5.5', port: 5 }), send: 'GET / HTTP/1.0\r\n\r\n', ca: pki.rootPath };
+    const before = await exchange(gw.port('lb-web'), bookinfo, { ...send, localAddress: '127.0.0.1' });
+    assert.match(before.text, /src=10\.5\.5\.5:5 /); // positive control
+    const config = parse(readFileSync(gw.configPath, 'utf8'));
+    config.listeners[0].proxyProtocolFrom = ['127.0.0.9/32'];
+    writeFileSync(gw.configPath, stringify(config));
+    const reload = await gw.gateway.reload();
+    assert.ok(reload.ok, JSON.stringify(reload));
+    const moved = await exchange(gw.port('lb-web'), bookinfo, { ...send, localAddress: '127.0.0.9' });
+    assert.match(moved.text, /src=10\.5\.5\.5:5 /);
+    const old = await exchange(gw.port('lb-web'), bookinfo, { ...send, localAddress: '127.0.0.1' });
+    assert.doesNotMatch(old.text, /src=/);
+    await gw.waitForRecord(aggregateFrom('127.0.0.1', 'proxy_untrusted'));
   });
 });
