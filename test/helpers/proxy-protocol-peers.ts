@@ -63,9 +63,16 @@ export function exchange(
 }
 
 /** Writes `bytes` on a plain TCP socket and waits for the gateway to close it; says how. */
-export function rawSend(port: number, bytes: Buffer, localAddress = '127.0.0.1'): Promise<{ error?: string }> {
+export function rawSend(
+  port: number,
+  bytes: Buffer,
+  localAddress = '127.0.0.1',
+  options: { end?: boolean } = {},
+): Promise<{ error?: string }> {
   return new Promise((resolve) => {
-    const socket = netConnect({ host: '127.0.0.1', port, localAddress }, () => socket.write(bytes));
+    const socket = netConnect({ host: '127.0.0.1', port, localAddress }, () =>
+      options.end ? socket.end(bytes) : socket.write(bytes),
+    );
     let error: string | undefined;
     socket.on('data', () => {});
     socket.once('error', (e: NodeJS.ErrnoException) => {

@@ -204,6 +204,19 @@ describe('PROXY protocol v2 (haproxy send-proxy-v2 in front, accept-proxy behind
     assert.deepEqual(permitted.source, { ip: '127.0.0.1', port: result.localPort });
   });
 
+  it('does not audit a LOCAL health check that closes after its header', async () => {
+    const local = Buffer.concat([PROXY_V2_SIGNATURE, Buffer.from([0x20, 0x00, 0x00, 0x00])]);
+    const rejected = (r: AuditRecord) => r.action === 'identity-rejected' && r.listener === 'lb-web';
+    // Positive control: after the same header, a byte that is not TLS is a failed handshake, audited.
+    await rawSend(gw.port('lb-web'), Buffer.concat([local, Buffer.from('x\r\n')]), '127.0.0.1', { end: true });
+    const audited = await gw.waitForRecord((r) => rejected(r) && r.code === 'EGW_TLS_HANDSHAKE');
+    assert.equal(audited.source.ip, '127.0.0.1');
+    const before = gw.records.filter(rejected).length;
+    await rawSend(gw.port('lb-web'), local, '127.0.0.1', { end: true });
+    await new Promise((r) => setTimeout(r, 300)); // the record, if any, is published before the close
+    assert.equal(gw.records.filter(rejected).length, before);
+  });
+
   it('caps pre-handshake sockets per PROXY source, not per balancer, and restarts the first-byte deadline', async () => {
     // Two sockets from the balancer claim 10.9.9.9 and send nothing after the header.
     const held = [0, 1].map(() => {
