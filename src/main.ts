@@ -136,6 +136,10 @@ function listenerFor(
         auditIntervalMs: limits.preHandshakeAuditInterval,
       };
     },
+    proxyProtocol: () => {
+      const from = current().proxyProtocolFrom;
+      return from ? { trusts: (ip: string) => from.has(ip) } : undefined;
+    },
     onConnection: createConnectionPipeline(() => store.current.state, settings.name, handler, runtime),
   });
 }

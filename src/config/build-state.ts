@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { GatewayError, isGatewayError } from '../core/errors.ts';
 import { canonicalHost } from '../core/host-name.ts';
+import { IpSet } from '../core/ip-set.ts';
 import { trustBundleFromCertificates } from '../identity/trust-bundle.ts';
 import { certificateFacts } from '../pki/certificate-facts.ts';
 import { parseCertificateBundle } from '../pki/pem-bundle.ts';
@@ -152,6 +153,8 @@ export function listenerSettings(config: GatewayConfig): Map<string, ListenerSet
         mode: l.mode,
         maxConnections: l.maxConnections,
         ...(l.snat ? { snat: l.snat } : {}),
+        ...(l.proxyProtocol && l.proxyProtocolFrom ? { proxyProtocolFrom: new IpSet(l.proxyProtocolFrom) } : {}),
+        ...(l.upstreamProxyProtocol ? { upstreamProxyProtocol: l.upstreamProxyProtocol } : {}),
         ...(l.upstream ? { upstream: Object.freeze(canonicalUpstream(l.upstream)) } : {}),
       };
       return [l.name, Object.freeze(settings)];

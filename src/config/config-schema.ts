@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { auditConfigSchema } from '../audit/audit-config-schema.ts';
 import { parseDuration } from '../core/duration.ts';
+import { parseCidr } from '../core/ip-set.ts';
 
 /**
  * The configuration file's contract (YAML). Unknown keys are errors, so a typo never silently
@@ -19,6 +20,7 @@ const dnsServer = z.string().refine((v) => {
   const [, ip, port] = bracketed ?? plain ?? [undefined, v, undefined];
   return isIP(ip ?? '') !== 0 && (port === undefined || Number(port) <= 65535);
 }, 'expected a DNS server address: ip, ip:port or [ipv6]:port, e.g. 127.0.0.53:53');
+const cidr = z.string().refine((v) => parseCidr(v) !== undefined, 'expected a CIDR range like 10.0.0.0/8 or an IP');
 const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   const ms = parseDuration(value);
   if (ms === undefined) {
@@ -74,6 +76,11 @@ export const configSchema = z.strictObject({
         snat: ipAddress.optional(),
         upstream: hostPort.optional(),
         maxConnections: z.number().int().min(0).default(10_000),
+        /** Every connection starts with a PROXY v2 header from an L4 balancer in `proxyProtocolFrom`. */
+        proxyProtocol: z.literal('v2').optional(),
+        proxyProtocolFrom: z.array(cidr).min(1).optional(),
+        /** tcp mode: send a PROXY v2 header (client address, SPIFFE ID TLV) to the upstream. */
+        upstreamProxyProtocol: z.literal('v2').optional(),
       }),
     )
     .min(1, 'at least one listener is required'),

@@ -57,7 +57,21 @@ function crossCheck(config: GatewayConfig): string[] {
       problems.push(`listeners[${i}].upstream: required when mode is tcp`);
     if (listener.mode === 'connect' && listener.upstream)
       problems.push(`listeners[${i}].upstream: only valid when mode is tcp (connect mode dials the requested host)`);
+    problems.push(...proxyProtocolProblems(listener, i));
   });
+  return problems;
+}
+
+function proxyProtocolProblems(listener: GatewayConfig['listeners'][number], i: number): string[] {
+  const problems: string[] = [];
+  if (listener.proxyProtocol && !listener.proxyProtocolFrom)
+    problems.push(
+      `listeners[${i}].proxyProtocolFrom: required with proxyProtocol (the balancer addresses allowed to send it)`,
+    );
+  if (!listener.proxyProtocol && listener.proxyProtocolFrom)
+    problems.push(`listeners[${i}].proxyProtocolFrom: only valid with proxyProtocol: v2`);
+  if (listener.upstreamProxyProtocol && listener.mode !== 'tcp')
+    problems.push(`listeners[${i}].upstreamProxyProtocol: only valid when mode is tcp`);
   return problems;
 }
 

@@ -14,8 +14,16 @@ export type AuditAction =
   | 'identity-rejected'
   | 'handshake-refused-aggregate';
 
-/** Why the listener refused or closed a socket before its TLS handshake (see src/listener/pre-handshake-gate.ts). */
-export type PreHandshakeRefusal = 'first_byte_timeout' | 'source_limit' | 'listener_limit';
+/**
+ * Why the listener refused or closed a socket before its TLS handshake (see src/listener/pre-handshake-gate.ts).
+ * `proxy_header`: no valid PROXY v2 header in time; `proxy_untrusted`: a peer outside `proxyProtocolFrom`.
+ */
+export type PreHandshakeRefusal =
+  | 'first_byte_timeout'
+  | 'source_limit'
+  | 'listener_limit'
+  | 'proxy_header'
+  | 'proxy_untrusted';
 
 export interface AuditPeerCertificate {
   readonly serialNumber: string;

@@ -170,6 +170,7 @@ export class Gateway implements AdminBackend {
       connectionId: t.connectionId,
       listener: t.listener,
       identity: t.spiffeId,
+      source: t.source ?? null,
       destination: t.destination,
       snat: t.snat ?? null,
       bytesFromClient: t.bytes.fromClient,

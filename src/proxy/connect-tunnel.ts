@@ -75,6 +75,7 @@ export async function handleConnect(
     connectionId: ctx.id,
     listener: ctx.listener.name,
     spiffeId: ctx.peer.spiffeId.uri,
+    source: `${ctx.source.ip}:${ctx.source.port}`,
     destination: `${verdict.host}:${verdict.port}`,
     ...(facts.snat?.ip ? { snat: facts.snat.ip } : {}),
     startedAt,

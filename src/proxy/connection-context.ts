@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { AuditBase } from '../core/audit-records.ts';
 import type { PeerIdentity } from '../identity/verify-svid.ts';
+import { clientAddress } from '../listener/proxy-protocol-reader.ts';
 import type { GatewayState, ListenerSettings } from './gateway-state.ts';
 import type { IdentityLimiter, LimitVerdict } from './identity-limiter.ts';
 import type { LiveTunnels } from './live-tunnels.ts';
@@ -38,8 +39,9 @@ export function newConnectionId(): string {
   return randomUUID();
 }
 
+/** The client: the PROXY v2 header's source on a listener behind a balancer, else the socket's peer. */
 export function sourceOf(raw: Socket): { ip: string; port: number } {
-  return { ip: raw.remoteAddress ?? '', port: raw.remotePort ?? 0 };
+  return { ...clientAddress(raw) };
 }
 
 export function auditBaseFor(

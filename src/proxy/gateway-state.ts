@@ -1,4 +1,5 @@
 import type { SecureContext } from 'node:tls';
+import type { IpSet } from '../core/ip-set.ts';
 import type { TrustBundle } from '../identity/trust-bundle.ts';
 import type { CertificateFacts } from '../pki/certificate-facts.ts';
 import type { CompiledPolicy } from '../policy/compile-policy.ts';
@@ -14,6 +15,10 @@ export interface ListenerSettings {
   /** tcp mode only: the fixed upstream. */
   readonly upstream?: { readonly host: string; readonly port: number };
   readonly maxConnections: number;
+  /** Balancer addresses that must open every connection with a PROXY v2 header; absent: no header. */
+  readonly proxyProtocolFrom?: IpSet;
+  /** tcp mode: a PROXY v2 header goes to the upstream before the client's bytes. */
+  readonly upstreamProxyProtocol?: 'v2';
 }
 
 export interface Timeouts {

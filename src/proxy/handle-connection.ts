@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import { publishAudit } from '../core/audit-event.ts';
 import { GatewayError } from '../core/errors.ts';
 import { verifyPeerSvid } from '../identity/verify-svid.ts';
+import { proxiedConnection } from '../listener/proxy-protocol-reader.ts';
 import { acceptTls, opensslVerifyError, presentedChain } from '../tls/accept-tls.ts';
 import {
   auditBaseFor,
@@ -82,8 +83,12 @@ export function createConnectionPipeline(
         });
       },
       (error: GatewayError) => {
-        // A TCP connect without a single byte (port scan, TCP health check) is not a decision.
-        if (raw.bytesRead === 0 && (error.code === 'EGW_TLS_HANDSHAKE' || error.code === 'EGW_TLS_HANDSHAKE_TIMEOUT'))
+        // A TCP connect without a single byte (port scan, TCP health check; behind a balancer, one
+        // that sent only its PROXY header, e.g. a LOCAL health check) is not a decision.
+        if (
+          raw.bytesRead <= (proxiedConnection(raw)?.headerBytes ?? 0) &&
+          (error.code === 'EGW_TLS_HANDSHAKE' || error.code === 'EGW_TLS_HANDSHAKE_TIMEOUT')
+        )
           return;
         publishAudit({
           ...auditBaseFor(id, listener, source, undefined, undefined),

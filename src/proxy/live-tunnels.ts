@@ -17,6 +17,8 @@ export interface LiveTunnel {
   readonly connectionId: string;
   readonly listener: string;
   readonly spiffeId: string;
+  /** The client as `ip:port` (the PROXY header's source behind a balancer). */
+  readonly source?: string;
   readonly destination: string;
   readonly snat?: string;
   readonly startedAt: Date;

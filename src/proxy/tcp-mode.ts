@@ -12,6 +12,7 @@ import type { ConnectionContext } from './connection-context.ts';
 import { decideDestination, factsOf } from './decide-destination.ts';
 import { type ModeHandler, resetConnection } from './handle-connection.ts';
 import { closeAtExpiry, closeReason, tunnelRecheck } from './redecide-tunnels.ts';
+import { upstreamProxyHeader } from './upstream-proxy-header.ts';
 
 /**
  * tcp mode: the decrypted stream goes to one fixed upstream (a BIG-IP virtual server in front of
@@ -49,6 +50,8 @@ async function handleTcp(ctx: ConnectionContext): Promise<void> {
     auditEgressRejected(ctx.auditBase, { code: gatewayError.code, reason: gatewayError.message }, factsOf(verdict));
     return resetConnection(ctx.raw);
   }
+  // Written before any client byte is piped, so the upstream reads it first.
+  if (ctx.listener.upstreamProxyProtocol === 'v2') socket.write(upstreamProxyHeader(ctx));
   const facts: EgressFacts = { ...factsOf(verdict), snat: snatOf(verdict.snat, socket) };
   auditEgressPermitted(ctx.auditBase, verdict.reason, facts);
   closeAtExpiry(ctx);
@@ -56,6 +59,7 @@ async function handleTcp(ctx: ConnectionContext): Promise<void> {
     connectionId: ctx.id,
     listener: ctx.listener.name,
     spiffeId: ctx.peer.spiffeId.uri,
+    source: `${ctx.source.ip}:${ctx.source.port}`,
     destination: `${upstream.host}:${upstream.port}`,
     ...(facts.snat?.ip ? { snat: facts.snat.ip } : {}),
     startedAt: ctx.startedAt,
