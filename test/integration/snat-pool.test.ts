@@ -11,7 +11,7 @@ import { openTunnel } from '../helpers/tunnel-client.ts';
 
 // Issue 12 item 5 on loopback (every 127.x address binds here): two workloads land on their own
 // stable pool addresses, round-robin alternates, and audit records and /connections show the
-// address used. Failover when an address leaves the host: test/attacks/snat-failover.test.ts.
+// address used. Failover when an address leaves the host: test/integration/snat-failover.test.ts.
 describe('SNAT pools, live through curl', () => {
   let pki: TestPki;
   let gw: TestGateway;
