@@ -107,6 +107,20 @@ describe('report (monitor) mode in the one destination decision', () => {
     assert.equal(!namedEnforced.allow && namedEnforced.code, 'EGW_POLICY_DENIED');
   });
 
+  it('tcp mode: a report listener lets the default deny through to its fixed upstream; enforce resets', async () => {
+    const { state } = stateWith(HOSTS);
+    const tcp = (name: string, enforcement: 'enforce' | 'report'): ListenerSettings => ({
+      ...listener(name, enforcement),
+      mode: 'tcp',
+      upstream: { host: 'other.example.org', port: 8888 },
+    });
+    const refused = await decideDestination(state, tcp('enforce', 'enforce'), id('batch'));
+    assert.equal(!refused.allow && refused.code, 'EGW_POLICY_DENIED');
+    const through = await decideDestination(state, tcp('report', 'report'), id('batch'));
+    assert.ok(through.allow && through.wouldDeny, JSON.stringify(through));
+    assert.equal(through.allow && through.ip, '203.0.113.30');
+  });
+
   it('shows a would-deny in policy check (exit 0: the traffic passes) and a deny on the enforce listener', async () => {
     const { state } = stateWith(HOSTS);
     const spiffeId = id('bookinfo').uri;
