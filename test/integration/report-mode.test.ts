@@ -113,6 +113,28 @@ describe('report (monitor) mode, live through curl', () => {
     assert.equal((await after_(seen, (r) => r.action === 'egress-rejected')).code, 'EGW_POLICY_DENIED');
   });
 
+  it('POST /policy/check shows the would-deny on the report listener and the deny on the enforce listener', async () => {
+    const check = async (listener: string) => {
+      const response = await fetch(`http://127.0.0.1:${gw.gateway.adminAddress?.port}/policy/check`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          spiffeId: 'spiffe://cluster.local/ns/bookinfo/sa/productpage',
+          listener,
+          dest: `127.0.0.2:${echoes.get('127.0.0.2')?.port}`,
+        }),
+      });
+      assert.equal(response.status, 200);
+      return (await response.json()) as { allow: boolean; wouldDeny?: boolean; rule: string; summary: string };
+    };
+    const enforced = await check('enforce');
+    assert.equal(enforced.allow, false);
+    assert.equal(enforced.rule, 'stage-two');
+    const reported = await check('report');
+    assert.deepEqual([reported.allow, reported.wouldDeny, reported.rule], [true, true, 'stage-two']);
+    assert.match(reported.summary, /^WOULD-DENY /);
+  });
+
   it('never reports an identity failure through: no client certificate is refused on the report listener', async () => {
     const control = await via('report', '127.0.0.4');
     assert.equal(control.code, 0, `positive control: ${control.stderr}`);
