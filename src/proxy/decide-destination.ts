@@ -137,13 +137,14 @@ export async function decideDestination(
   const decision = byName ?? decide(state.policy, { ...input, destination: { host, port, ...(ip ? { ip } : {}) } });
   if (!decision.allow && !reportsThrough(listener, decision)) return policyDeny(decision, host, port, ip);
   const rule = decision.rule ? { rule: decision.rule } : {};
-  // Reported only to a client the rules allow (or a report listener lets through): everyone else got the policy deny above.
+  // Reported only to a client the rules allow (or a report listener lets through): everyone
+  // else got the policy deny above.
   if (error || ip === undefined)
     return deny(error?.code ?? 'EGW_UPSTREAM_DNS', error?.message ?? `cannot resolve ${host}`, { host, port, ...rule });
   if (listener.mode === 'connect' && prohibitedDestinations.has(ip) && !decision.rule?.to?.cidrs?.has(ip)) {
     return deny(
       'EGW_POLICY_DESTINATION_PROHIBITED',
-      `destination ${ip} is in a prohibited range (loopback, private, link-local, ...); rule ${decision.rule?.name} must list it in to.cidrs`,
+      `destination ${ip} is in a prohibited range (loopback, private, link-local, ...); ${decision.rule ? `rule ${decision.rule.name}` : 'a rule'} must list it in to.cidrs`,
       { host, port, ip, ...rule },
     );
   }
