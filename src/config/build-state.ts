@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { GatewayError, isGatewayError } from '../core/errors.ts';
 import { canonicalHost } from '../core/host-name.ts';
 import { IpSet } from '../core/ip-set.ts';
+import { snatPool } from '../core/snat-pool.ts';
 import { trustBundleFromCertificates } from '../identity/trust-bundle.ts';
 import { certificateFacts } from '../pki/certificate-facts.ts';
 import { parseCertificateBundle } from '../pki/pem-bundle.ts';
@@ -129,16 +130,19 @@ function checkHostNames(config: GatewayConfig, source: string): void {
   });
 }
 
-/** Proves each SNAT address is bindable here, so a typo fails the start (or the reload), not a request. */
+/** The key path of each SNAT address, `listeners[0].snat` or `rules[2].snat[1]` for a pool. */
+function snatKeys(snat: string | readonly string[] | undefined, at: string): Array<[string, string]> {
+  if (snat === undefined) return [];
+  return typeof snat === 'string' ? [[snat, at]] : snat.map((address, i) => [address, `${at}[${i}]`]);
+}
+
+/** Proves every SNAT address (every member of a pool) is bindable here, so a typo fails the start or reload. */
 async function checkSnatAddresses(config: GatewayConfig, source: string): Promise<void> {
-  const checks: Promise<void>[] = [];
-  config.listeners.forEach((l, i) => {
-    if (l.snat) checks.push(checkSnatAddress(l.snat, `${source}: listeners[${i}].snat`));
-  });
-  config.rules.forEach((r, i) => {
-    if (r.snat) checks.push(checkSnatAddress(r.snat, `${source}: rules[${i}].snat`));
-  });
-  await Promise.all(checks);
+  const keys = [
+    ...config.listeners.flatMap((l, i) => snatKeys(l.snat, `listeners[${i}].snat`)),
+    ...config.rules.flatMap((r, i) => snatKeys(r.snat, `rules[${i}].snat`)),
+  ];
+  await Promise.all(keys.map(([address, at]) => checkSnatAddress(address, `${source}: ${at}`)));
 }
 
 /** Each listener's settings as compiled from the config (a reload may change its limits, not its shape). */
@@ -152,7 +156,8 @@ export function listenerSettings(config: GatewayConfig): Map<string, ListenerSet
         port,
         mode: l.mode,
         maxConnections: l.maxConnections,
-        ...(l.snat ? { snat: l.snat } : {}),
+        enforcement: l.enforcement,
+        ...(l.snat ? { snat: snatPool(l.snat, l.snatSelection) } : {}),
         ...(l.proxyProtocol && l.proxyProtocolFrom ? { proxyProtocolFrom: new IpSet(l.proxyProtocolFrom) } : {}),
         ...(l.upstreamProxyProtocol ? { upstreamProxyProtocol: l.upstreamProxyProtocol } : {}),
         ...(l.upstream ? { upstream: Object.freeze(canonicalUpstream(l.upstream)) } : {}),

@@ -21,6 +21,14 @@ const dnsServer = z.string().refine((v) => {
   return isIP(ip ?? '') !== 0 && (port === undefined || Number(port) <= 65535);
 }, 'expected a DNS server address: ip, ip:port or [ipv6]:port, e.g. 127.0.0.53:53');
 const cidr = z.string().refine((v) => parseCidr(v) !== undefined, 'expected a CIDR range like 10.0.0.0/8 or an IP');
+/** `snat:` one source address or a pool of them, all of one IP family (a dial's family is chosen once). */
+const snatAddresses = z
+  .union([ipAddress, z.array(ipAddress).min(1).max(64)])
+  .refine(
+    (v) => typeof v === 'string' || new Set(v.map((a) => isIP(a))).size === 1,
+    'the addresses of a SNAT pool must all be IPv4 or all IPv6',
+  );
+const snatSelection = z.enum(['per-identity', 'round-robin']);
 const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   const ms = parseDuration(value);
   if (ms === undefined) {
@@ -73,7 +81,10 @@ export const configSchema = z.strictObject({
         name,
         listen: hostPort,
         mode: z.enum(['connect', 'tcp']),
-        snat: ipAddress.optional(),
+        /** report: a request the policy would refuse is let through and audited as egress-would-deny. */
+        enforcement: z.enum(['enforce', 'report']).default('enforce'),
+        snat: snatAddresses.optional(),
+        snatSelection: snatSelection.default('per-identity'),
         upstream: hostPort.optional(),
         maxConnections: z.number().int().min(0).default(10_000),
         /** Every connection starts with a PROXY v2 header from an L4 balancer in `proxyProtocolFrom`. */
@@ -104,7 +115,10 @@ export const configSchema = z.strictObject({
           })
           .optional(),
         action: z.enum(['allow', 'deny']),
-        snat: ipAddress.optional(),
+        /** always: this rule's deny refuses on report listeners too. */
+        enforce: z.literal('always').optional(),
+        snat: snatAddresses.optional(),
+        snatSelection: snatSelection.default('per-identity'),
       }),
     )
     .default([]),

@@ -9,6 +9,8 @@ import type { ErrorCode } from './errors.ts';
  */
 export type AuditAction =
   | 'egress-permitted'
+  /** Report mode: let through although policy would refuse it (reason, rule: what would have). */
+  | 'egress-would-deny'
   | 'egress-rejected'
   | 'egress-closed'
   | 'identity-rejected'

@@ -56,6 +56,11 @@ export function auditEgressPermitted(base: AuditBase, reason: string, facts: Egr
   publishAudit({ ...base, action: 'egress-permitted', reason, ...factFields(facts, statusCode) });
 }
 
+/** Report mode: let through although policy would refuse it; `reason` and `rule` say what would have refused it. */
+export function auditEgressWouldDeny(base: AuditBase, reason: string, facts: EgressFacts, statusCode?: number): void {
+  publishAudit({ ...base, action: 'egress-would-deny', reason, ...factFields(facts, statusCode) });
+}
+
 export interface CloseFacts {
   readonly reason: string;
   /** Set when the gateway ended the tunnel on purpose (reload, identity expiry): the refusal's code. */

@@ -104,9 +104,10 @@ export class Gateway implements AdminBackend {
       }
       this.addresses.set(listener.name, listener.address);
       const settings = this.state().listeners.get(listener.name);
-      const snat = settings?.snat ? ` snat ${settings.snat}` : '';
+      const snat = settings?.snat ? ` snat ${settings.snat.addresses.join(',')}` : '';
+      const report = settings?.enforcement === 'report' ? ' enforcement report (would-deny let through)' : '';
       this.#parts.log(
-        `listener ${listener.name} (${settings?.mode}) on ${listener.address.host}:${listener.address.port}${snat}`,
+        `listener ${listener.name} (${settings?.mode}) on ${listener.address.host}:${listener.address.port}${snat}${report}`,
       );
     }
   }

@@ -1,4 +1,5 @@
 import { IpSet } from '../core/ip-set.ts';
+import { type SnatPool, type SnatSelection, snatPool } from '../core/snat-pool.ts';
 import { parseSpiffeId } from '../identity/spiffe-id.ts';
 import { compileHostGlob, compileSpiffeGlob, type SegmentGlob } from './glob.ts';
 
@@ -17,7 +18,9 @@ export interface RuleSpec {
     readonly cidrs?: readonly string[];
   };
   readonly action: 'allow' | 'deny';
-  readonly snat?: string;
+  readonly enforce?: 'always';
+  readonly snat?: string | readonly string[];
+  readonly snatSelection?: SnatSelection;
 }
 
 export interface CompiledRule {
@@ -35,7 +38,9 @@ export interface CompiledRule {
     readonly ports?: ReadonlySet<number>;
     readonly cidrs?: IpSet;
   };
-  readonly snat?: string;
+  /** `always`: the deny holds on report listeners too. */
+  readonly enforce?: 'always';
+  readonly snat?: SnatPool;
 }
 
 export interface CompiledPolicy {
@@ -155,7 +160,8 @@ export function compilePolicy(
             }),
           }
         : {}),
-      ...(rule.snat ? { snat: rule.snat } : {}),
+      ...(rule.enforce ? { enforce: rule.enforce } : {}),
+      ...(rule.snat ? { snat: snatPool(rule.snat, rule.snatSelection) } : {}),
     });
   });
   return Object.freeze({ trustDomain, rules: Object.freeze(compiled) });

@@ -4,14 +4,13 @@ import { pipeline } from 'node:stream/promises';
 import {
   type AuditBase,
   auditEgressClosed,
-  auditEgressPermitted,
   auditEgressRejected,
   type EgressFacts,
   snatOf,
 } from '../core/audit-records.ts';
 import type { ForwardResponse, HttpForwarder } from '../upstream/http-forwarder.ts';
 import type { ConnectionContext } from './connection-context.ts';
-import { decideDestination, factsOf } from './decide-destination.ts';
+import { auditAdmitted, decideDestination, factsOf } from './decide-destination.ts';
 import { dialFailure, type HttpAnswer, httpAnswer, limitRefusal, refuseOnResponse } from './http-refusal.ts';
 import { closeReason } from './redecide-tunnels.ts';
 import { auditUrl, parseRequestTarget } from './request-target.ts';
@@ -131,7 +130,7 @@ export async function handleAbsoluteForm(
     return refuse(res, ctx.auditBase, dialFailure(error), { ...factsOf(verdict), http });
   }
   const facts: EgressFacts = { ...factsOf(verdict), snat: snatOf(verdict.snat, response), http };
-  auditEgressPermitted(ctx.auditBase, verdict.reason, facts, response.statusCode);
+  auditAdmitted(ctx.auditBase, verdict, facts, response.statusCode);
   const relayed = await relayResponse(response, res);
   auditEgressClosed(ctx.auditBase, facts, {
     ...closeReason(ctx, relayed.error),

@@ -1,17 +1,11 @@
 import type { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import {
-  auditEgressClosed,
-  auditEgressPermitted,
-  auditEgressRejected,
-  type EgressFacts,
-  snatOf,
-} from '../core/audit-records.ts';
+import { auditEgressClosed, auditEgressRejected, type EgressFacts, snatOf } from '../core/audit-records.ts';
 import { pipeSockets, upstreamCounters } from '../pipe/pipe-sockets.ts';
-import { dialUpstream } from '../upstream/dial-upstream.ts';
+import { dialFromSnatPool } from '../upstream/dial-snat-pool.ts';
 import type { ConnectionContext } from './connection-context.ts';
-import { type DestinationVerdict, decideDestination, factsOf } from './decide-destination.ts';
+import { auditAdmitted, type DestinationVerdict, decideDestination, factsOf } from './decide-destination.ts';
 import { dialFailure, type HttpAnswer, httpAnswer, limitRefusal, refuseOnSocket } from './http-refusal.ts';
 import { closeReason, tunnelRecheck } from './redecide-tunnels.ts';
 import { auditUrl, parseRequestTarget } from './request-target.ts';
@@ -22,11 +16,13 @@ async function dialChecked(
   verdict: Extract<DestinationVerdict, { allow: true }>,
 ): Promise<Socket | HttpAnswer> {
   try {
-    return await dialUpstream({
+    return await dialFromSnatPool({
       ip: verdict.ip,
       port: verdict.port,
       timeoutMs: ctx.state.timeouts.connectMs,
+      listener: ctx.listener.name,
       ...(verdict.snat ? { localAddress: verdict.snat } : {}),
+      ...(verdict.snatFallbacks ? { fallbacks: verdict.snatFallbacks } : {}),
     });
   } catch (error) {
     return dialFailure(error);
@@ -66,7 +62,7 @@ export async function handleConnect(
     return refuseOnSocket(socket, upstream);
   }
   const facts: EgressFacts = { ...factsOf(verdict), snat: snatOf(verdict.snat, upstream) };
-  auditEgressPermitted(ctx.auditBase, verdict.reason, { ...facts, http: { method: 'CONNECT', url: req.url ?? '' } });
+  auditAdmitted(ctx.auditBase, verdict, { ...facts, http: { method: 'CONNECT', url: req.url ?? '' } });
   socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
   if (head.length > 0) upstream.write(head);
   const startedNs = process.hrtime.bigint();

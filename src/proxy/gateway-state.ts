@@ -1,5 +1,6 @@
 import type { SecureContext } from 'node:tls';
 import type { IpSet } from '../core/ip-set.ts';
+import type { SnatPool } from '../core/snat-pool.ts';
 import type { TrustBundle } from '../identity/trust-bundle.ts';
 import type { CertificateFacts } from '../pki/certificate-facts.ts';
 import type { CompiledPolicy } from '../policy/compile-policy.ts';
@@ -11,7 +12,9 @@ export interface ListenerSettings {
   readonly host: string;
   readonly port: number;
   readonly mode: 'connect' | 'tcp';
-  readonly snat?: string;
+  /** report: a policy deny (unless its rule says `enforce: always`) is let through and audited. */
+  readonly enforcement?: 'enforce' | 'report';
+  readonly snat?: SnatPool;
   /** tcp mode only: the fixed upstream. */
   readonly upstream?: { readonly host: string; readonly port: number };
   readonly maxConnections: number;

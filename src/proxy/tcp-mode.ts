@@ -1,15 +1,9 @@
-import {
-  auditEgressClosed,
-  auditEgressPermitted,
-  auditEgressRejected,
-  type EgressFacts,
-  snatOf,
-} from '../core/audit-records.ts';
+import { auditEgressClosed, auditEgressRejected, type EgressFacts, snatOf } from '../core/audit-records.ts';
 import { GatewayError } from '../core/errors.ts';
 import { pipeSockets, upstreamCounters } from '../pipe/pipe-sockets.ts';
-import { dialUpstream } from '../upstream/dial-upstream.ts';
+import { dialFromSnatPool } from '../upstream/dial-snat-pool.ts';
 import type { ConnectionContext } from './connection-context.ts';
-import { decideDestination, factsOf } from './decide-destination.ts';
+import { auditAdmitted, decideDestination, factsOf } from './decide-destination.ts';
 import { type ModeHandler, resetConnection } from './handle-connection.ts';
 import { closeAtExpiry, closeReason, tunnelRecheck } from './redecide-tunnels.ts';
 import { upstreamProxyHeader } from './upstream-proxy-header.ts';
@@ -37,13 +31,15 @@ async function handleTcp(ctx: ConnectionContext): Promise<void> {
     auditEgressRejected(ctx.auditBase, verdict, factsOf(verdict));
     return resetConnection(ctx.raw);
   }
-  let socket: Awaited<ReturnType<typeof dialUpstream>>;
+  let socket: Awaited<ReturnType<typeof dialFromSnatPool>>;
   try {
-    socket = await dialUpstream({
+    socket = await dialFromSnatPool({
       ip: verdict.ip,
       port: verdict.port,
       timeoutMs: ctx.state.timeouts.connectMs,
+      listener: ctx.listener.name,
       ...(verdict.snat ? { localAddress: verdict.snat } : {}),
+      ...(verdict.snatFallbacks ? { fallbacks: verdict.snatFallbacks } : {}),
     });
   } catch (error) {
     const gatewayError = error instanceof GatewayError ? error : new GatewayError('EGW_UPSTREAM_ERROR', String(error));
@@ -53,7 +49,7 @@ async function handleTcp(ctx: ConnectionContext): Promise<void> {
   // Written before any client byte is piped, so the upstream reads it first.
   if (ctx.listener.upstreamProxyProtocol === 'v2') socket.write(upstreamProxyHeader(ctx));
   const facts: EgressFacts = { ...factsOf(verdict), snat: snatOf(verdict.snat, socket) };
-  auditEgressPermitted(ctx.auditBase, verdict.reason, facts);
+  auditAdmitted(ctx.auditBase, verdict, facts);
   closeAtExpiry(ctx);
   const untrack = ctx.runtime.tunnels.add({
     connectionId: ctx.id,

@@ -13,6 +13,7 @@ import {
   identityRejectedRecord,
   permittedRecord,
   rejectedRecord,
+  wouldDenyRecord,
 } from './helpers/sample-records.ts';
 
 const doc = readFileSync(new URL('../../docs/audit.md', import.meta.url), 'utf8');
@@ -26,6 +27,7 @@ const records: AuditRecord[] = [
   }),
   closedRecord(),
   rejectedRecord(),
+  wouldDenyRecord(),
   identityRejectedRecord(),
   handshakeRefusedAggregateRecord(),
 ];

@@ -5,6 +5,8 @@ import { recordFailed } from './record-severity.ts';
 
 const EVENT_TYPE: Record<AuditRecord['action'], string[]> = {
   'egress-permitted': ['connection', 'allowed', 'start'],
+  // Report mode: the connection starts (allowed) although policy would deny it; event.reason and rule.name say why.
+  'egress-would-deny': ['connection', 'allowed', 'start'],
   'egress-closed': ['connection', 'allowed', 'end'],
   'egress-rejected': ['connection', 'denied'],
   'identity-rejected': ['connection', 'denied'],

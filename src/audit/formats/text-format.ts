@@ -2,6 +2,7 @@ import type { AuditRecord } from '../../core/audit-event.ts';
 
 const WORD: Record<AuditRecord['action'], string> = {
   'egress-permitted': 'PERMITTED',
+  'egress-would-deny': 'WOULD-DENY',
   'egress-rejected': 'REJECTED',
   'egress-closed': 'CLOSED',
   'identity-rejected': 'IDENTITY-REJECTED',
