@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { GatewayError, isGatewayError } from '../core/errors.ts';
 import { canonicalHost } from '../core/host-name.ts';
+import { loadRevocation, withRevocation } from '../identity/revocation.ts';
 import { trustBundleFromCertificates } from '../identity/trust-bundle.ts';
 import { certificateFacts } from '../pki/certificate-facts.ts';
 import { parseCertificateBundle } from '../pki/pem-bundle.ts';
@@ -64,6 +65,14 @@ export async function buildGatewayState(config: GatewayConfig, source: string): 
     );
   } catch (error) {
     rethrowKeyed(source, 'identity.trustAnchors', error);
+  }
+  if (id.crlRequired && id.crls.length === 0)
+    throw new GatewayError('EGW_CONFIG_INVALID', `${source}: identity.crlRequired: true needs identity.crls`);
+  try {
+    const revocation = await loadRevocation(id.crls.map(resolveConfigPath), trustBundle, id.crlRequired);
+    trustBundle = withRevocation(trustBundle, revocation);
+  } catch (error) {
+    rethrowKeyed(source, 'identity.crls', error);
   }
   let serverCertificate: GatewayState['serverCertificate'];
   try {

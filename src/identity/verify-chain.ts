@@ -2,6 +2,7 @@ import { GatewayError } from '../core/errors.ts';
 import { type CertificateFacts, KeyUsage } from '../pki/certificate-facts.ts';
 import { DEFAULT_CHAIN_LIMITS } from './chain-limits.ts';
 import { verificationCost } from './key-policy.ts';
+import { checkCriticalExtensions, checkNameConstraints } from './path-constraints.ts';
 import type { TrustBundle } from './trust-bundle.ts';
 
 const MAX_PATH_DEPTH = 8;
@@ -40,6 +41,7 @@ export function verifyChain(
 ): CertificateFacts[] {
   const limits = bundle.limits ?? DEFAULT_CHAIN_LIMITS;
   checkValidity(leaf, now, 'leaf');
+  checkCriticalExtensions(leaf, 'leaf');
   if (presented.length + 1 > limits.maxChainCertificates) {
     throw new GatewayError(
       'EGW_IDENTITY_CHAIN_TOO_LARGE',
@@ -48,7 +50,10 @@ export function verifyChain(
   }
   const search = new PathSearch(bundle, presented, now, options.workBudget ?? limits.verifyWorkBudget, options.stats);
   const path = search.extend([leaf]);
-  if (path) return path;
+  if (path) {
+    checkNameConstraints(path);
+    return path;
+  }
   throw (
     search.lastProblem ??
     new GatewayError('EGW_IDENTITY_CHAIN_UNTRUSTED', `no trust anchor or presented certificate issued "${leaf.issuer}"`)
@@ -163,4 +168,5 @@ function checkIssuer(issuer: CertificateFacts, path: readonly CertificateFacts[]
     );
   }
   checkValidity(issuer, now, `issuer "${issuer.subject}"`);
+  checkCriticalExtensions(issuer, 'issuer');
 }

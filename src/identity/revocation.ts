@@ -1,0 +1,122 @@
+import { readFileSync } from 'node:fs';
+import { GatewayError } from '../core/errors.ts';
+import type { CertificateFacts } from '../pki/certificate-facts.ts';
+import { type CrlRecord, crlBlocks, crlRecord, normalSerial, spkiHash } from './revocation-list.ts';
+import type { TrustBundle } from './trust-bundle.ts';
+
+/** The CRLs of one trust bundle (identity.crls) and whether every issuer must have one. */
+export interface RevocationState {
+  readonly crls: readonly CrlRecord[];
+  /** identity.crlRequired: a chain whose issuer has no current, valid CRL is refused. */
+  readonly required: boolean;
+}
+
+/** How one configured CRL stands right now, for /readyz and egw_crl_status. */
+export interface CrlStatus {
+  readonly source: string;
+  readonly issuer: string;
+  /** 'valid', or why the CRL is not used: 'defective' (see reason), 'stale' or 'not-yet-valid'. */
+  readonly status: 'valid' | 'defective' | 'stale' | 'not-yet-valid';
+  readonly reason: string | undefined;
+  readonly nextUpdate: Date | undefined;
+}
+
+/**
+ * Reads and signature-checks the CRL files against the bundle's anchors. A file that cannot be
+ * read or parsed fails the load (like an anchor file); a CRL that parses but cannot be trusted
+ * (no issuer in the bundle, bad signature) loads as defective, shows in /readyz, and counts as no
+ * CRL for its issuer, so with `required` it refuses that issuer's chains instead of failing start.
+ */
+export async function loadRevocation(
+  paths: readonly string[],
+  bundle: TrustBundle,
+  required: boolean,
+): Promise<RevocationState> {
+  const crls: CrlRecord[] = [];
+  for (const path of paths) {
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(path);
+    } catch (cause) {
+      throw new GatewayError(
+        'EGW_PKI_FILE',
+        `cannot read ${path} (${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message})`,
+        { cause },
+      );
+    }
+    const blocks = crlBlocks(bytes, path);
+    for (const [index, der] of blocks.entries()) {
+      crls.push(await crlRecord(der, blocks.length === 1 ? path : `${path}#${index + 1}`, bundle.anchors));
+    }
+  }
+  return Object.freeze({ crls: Object.freeze(crls), required });
+}
+
+/** The bundle with its CRLs attached; the verifier reads them from there (one state, one reload). */
+export function withRevocation(bundle: TrustBundle, revocation: RevocationState): TrustBundle {
+  return Object.freeze({ ...bundle, revocation });
+}
+
+export function crlStatus(crl: CrlRecord, now: Date = new Date()): CrlStatus {
+  const base = { source: crl.source, issuer: crl.issuerName, nextUpdate: crl.nextUpdate };
+  if (crl.defect) return { ...base, status: 'defective', reason: crl.defect };
+  if (now < crl.thisUpdate)
+    return { ...base, status: 'not-yet-valid', reason: `thisUpdate is ${crl.thisUpdate.toISOString()}` };
+  if (crl.nextUpdate && now > crl.nextUpdate)
+    return { ...base, status: 'stale', reason: `past its nextUpdate ${crl.nextUpdate.toISOString()}` };
+  return { ...base, status: 'valid', reason: undefined };
+}
+
+/** Every configured CRL's standing, in configuration order. */
+export function crlStatuses(state: RevocationState | undefined, now: Date = new Date()): CrlStatus[] {
+  return (state?.crls ?? []).map((crl) => crlStatus(crl, now));
+}
+
+function issuedBy(crl: CrlRecord, issuer: CertificateFacts): boolean {
+  return crl.issuer !== undefined && crl.issuer.subject === issuer.subject && spkiHash(crl.issuer) === spkiHash(issuer);
+}
+
+/** The CRLs naming this issuer, by subject text, for messages about a missing one. */
+function namedFor(state: RevocationState, issuer: CertificateFacts): CrlRecord[] {
+  return state.crls.filter((crl) => crl.issuerName === issuer.subject);
+}
+
+/**
+ * Refuses a validated path (leaf first, anchor last) when a certificate in it is revoked, or,
+ * with `required`, when an issuer in it has no current, valid CRL. The anchor itself is trusted
+ * by configuration and is not looked up. A CRL whose signature verified still revokes after its
+ * nextUpdate: revocation is permanent, staleness only means newer revocations may be missing.
+ */
+export function checkRevocation(
+  path: readonly CertificateFacts[],
+  state: RevocationState | undefined,
+  now: Date = new Date(),
+): void {
+  if (!state || (state.crls.length === 0 && !state.required)) return;
+  for (let i = 0; i + 1 < path.length; i++) {
+    const cert = path[i] as CertificateFacts;
+    const issuer = path[i + 1] as CertificateFacts;
+    const signed = state.crls.filter((crl) => issuedBy(crl, issuer));
+    const serial = normalSerial(cert.serialNumber);
+    for (const crl of signed) {
+      const entry = crl.revoked.get(serial);
+      if (!entry) continue;
+      throw new GatewayError(
+        'EGW_IDENTITY_REVOKED',
+        `certificate "${cert.uris[0] ?? cert.subject}" (serial ${serial}) was revoked at ${entry.at.toISOString()}${entry.reason ? ` (${entry.reason})` : ''} by the CRL of "${issuer.subject}" (${crl.source})`,
+        { details: { serial, issuer: issuer.subject, crl: crl.source } },
+      );
+    }
+    if (state.required && !signed.some((crl) => crlStatus(crl, now).status === 'valid')) {
+      const known = namedFor(state, issuer).map((crl) => {
+        const status = crlStatus(crl, now);
+        return `${crl.source}: ${status.reason ?? status.status}`;
+      });
+      throw new GatewayError(
+        'EGW_IDENTITY_CRL_UNAVAILABLE',
+        `identity.crlRequired: issuer "${issuer.subject}" has no current, valid CRL${known.length > 0 ? ` (${known.join('; ')})` : ' (none configured)'}`,
+        { details: { issuer: issuer.subject } },
+      );
+    }
+  }
+}
