@@ -9,6 +9,8 @@ import type { GatewayConfig } from './config/config-schema.ts';
 import { adminToken, loadConfig, parseConfig, resolveConfigPath } from './config/load-config.ts';
 import { GatewayError, isGatewayError } from './core/errors.ts';
 import { ensureDevPki } from './devtools/dev-pki.ts';
+import { crlStatuses } from './identity/revocation.ts';
+import { checkVerifyResultReadable } from './identity/verify-result-canary.ts';
 import { TcpListener } from './listener/tcp-listener.ts';
 import { GatewayMetrics } from './metrics/gateway-metrics.ts';
 import { ListenerStats } from './metrics/listener-stats.ts';
@@ -105,6 +107,8 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
     log(`generated a development PKI in ${resolve(devPki.dir)} (never use it in production)`);
   }
   let current = await buildGatewayState(config, loaded.path);
+  // Fails the start if OpenSSL's verdict (the identity stage's second opinion) can no longer be read.
+  await checkVerifyResultReadable();
   const audit = options.auditHub ?? buildAuditHub(config.audit, { log });
   audit.start();
 
@@ -135,6 +139,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
           })),
         ];
       },
+      crls: () => crlStatuses(current.trustBundle.revocation),
     },
     { defaultMetrics: options.processMetrics ?? true },
   );
@@ -211,6 +216,9 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
         else if (notAfter.getTime() < horizon)
           reasons.push(`${what} expires at ${notAfter.toISOString()}, within admin.certExpiryWindow`);
       }
+      for (const crl of crlStatuses(current.trustBundle.revocation))
+        if (crl.status !== 'valid')
+          reasons.push(`CRL ${crl.source} of "${crl.issuer}" is ${crl.status}: ${crl.reason}`);
       return { ready: reasons.length === 0, reasons };
     },
     async metrics() {
@@ -302,7 +310,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
     const id = config.identity;
     let timer: NodeJS.Timeout | undefined;
     watchers = watchFiles(
-      [loaded.path, id.cert, id.key, id.trustAnchors].map((p) => resolveConfigPath(p)),
+      [loaded.path, id.cert, id.key, id.trustAnchors, ...id.crls].map((p) => resolveConfigPath(p)),
       () => {
         clearTimeout(timer);
         timer = setTimeout(() => void gateway.reload(), 500);
