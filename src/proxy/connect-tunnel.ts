@@ -70,6 +70,7 @@ export async function handleConnect(
   if (head.length > 0) upstream.write(head);
   const startedNs = process.hrtime.bigint();
   const startedAt = new Date();
+  const ending = new AbortController();
   const untrack = ctx.runtime.tunnels.add({
     connectionId: ctx.id,
     listener: ctx.listener.name,
@@ -78,8 +79,13 @@ export async function handleConnect(
     ...(facts.snat?.ip ? { snat: facts.snat.ip } : {}),
     startedAt,
     bytes: upstreamCounters(upstream),
+    peer: ctx.peer,
+    close: (reason) => ending.abort(reason),
   });
-  const result = await pipeSockets(socket, upstream, { idleTimeoutMs: ctx.state.timeouts.idleMs });
+  const result = await pipeSockets(socket, upstream, {
+    idleTimeoutMs: ctx.state.timeouts.idleMs,
+    signal: ending.signal,
+  });
   untrack();
   auditEgressClosed(ctx.auditBase, facts, {
     reason: result.error ?? 'closed',

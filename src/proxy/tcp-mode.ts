@@ -50,6 +50,7 @@ async function handleTcp(ctx: ConnectionContext): Promise<void> {
   }
   const facts: EgressFacts = { ...factsOf(verdict), snat: snatOf(verdict.snat, socket) };
   auditEgressPermitted(ctx.auditBase, verdict.reason, facts);
+  const ending = new AbortController();
   const untrack = ctx.runtime.tunnels.add({
     connectionId: ctx.id,
     listener: ctx.listener.name,
@@ -58,8 +59,13 @@ async function handleTcp(ctx: ConnectionContext): Promise<void> {
     ...(facts.snat?.ip ? { snat: facts.snat.ip } : {}),
     startedAt: ctx.startedAt,
     bytes: upstreamCounters(socket),
+    peer: ctx.peer,
+    close: (reason) => ending.abort(reason),
   });
-  const result = await pipeSockets(ctx.tls, socket, { idleTimeoutMs: ctx.state.timeouts.idleMs });
+  const result = await pipeSockets(ctx.tls, socket, {
+    idleTimeoutMs: ctx.state.timeouts.idleMs,
+    signal: ending.signal,
+  });
   untrack();
   auditEgressClosed(ctx.auditBase, facts, {
     reason: result.error ?? 'closed',

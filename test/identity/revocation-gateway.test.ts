@@ -7,8 +7,10 @@ import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
+import { startTcpEchoServer } from '../helpers/tcp-echo-server.ts';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
+import { openTunnel } from '../helpers/tunnel-client.ts';
 import { createOpensslCa, type OpensslCa } from './helpers/openssl-ca.ts';
 import { CA_EXTENSIONS, opensslIssue, opensslRoot, svidExtensions } from './helpers/openssl-pki.ts';
 
@@ -121,6 +123,39 @@ describe('gateway: CRL revocation end to end', () => {
     assert.deepEqual(await gw.gateway.reload(), { ok: true });
     assert.equal((await curl(client)).code, 0);
     assert.equal((await admin('/readyz')).status, 200);
+  });
+
+  it('closes and audits the open tunnels of a certificate a reload revokes, and only those', async () => {
+    const target = await startTcpEchoServer();
+    const doomed = await pki.workload('shop', 'doomed');
+    const spared = await pki.workload('shop', 'spared');
+    const to = `127.0.0.1:${target.port}`;
+    try {
+      const a = await openTunnel(gw.port('egress'), doomed, pki.rootPath, to);
+      const b = await openTunnel(gw.port('egress'), spared, pki.rootPath, to);
+      a.socket.write('ping');
+      b.socket.write('ping');
+      assert.equal((await a.waitFor(4)).toString(), 'ping');
+      assert.equal((await b.waitFor(4)).toString(), 'ping');
+      ca.revoke(doomed.leaf.certPem);
+      copyFileSync(ca.gencrl('tunnel'), crlPath);
+      assert.deepEqual(await gw.gateway.reload(), { ok: true });
+      const closed = await gw.waitForRecord(
+        (r) => r.action === 'egress-closed' && r.identity?.spiffeId === 'spiffe://cluster.local/ns/shop/sa/doomed',
+      );
+      assert.match(
+        closed.reason ?? '',
+        /^reload: identity no longer trusted: EGW_IDENTITY_REVOKED: .*shop\/sa\/doomed/,
+      );
+      const deadline = Date.now() + 5000;
+      while (!a.socket.destroyed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.ok(a.socket.destroyed, 'the revoked tunnel is closed');
+      b.socket.write('pong');
+      assert.equal((await b.waitFor(8)).toString(), 'pingpong', 'the other identity keeps its tunnel');
+      b.close();
+    } finally {
+      target.close();
+    }
   });
 
   it('refuses, with its own code, an intermediate carrying an unknown critical extension', async () => {
