@@ -82,6 +82,27 @@ function namedFor(state: RevocationState, issuer: CertificateFacts): CrlRecord[]
 }
 
 /**
+ * An intermediate that is also an anchor ends the path before its root, so the root's CRL would
+ * never be consulted for it; an operator who revokes it there means it. Only a CRL whose signature
+ * verified against another bundle certificate named as the anchor's issuer counts.
+ */
+function checkAnchor(anchor: CertificateFacts, state: RevocationState): void {
+  const serial = normalSerial(anchor.serialNumber);
+  for (const crl of state.crls) {
+    const issuer = crl.issuer;
+    if (!issuer || issuer === anchor || issuer.subject !== anchor.issuer) continue;
+    if (anchor.authorityKeyId && issuer.subjectKeyId && anchor.authorityKeyId !== issuer.subjectKeyId) continue;
+    const entry = crl.revoked.get(serial);
+    if (!entry) continue;
+    throw new GatewayError(
+      'EGW_IDENTITY_REVOKED',
+      `trust anchor "${anchor.subject}" (serial ${serial}) was revoked at ${entry.at.toISOString()}${entry.reason ? ` (${entry.reason})` : ''} by the CRL of "${issuer.subject}" (${crl.source})`,
+      { details: { serial, issuer: issuer.subject, crl: crl.source } },
+    );
+  }
+}
+
+/**
  * Refuses a validated path (leaf first, anchor last) when a certificate in it is revoked, or,
  * with `required`, when an issuer in it has no current, valid CRL. The anchor itself is trusted
  * by configuration and is not looked up. A CRL whose signature verified still revokes after its
@@ -93,6 +114,7 @@ export function checkRevocation(
   now: Date = new Date(),
 ): void {
   if (!state || (state.crls.length === 0 && !state.required)) return;
+  checkAnchor(path[path.length - 1] as CertificateFacts, state);
   for (let i = 0; i + 1 < path.length; i++) {
     const cert = path[i] as CertificateFacts;
     const issuer = path[i + 1] as CertificateFacts;

@@ -73,6 +73,28 @@ describe('CRL revocation (identity.crls, identity.crlRequired)', () => {
     );
   });
 
+  it('honours the root CRL revoking an intermediate that is itself in the bundle (the path ends at it)', async () => {
+    const ca = await createOpensslCa(pki.root, join(pki.dir, 'ca-anchor'));
+    const client = await pki.workload('shop', 'web');
+    const both = trustBundleFromCertificates(
+      pki.trustDomain,
+      [new X509Certificate(pki.root.certPem), new X509Certificate(pki.intermediate.certPem)],
+      pki.bundlePath,
+    );
+    const before = await withCrls(both, [ca.gencrl('anchor-none')]);
+    assert.equal(verifyPeerSvid(chainOf(client, [pki.intermediate]), before).path.length, 2);
+    ca.revoke(pki.intermediate.certPem, 'cACompromise');
+    const after = await withCrls(both, [ca.gencrl('anchor-revoked')]);
+    assert.throws(
+      () => verifyPeerSvid(chainOf(client, [pki.intermediate]), after),
+      (error: unknown) =>
+        isGatewayError(error, 'EGW_IDENTITY_REVOKED') &&
+        /trust anchor "O=test, CN=Test Mesh Intermediate" .*by the CRL of "O=test, CN=Test Mesh Root"/.test(
+          (error as Error).message,
+        ),
+    );
+  });
+
   it('ignores a CRL whose signature does not verify, reports it, and with crlRequired refuses its issuer', async () => {
     // Same subject as the real intermediate, another key: a forged CRL that tries to revoke a leaf.
     const impostor = await createIntermediateCa(pki.root, {
