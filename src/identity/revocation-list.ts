@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { GatewayError } from '../core/errors.ts';
 import type { CertificateFacts } from '../pki/certificate-facts.ts';
@@ -18,6 +19,10 @@ export interface CrlRecord {
   /** Why this CRL can never be used (no issuer in the bundle, bad signature, unsupported form). */
   readonly defect: string | undefined;
 }
+
+/** Enough for ~400 000 revoked entries (five ASN.1 nodes each, more with extensions). */
+const CRL_MAX_NODES = 2_000_000;
+const CRL_MAX_BYTES = 32 * 1024 * 1024;
 
 /** CRL extensions whose meaning the verifier honours or may ignore (RFC 5280 §5.2). */
 const KNOWN_CRL_EXTENSIONS = new Set(['2.5.29.20', '2.5.29.35', '2.5.29.18']);
@@ -117,7 +122,11 @@ export async function crlRecord(
 ): Promise<CrlRecord> {
   let crl: pkijs.CertificateRevocationList;
   try {
-    crl = pkijs.CertificateRevocationList.fromBER(new Uint8Array(der));
+    // asn1js stops at 10 000 nodes by default, about 2 000 CRL entries: a real CA's CRL failed to
+    // load. The file is the operator's, not a client's, so the bounds are set for CRL sizes.
+    const asn1 = asn1js.fromBER(new Uint8Array(der), { maxNodes: CRL_MAX_NODES, maxContentLength: CRL_MAX_BYTES });
+    if (asn1.offset === -1) throw new Error(asn1.result.error);
+    crl = new pkijs.CertificateRevocationList({ schema: asn1.result });
   } catch (cause) {
     throw new GatewayError('EGW_PKI_FILE', `${source}: not a DER or PEM CRL (${(cause as Error).message})`, { cause });
   }

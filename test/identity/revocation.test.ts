@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isGatewayError } from '../../src/core/errors.ts';
@@ -189,6 +189,25 @@ describe('CRL revocation (identity.crls, identity.crlRequired)', () => {
     );
     await assert.rejects(loadRevocation([pki.rootPath], bundle, false), (error: unknown) =>
       isGatewayError(error, 'EGW_PKI_FILE'),
+    );
+  });
+
+  it('loads a CRL of 5 000 entries (asn1js stopped at 10 000 ASN.1 nodes, about 2 000 entries)', async () => {
+    const ca = await createOpensslCa(pki.intermediate, join(pki.dir, 'ca-big'));
+    const kept = await pki.workload('shop', 'web');
+    const revoked = await pki.workload('shop', 'api');
+    // openssl ca's own database format: 4 999 revoked serials, then the leaf's as the last entry.
+    const row = (serial: string) => `R\t301231235959Z\t251201000000Z,superseded\t${serial}\tunknown\t/CN=x\n`;
+    let rows = '';
+    for (let i = 0; i < 4999; i++) rows += row((0x100000 + i).toString(16).toUpperCase());
+    writeFileSync(join(ca.dir, 'index.txt'), rows);
+    appendFileSync(join(ca.dir, 'index.txt'), row(revoked.leaf.cert.serialNumber.toUpperCase()));
+    const bundle = await withCrls(intermediateBundle, [ca.gencrl('big')], true);
+    assert.equal(bundle.revocation?.crls[0]?.revoked.size, 5000);
+    assert.ok(verifyPeerSvid(chainOf(kept, []), bundle));
+    assert.throws(
+      () => verifyPeerSvid(chainOf(revoked, []), bundle),
+      (error: unknown) => isGatewayError(error, 'EGW_IDENTITY_REVOKED') && /superseded/.test((error as Error).message),
     );
   });
 
