@@ -20,7 +20,7 @@ import type { ProxyRuntime } from './proxy/connection-context.ts';
 import type { GatewayState } from './proxy/gateway-state.ts';
 import { createConnectionPipeline } from './proxy/handle-connection.ts';
 import { IdentityLimiter } from './proxy/identity-limiter.ts';
-import { closeUntrustedTunnels, LiveTunnels } from './proxy/live-tunnels.ts';
+import { closeRevokedTunnels, LiveTunnels } from './proxy/live-tunnels.ts';
 import { createTcpModeHandler } from './proxy/tcp-mode.ts';
 import { HttpForwarder } from './upstream/http-forwarder.ts';
 
@@ -169,8 +169,8 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
       current = state;
       config = next.config;
       metrics.reloaded(true);
-      const untrusted = closeUntrustedTunnels(tunnels, state.trustBundle);
-      if (untrusted > 0) log(`reload closed ${untrusted} tunnels whose identity is no longer trusted`);
+      const revoked = closeRevokedTunnels(tunnels, state.trustBundle);
+      if (revoked > 0) log(`reload closed ${revoked} tunnels of revoked certificates`);
       log(
         `reloaded ${next.path}: ${state.policy.rules.length} rules, ${state.trustBundle.anchors.length} trust anchors (audit, admin and workers settings apply at restart)`,
       );

@@ -142,3 +142,22 @@ export function checkRevocation(
     }
   }
 }
+
+/**
+ * Whether the (new) CRLs revoke a certificate of a path validated earlier: for a reload, without
+ * re-running signature checks. Only a revocation counts; a missing or stale CRL is a refusal for
+ * new handshakes under crlRequired, not a reason to cut what is open.
+ */
+export function revocationOf(
+  path: readonly CertificateFacts[],
+  state: RevocationState | undefined,
+  now: Date = new Date(),
+): GatewayError | undefined {
+  try {
+    checkRevocation(path, state && { crls: state.crls, required: false }, now);
+    return undefined;
+  } catch (error) {
+    if (error instanceof GatewayError) return error;
+    throw error;
+  }
+}

@@ -1,6 +1,7 @@
 import type { GatewayError } from '../core/errors.ts';
+import { revocationOf } from '../identity/revocation.ts';
 import type { TrustBundle } from '../identity/trust-bundle.ts';
-import { type PeerIdentity, recheckPeer } from '../identity/verify-svid.ts';
+import type { PeerIdentity } from '../identity/verify-svid.ts';
 
 /** One open tunnel (CONNECT, tcp relay, or an in-flight absolute-form request). */
 export interface LiveTunnel {
@@ -38,17 +39,19 @@ export class LiveTunnels {
 }
 
 /**
- * After a reload: ends every tunnel whose identity the new bundle no longer trusts (revoked by a
- * new CRL, anchor removed, expired), with the refusal as its egress-closed reason. Tunnels of one
- * chain share one re-check, so 10 000 tunnels of a few workloads cost a few signature checks.
+ * After a reload: ends every tunnel whose certificate (or an intermediate of its path) a CRL of
+ * the new bundle revokes, with the refusal as its egress-closed reason. Only the CRL lookup runs,
+ * no signature check, and tunnels of one chain share it. Other changes of trust (anchor removed,
+ * expiry) are left to the re-decision of open tunnels on reload (issue 10 item 3, recheckPeer).
  */
-export function closeUntrustedTunnels(tunnels: LiveTunnels, bundle: TrustBundle, now: Date = new Date()): number {
+export function closeRevokedTunnels(tunnels: LiveTunnels, bundle: TrustBundle, now: Date = new Date()): number {
+  if (!bundle.revocation || bundle.revocation.crls.length === 0) return 0;
   const verdicts = new Map<string, GatewayError | undefined>();
   let closed = 0;
   for (const tunnel of tunnels.list()) {
     if (!tunnel.peer || !tunnel.close) continue;
     const key = tunnel.peer.path.map((cert) => cert.sha256).join(':');
-    if (!verdicts.has(key)) verdicts.set(key, recheckPeer(tunnel.peer, bundle, now));
+    if (!verdicts.has(key)) verdicts.set(key, revocationOf(tunnel.peer.path, bundle.revocation, now));
     const refusal = verdicts.get(key);
     if (!refusal) continue;
     tunnel.close(`reload: identity no longer trusted: ${refusal.code}: ${refusal.message}`);
