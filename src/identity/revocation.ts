@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { GatewayError } from '../core/errors.ts';
 import type { CertificateFacts } from '../pki/certificate-facts.ts';
@@ -21,6 +22,17 @@ export interface CrlStatus {
   readonly nextUpdate: Date | undefined;
 }
 
+// Parsing is the cost of a CRL (pkijs/asn1js: ~0.15 ms per entry here, on the event loop), and
+// every reload, for any key, rebuilds the state. A CRL whose bytes and candidate issuers did not
+// change is not parsed again; only the previous load's records are kept.
+let previousLoad = new Map<string, CrlRecord>();
+
+function cacheKey(der: Buffer, bundle: TrustBundle): string {
+  const hash = createHash('sha256').update(der);
+  for (const anchor of bundle.anchors) hash.update(anchor.sha256);
+  return hash.digest('hex');
+}
+
 /**
  * Reads and signature-checks the CRL files against the bundle's anchors. A file that cannot be
  * read or parsed fails the load (like an anchor file); a CRL that parses but cannot be trusted
@@ -33,6 +45,7 @@ export async function loadRevocation(
   required: boolean,
 ): Promise<RevocationState> {
   const crls: CrlRecord[] = [];
+  const thisLoad = new Map<string, CrlRecord>();
   for (const path of paths) {
     let bytes: Buffer;
     try {
@@ -46,9 +59,15 @@ export async function loadRevocation(
     }
     const blocks = crlBlocks(bytes, path);
     for (const [index, der] of blocks.entries()) {
-      crls.push(await crlRecord(der, blocks.length === 1 ? path : `${path}#${index + 1}`, bundle.anchors));
+      const source = blocks.length === 1 ? path : `${path}#${index + 1}`;
+      const key = cacheKey(der, bundle);
+      const known = previousLoad.get(key) ?? thisLoad.get(key);
+      const record = known?.source === source ? known : await crlRecord(der, source, bundle.anchors);
+      thisLoad.set(key, record);
+      crls.push(record);
     }
   }
+  previousLoad = thisLoad;
   return Object.freeze({ crls: Object.freeze(crls), required });
 }
 

@@ -202,8 +202,15 @@ describe('CRL revocation (identity.crls, identity.crlRequired)', () => {
     for (let i = 0; i < 4999; i++) rows += row((0x100000 + i).toString(16).toUpperCase());
     writeFileSync(join(ca.dir, 'index.txt'), rows);
     appendFileSync(join(ca.dir, 'index.txt'), row(revoked.leaf.cert.serialNumber.toUpperCase()));
-    const bundle = await withCrls(intermediateBundle, [ca.gencrl('big')], true);
+    const bigPath = ca.gencrl('big');
+    const bundle = await withCrls(intermediateBundle, [bigPath], true);
     assert.equal(bundle.revocation?.crls[0]?.revoked.size, 5000);
+    // A reload with the same bytes and anchors reuses the parsed CRL; other anchors parse it again.
+    const again = await loadRevocation([bigPath], intermediateBundle, true);
+    assert.equal(again.crls[0], bundle.revocation?.crls[0]);
+    const other = await loadRevocation([bigPath], rootBundle, false);
+    assert.notEqual(other.crls[0], bundle.revocation?.crls[0]);
+    assert.equal(crlStatuses(other)[0]?.status, 'defective');
     assert.ok(verifyPeerSvid(chainOf(kept, []), bundle));
     assert.throws(
       () => verifyPeerSvid(chainOf(revoked, []), bundle),
