@@ -29,7 +29,10 @@ export interface VerifyOptions {
  * `presented` are the untrusted certificates the peer sent after its leaf (in any order); their
  * keys must already have passed the key policy (verifyPeerSvid does that first). Every candidate
  * issuer is filtered by name, key identifier and the cheap CA rules before its signature is
- * checked, and signature checks are charged by key size against a work budget.
+ * checked, and signature checks are charged by key size against a work budget. Every certificate
+ * of the path must carry only critical extensions this verifier processes, and the path must
+ * satisfy every CA's name constraints (path-constraints.ts): RFC 5280 refusals that used to come
+ * only from OpenSSL's verdict, as reason "UNSPECIFIED".
  * Returns the validated path, leaf first, anchor last. Throws GatewayError with an EGW_IDENTITY_* code.
  */
 export function verifyChain(

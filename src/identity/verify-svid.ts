@@ -53,7 +53,8 @@ export function verifySvidLeaf(leaf: CertificateFacts, trustDomain: string): Spi
  * Verifies a peer's presented chain (leaf first, as TLS sends it) against the bundle and returns
  * its identity. Throws GatewayError with an EGW_IDENTITY_* code on any failure. Order matters:
  * sizes (DER lengths only), then every key against the key policy, then our ASN.1 parse, then
- * the budgeted path search; only a chain that passed everything is remembered.
+ * the budgeted path search, the SVID leaf rules, and revocation against the bundle's CRLs; only a
+ * chain that passed everything is remembered.
  */
 export function verifyPeerSvid(
   sent: readonly PresentedCertificate[],
