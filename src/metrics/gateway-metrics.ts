@@ -20,6 +20,8 @@ export interface MetricsSources {
   >;
   /** Seconds until expiry, by certificate role and subject. */
   certificateExpiry(): ReadonlyArray<{ role: 'gateway' | 'anchor'; subject: string; secondsLeft: number }>;
+  /** identity.crls: each CRL's standing ('valid' or why not) and its nextUpdate. */
+  crls?(): ReadonlyArray<{ source: string; issuer: string; status: string; nextUpdate: Date | undefined }>;
 }
 
 /**
@@ -171,6 +173,7 @@ export class GatewayMetrics {
           this.set({ role: cert.role, subject: cert.subject }, cert.secondsLeft);
       },
     });
+    this.#crlGauges(sources);
     this.#unsubscribe.push(subscribeAudit((record) => this.#onAudit(record)));
     this.#unsubscribe.push(subscribeRuntimeEvents((event) => this.#onRuntime(event)));
     this.#dnsInflight.set(0);
@@ -191,6 +194,36 @@ export class GatewayMetrics {
         this.#preHandshakeRejections.inc({ listener: event.listener, reason: event.reason });
         return;
     }
+  }
+
+  #crlGauges(sources: MetricsSources): void {
+    new Gauge({
+      name: 'egw_crl_status',
+      help: 'Whether a CRL of identity.crls is valid and current (1) or not (0: defective, stale or not yet valid)',
+      labelNames: ['issuer', 'source', 'status'],
+      registers: [this.registry],
+      aggregator: 'min',
+      collect() {
+        this.reset();
+        for (const crl of sources.crls?.() ?? [])
+          this.set({ issuer: crl.issuer, source: crl.source, status: crl.status }, crl.status === 'valid' ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'egw_crl_next_update_seconds',
+      help: "Seconds until a CRL's nextUpdate (negative: stale)",
+      labelNames: ['issuer', 'source'],
+      registers: [this.registry],
+      aggregator: 'min',
+      collect() {
+        this.reset();
+        const now = Date.now();
+        for (const crl of sources.crls?.() ?? []) {
+          if (crl.nextUpdate)
+            this.set({ issuer: crl.issuer, source: crl.source }, (crl.nextUpdate.getTime() - now) / 1000);
+        }
+      },
+    });
   }
 
   #onAudit(record: AuditRecord): void {
