@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { Client } from 'undici';
 import { stringify } from 'yaml';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
@@ -13,6 +14,25 @@ import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-p
 import { openTunnel } from '../helpers/tunnel-client.ts';
 import { createOpensslCa, type OpensslCa } from './helpers/openssl-ca.ts';
 import { CA_EXTENSIONS, opensslIssue, opensslRoot, svidExtensions } from './helpers/openssl-pki.ts';
+
+/** One kept-alive TLS connection to the gateway, sending absolute-form requests (pipelining 1). */
+function keptAlive(gatewayPort: number, client: WrittenLeaf, caPath: string): Client {
+  return new Client(`https://127.0.0.1:${gatewayPort}`, {
+    connect: {
+      ca: readFileSync(caPath),
+      cert: readFileSync(client.certPath),
+      key: readFileSync(client.keyPath),
+      servername: 'localhost',
+    },
+    keepAliveTimeout: 30_000,
+  });
+}
+
+async function statusOf(client: Client, url: string): Promise<number> {
+  const response = await client.request({ path: url, method: 'GET' });
+  await response.body.text();
+  return response.statusCode;
+}
 
 /** A real gateway on loopback, real curl, CRLs from `openssl ca`; the CRL file is swapped and reloaded. */
 describe('gateway: CRL revocation end to end', () => {
@@ -143,10 +163,8 @@ describe('gateway: CRL revocation end to end', () => {
       const closed = await gw.waitForRecord(
         (r) => r.action === 'egress-closed' && r.identity?.spiffeId === 'spiffe://cluster.local/ns/shop/sa/doomed',
       );
-      assert.match(
-        closed.reason ?? '',
-        /^reload: identity no longer trusted: EGW_IDENTITY_REVOKED: .*shop\/sa\/doomed/,
-      );
+      assert.equal(closed.code, 'EGW_IDENTITY_REVOKED');
+      assert.match(closed.reason ?? '', /^reload-denied: identity no longer trusted: .*shop\/sa\/doomed.*revoked/);
       const deadline = Date.now() + 5000;
       while (!a.socket.destroyed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       assert.ok(a.socket.destroyed, 'the revoked tunnel is closed');
@@ -155,6 +173,39 @@ describe('gateway: CRL revocation end to end', () => {
       b.close();
     } finally {
       target.close();
+    }
+  });
+
+  it("closes a revoked certificate's kept-alive absolute-form connection on reload; another identity's stays", async () => {
+    const doomed = await pki.workload('shop', 'kept-doomed');
+    const spared = await pki.workload('shop', 'kept-spared');
+    const a = keptAlive(gw.port('egress'), doomed, pki.rootPath);
+    const b = keptAlive(gw.port('egress'), spared, pki.rootPath);
+    const permittedOf = (name: string) =>
+      gw.records.filter(
+        (r) => r.action === 'egress-permitted' && r.identity?.spiffeId === `spiffe://cluster.local/ns/shop/sa/${name}`,
+      );
+    try {
+      assert.equal(await statusOf(a, echoUrl), 200, 'positive control: served before the CRL lists it');
+      assert.equal(await statusOf(b, echoUrl), 200);
+      const connectionId = permittedOf('kept-doomed')[0]?.connectionId;
+      assert.ok(connectionId);
+      ca.revoke(doomed.leaf.certPem);
+      copyFileSync(ca.gencrl('kept-alive'), crlPath);
+      assert.deepEqual(await gw.gateway.reload(), { ok: true });
+      const ended = await gw.waitForRecord((r) => r.action === 'identity-rejected' && r.connectionId === connectionId);
+      assert.equal(ended.code, 'EGW_IDENTITY_REVOKED');
+      assert.match(ended.reason ?? '', /^reload-denied: identity no longer trusted: .*shop\/sa\/kept-doomed.*revoked/);
+      // The other identity's connection was left open: its next request runs on the same one.
+      assert.equal(await statusOf(b, echoUrl), 200);
+      const spareds = permittedOf('kept-spared');
+      assert.equal(spareds.length, 2);
+      assert.equal(spareds[1]?.connectionId, spareds[0]?.connectionId, 'the same kept-alive connection');
+      await assert.rejects(statusOf(a, echoUrl), 'the revoked connection is gone, and a new handshake is refused');
+      assert.equal(permittedOf('kept-doomed').length, 1, 'nothing was forwarded for it after the reload');
+    } finally {
+      await a.close().catch(() => {});
+      await b.close().catch(() => {});
     }
   });
 

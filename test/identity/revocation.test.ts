@@ -6,8 +6,10 @@ import { after, before, describe, it } from 'node:test';
 import { isGatewayError } from '../../src/core/errors.ts';
 import { crlStatuses, loadRevocation, withRevocation } from '../../src/identity/revocation.ts';
 import { type TrustBundle, trustBundleFromCertificates } from '../../src/identity/trust-bundle.ts';
-import { recheckPeer, verifyPeerSvid } from '../../src/identity/verify-svid.ts';
+import { verifyPeerSvid } from '../../src/identity/verify-svid.ts';
 import { createIntermediateCa, type IssuedCertificate } from '../../src/pki/issue-certificate.ts';
+import { untrustedBecause } from '../../src/proxy/connection-trust.ts';
+import type { GatewayState } from '../../src/proxy/gateway-state.ts';
 import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
 import { createOpensslCa } from './helpers/openssl-ca.ts';
 
@@ -218,22 +220,41 @@ describe('CRL revocation (identity.crls, identity.crlRequired)', () => {
     );
   });
 
-  it('recheckPeer: an identity proven before a CRL arrived is no longer trusted under the new state', async () => {
+  // untrustedBecause reads only the state's trust bundle.
+  const stateOf = (trustBundle: TrustBundle) => ({ trustBundle }) as unknown as GatewayState;
+
+  it('untrustedBecause: an identity proven before a CRL arrived is no longer trusted under the new state', async () => {
     const ca = await createOpensslCa(pki.intermediate, join(pki.dir, 'ca-recheck'));
     const client = await pki.workload('shop', 'web');
-    const peer = verifyPeerSvid(chainOf(client, [pki.intermediate]), intermediateBundle);
-    assert.equal(recheckPeer(peer, intermediateBundle), undefined);
+    const sent = chainOf(client, [pki.intermediate]);
+    const chain = sent.map((cert) => Buffer.from(cert.raw));
+    const peer = verifyPeerSvid(sent, intermediateBundle);
+    const now = new Date();
+    assert.equal(untrustedBecause(peer, chain, stateOf(intermediateBundle), now), undefined, 'positive control');
     ca.revoke(client.leaf.certPem);
     const next = await withCrls(intermediateBundle, [ca.gencrl('recheck')]);
-    assert.equal(recheckPeer(peer, next)?.code, 'EGW_IDENTITY_REVOKED');
+    assert.equal(untrustedBecause(peer, chain, stateOf(next), now)?.code, 'EGW_IDENTITY_REVOKED');
     // The anchor removed (the new bundle trusts another CA only): no longer trusted either.
     const other = await createIntermediateCa(pki.root, { commonName: 'Other Intermediate' });
     const elsewhere = trustBundleFromCertificates(pki.trustDomain, [new X509Certificate(other.certPem)], 'other');
-    assert.equal(recheckPeer(peer, elsewhere)?.code, 'EGW_IDENTITY_CHAIN_UNTRUSTED');
+    assert.equal(untrustedBecause(peer, chain, stateOf(elsewhere), now)?.code, 'EGW_IDENTITY_CHAIN_UNTRUSTED');
     // After notAfter (time is part of the state).
-    assert.equal(
-      recheckPeer(peer, intermediateBundle, new Date(Date.now() + 400 * 86_400_000))?.code,
-      'EGW_IDENTITY_EXPIRED',
+    const later = new Date(Date.now() + 400 * 86_400_000);
+    assert.equal(untrustedBecause(peer, chain, stateOf(intermediateBundle), later)?.code, 'EGW_IDENTITY_EXPIRED');
+  });
+
+  it('untrustedBecause: under crlRequired a missing CRL refuses new handshakes, not what is open', async () => {
+    const client = await pki.workload('shop', 'cart');
+    const sent = chainOf(client, [pki.intermediate]);
+    const peer = verifyPeerSvid(sent, intermediateBundle);
+    // A CRL of the root only: defective under a bundle of the intermediate, so no CRL for its issuer.
+    const rootCa = await createOpensslCa(pki.root, join(pki.dir, 'ca-required'));
+    const required = await withCrls(intermediateBundle, [rootCa.gencrl('root')], true);
+    assert.throws(
+      () => verifyPeerSvid(sent, required),
+      (error: unknown) => isGatewayError(error, 'EGW_IDENTITY_CRL_UNAVAILABLE'),
     );
+    const chain = sent.map((cert) => Buffer.from(cert.raw));
+    assert.equal(untrustedBecause(peer, chain, stateOf(required), new Date()), undefined);
   });
 });
