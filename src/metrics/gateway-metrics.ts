@@ -117,6 +117,45 @@ export class GatewayMetrics {
         for (const [listener, count] of sources.activeTunnels()) this.set({ listener }, count);
       },
     });
+    this.#auditGauges(sources);
+    new Gauge({
+      name: 'egw_certificate_expiry_seconds',
+      // Workers hold the same certificates: aggregate across a cluster with min, not sum.
+      aggregator: 'min',
+      help: "Seconds until the gateway's certificate or a trust anchor expires",
+      labelNames: ['role', 'subject'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const cert of sources.certificateExpiry())
+          this.set({ role: cert.role, subject: cert.subject }, cert.secondsLeft);
+      },
+    });
+    this.#crlGauges(sources);
+    this.#unsubscribe.push(subscribeAudit((record) => this.#onAudit(record)));
+    this.#unsubscribe.push(subscribeRuntimeEvents((event) => this.#onRuntime(event)));
+    this.#dnsInflight.set(0);
+    this.#unsubscribe.push(
+      subscribeDnsInflight((delta) => (delta > 0 ? this.#dnsInflight.inc() : this.#dnsInflight.dec())),
+    );
+  }
+
+  #onRuntime(event: RuntimeEvent): void {
+    switch (event.type) {
+      case 'dns-lookup':
+        this.#dns.inc({ outcome: event.outcome });
+        return;
+      case 'prehandshake-sockets':
+        this.#preHandshakeSockets.inc({ listener: event.listener }, event.delta);
+        return;
+      case 'prehandshake-refused':
+        this.#preHandshakeRejections.inc({ listener: event.listener, reason: event.reason });
+        return;
+    }
+  }
+
+  /** Per audit sink: records received, delivered, retried, queued and dropped, and whether it is up. */
+  #auditGauges(sources: MetricsSources): void {
     const sinkGauge = (name: string, help: string, key: 'received' | 'delivered' | 'retried' | 'queued') =>
       new Gauge({
         name,
@@ -160,40 +199,6 @@ export class GatewayMetrics {
         for (const [sink, stats] of Object.entries(sources.auditSinks())) this.set({ sink }, stats.up ? 1 : 0);
       },
     });
-    new Gauge({
-      name: 'egw_certificate_expiry_seconds',
-      // Workers hold the same certificates: aggregate across a cluster with min, not sum.
-      aggregator: 'min',
-      help: "Seconds until the gateway's certificate or a trust anchor expires",
-      labelNames: ['role', 'subject'],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const cert of sources.certificateExpiry())
-          this.set({ role: cert.role, subject: cert.subject }, cert.secondsLeft);
-      },
-    });
-    this.#crlGauges(sources);
-    this.#unsubscribe.push(subscribeAudit((record) => this.#onAudit(record)));
-    this.#unsubscribe.push(subscribeRuntimeEvents((event) => this.#onRuntime(event)));
-    this.#dnsInflight.set(0);
-    this.#unsubscribe.push(
-      subscribeDnsInflight((delta) => (delta > 0 ? this.#dnsInflight.inc() : this.#dnsInflight.dec())),
-    );
-  }
-
-  #onRuntime(event: RuntimeEvent): void {
-    switch (event.type) {
-      case 'dns-lookup':
-        this.#dns.inc({ outcome: event.outcome });
-        return;
-      case 'prehandshake-sockets':
-        this.#preHandshakeSockets.inc({ listener: event.listener }, event.delta);
-        return;
-      case 'prehandshake-refused':
-        this.#preHandshakeRejections.inc({ listener: event.listener, reason: event.reason });
-        return;
-    }
   }
 
   #crlGauges(sources: MetricsSources): void {
