@@ -11,6 +11,7 @@ import { createProxyRuntime, type DrainableRuntime } from './gateway/proxy-runti
 import { createReloader } from './gateway/reloader.ts';
 import { SnapshotStore } from './gateway/snapshot-store.ts';
 import { watchFiles } from './gateway/watch-files.ts';
+import { checkVerifyResultReadable } from './identity/verify-result-canary.ts';
 import { TcpListener } from './listener/tcp-listener.ts';
 import { GatewayMetrics } from './metrics/gateway-metrics.ts';
 import { ListenerStats } from './metrics/listener-stats.ts';
@@ -54,6 +55,8 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
       ? { config: boot.config, waitingFor: `waiting for the first X.509-SVID from ${workloadApi.source}` }
       : await bootSnapshot(boot),
   );
+  // Fails the start if OpenSSL's verdict (the identity stage's second opinion) can no longer be read.
+  await checkVerifyResultReadable();
   const audit = options.auditHub ?? buildAuditHub(boot.config.audit, { log });
   audit.start();
   const runtime = createProxyRuntime();
@@ -89,8 +92,8 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
       : new GatewayError('EGW_LISTEN_FAILED', `admin API: ${error.message}`, { cause: error });
   }
   if (boot.config.admin.watch) {
-    const { cert, key, trustAnchors } = boot.config.identity;
-    const paths = [boot.path, cert, key, trustAnchors].flatMap((p) => (p ? [resolveConfigPath(p)] : []));
+    const { cert, key, trustAnchors, crls } = boot.config.identity;
+    const paths = [boot.path, cert, key, trustAnchors, ...crls].flatMap((p) => (p ? [resolveConfigPath(p)] : []));
     gateway.setWatchers(watchFiles(paths, () => void gateway.reload()));
   }
   workloadApi?.onUpdate(() => void gateway.reload('identity'));

@@ -3,6 +3,7 @@ import { GatewayError, isGatewayError } from '../core/errors.ts';
 import { canonicalHost } from '../core/host-name.ts';
 import { IpSet } from '../core/ip-set.ts';
 import { snatPool } from '../core/snat-pool.ts';
+import { loadRevocation, withRevocation } from '../identity/revocation.ts';
 import { trustBundleFromCertificates } from '../identity/trust-bundle.ts';
 import { certificateFacts } from '../pki/certificate-facts.ts';
 import { parseCertificateBundle } from '../pki/pem-bundle.ts';
@@ -97,6 +98,25 @@ function compileIdentity(
   }
 }
 
+/**
+ * identity.crls, read and signature-checked against the anchors just compiled, attached to the
+ * bundle. Read again on every rebuild (a Workload API update too), but an unchanged CRL is not parsed again.
+ */
+async function compileRevocation(
+  config: GatewayConfig,
+  source: string,
+  trustBundle: GatewayState['trustBundle'],
+): Promise<GatewayState['trustBundle']> {
+  const { crls, crlRequired } = config.identity;
+  if (crlRequired && crls.length === 0)
+    throw new GatewayError('EGW_CONFIG_INVALID', `${source}: identity.crlRequired: true needs identity.crls`);
+  try {
+    return withRevocation(trustBundle, await loadRevocation(crls.map(resolveConfigPath), trustBundle, crlRequired));
+  } catch (error) {
+    rethrowKeyed(source, 'identity.crls', error);
+  }
+}
+
 function compileRules(config: GatewayConfig, source: string): GatewayState['policy'] {
   try {
     return compilePolicy(
@@ -179,12 +199,14 @@ export async function buildGatewayState(
   identity?: IdentityMaterial,
 ): Promise<GatewayState> {
   const own = compileIdentity(config, source, identity);
+  const trustBundle = await compileRevocation(config, source, own.trustBundle);
   const policy = compileRules(config, source);
   checkHostNames(config, source);
   await checkSnatAddresses(config, source);
   const { limits } = config;
   return Object.freeze({
     ...own,
+    trustBundle,
     policy,
     resolver: createHostResolver(config.resolver.hosts, {
       timeoutMs: config.resolver.timeout,

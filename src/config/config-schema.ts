@@ -57,6 +57,10 @@ export const configSchema = z.strictObject({
     key: z.string().min(1).optional(),
     /** Dev only: mint a throw-away PKI into `dir` when the files above are missing. */
     devPki: z.strictObject({ generateIfMissing: z.boolean().default(false), dir: z.string().min(1) }).optional(),
+    /** CRL files (PEM or DER), signature-checked against trustAnchors; reloaded with them (issue 10). */
+    crls: z.array(z.string().min(1)).default([]),
+    /** true: a chain whose issuer has no current, valid CRL is refused. */
+    crlRequired: z.boolean().default(false),
     /** Bounds on a client chain, checked before it is parsed or any signature is checked (issue 9). */
     limits: z
       .strictObject({

@@ -27,8 +27,18 @@ export const ERROR_CODES = {
   EGW_IDENTITY_CHAIN_TOO_LARGE: 'the client chain exceeds a certificate size or count limit',
   EGW_IDENTITY_KEY_POLICY: 'a certificate in the client chain has a public key outside the key policy',
   EGW_IDENTITY_VERIFY_BUDGET: 'the client chain could not be verified within the verification work budget',
+  EGW_IDENTITY_REVOKED: 'a certificate in the client chain is revoked by a configured CRL',
+  EGW_IDENTITY_CRL_UNAVAILABLE:
+    'identity.crlRequired is set and an issuer in the client chain has no current, valid CRL',
+  EGW_IDENTITY_CRITICAL_EXTENSION:
+    'a certificate in the client chain has a critical extension the verifier does not process',
+  EGW_IDENTITY_NAME_CONSTRAINTS: 'a name in the client chain is outside a CA nameConstraints extension',
+  EGW_IDENTITY_NAME_CONSTRAINTS_UNSUPPORTED:
+    'a CA in the client chain has nameConstraints of a form the verifier does not enforce',
   EGW_TLS_HANDSHAKE: 'the TLS handshake failed',
   EGW_TLS_HANDSHAKE_TIMEOUT: 'the TLS handshake did not finish in time',
+  EGW_TLS_VERIFY_RESULT_UNAVAILABLE:
+    "OpenSSL's verify result cannot be read from a TLS connection (start-up self-check)",
   // policy
   EGW_POLICY_DENIED: 'the request was denied by policy',
   EGW_POLICY_DESTINATION_PROHIBITED: 'the destination IP is in a prohibited range',

@@ -7,6 +7,7 @@ import { redactSecrets } from '../admin/redact-secrets.ts';
 import type { AuditHub } from '../audit/audit-hub.ts';
 import type { GatewayConfig } from '../config/config-schema.ts';
 import { isGatewayError } from '../core/errors.ts';
+import { crlStatuses } from '../identity/revocation.ts';
 import type { TcpListener } from '../listener/tcp-listener.ts';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.ts';
 import type { ListenerStats } from '../metrics/listener-stats.ts';
@@ -147,6 +148,7 @@ export class Gateway implements AdminBackend {
       waitingFor: store.waitingFor,
       listenersBound: listeners.length === state?.listeners.size && listeners.every((l) => l.listening),
       certificates: state ? watchedCertificates(state) : [],
+      crls: crlStatuses(state?.trustBundle.revocation),
       expiryWindowMs: store.config.admin.certExpiryWindow,
       nowMs: Date.now(),
     });

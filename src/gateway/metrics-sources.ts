@@ -1,4 +1,5 @@
 import type { AuditHub } from '../audit/audit-hub.ts';
+import { crlStatuses } from '../identity/revocation.ts';
 import type { MetricsSources } from '../metrics/gateway-metrics.ts';
 import type { LiveTunnels } from '../proxy/live-tunnels.ts';
 import { secondsUntilExpiry, watchedCertificates } from './certificate-list.ts';
@@ -17,5 +18,6 @@ export function metricsSources(store: SnapshotStore, tunnels: LiveTunnels, audit
       const snapshot = store.latest;
       return snapshot ? secondsUntilExpiry(watchedCertificates(snapshot.state), Date.now()) : [];
     },
+    crls: () => crlStatuses(store.latest?.state.trustBundle.revocation),
   };
 }

@@ -1,4 +1,5 @@
 import type { Readiness } from '../admin/admin-backend.ts';
+import type { CrlStatus } from '../identity/revocation.ts';
 import type { WatchedCertificate } from './certificate-list.ts';
 
 export interface ReadinessFacts {
@@ -8,6 +9,8 @@ export interface ReadinessFacts {
   /** Every configured listener holds its socket. */
   readonly listenersBound: boolean;
   readonly certificates: readonly WatchedCertificate[];
+  /** identity.crls as they stand at `nowMs`: one not 'valid' makes the replica unready. */
+  readonly crls: readonly CrlStatus[];
   /** `admin.certExpiryWindow` as running (admin settings apply at restart). */
   readonly expiryWindowMs: number;
   readonly nowMs: number;
@@ -18,7 +21,9 @@ export interface ReadinessFacts {
  * that is reported as "draining", not as unbound listeners. A certificate expired, or expiring
  * within the window, makes it unready; replicas mounting one Secret go unready together, and a
  * window of 0 fails on expiry only. Before the first state the listeners are unbound on purpose
- * too, and what is awaited is the reason.
+ * too, and what is awaited is the reason. A configured CRL that is defective, stale or not yet
+ * valid is a reason too: under crlRequired its issuer's clients are refused, without it new
+ * revocations may be missing.
  */
 export function readinessOf(facts: ReadinessFacts): Readiness {
   const reasons: string[] = [];
@@ -31,5 +36,7 @@ export function readinessOf(facts: ReadinessFacts): Readiness {
     if (at < facts.nowMs) reasons.push(`${label} expired at ${notAfter.toISOString()}`);
     else if (at < horizon) reasons.push(`${label} expires at ${notAfter.toISOString()}, within admin.certExpiryWindow`);
   }
+  for (const crl of facts.crls)
+    if (crl.status !== 'valid') reasons.push(`CRL ${crl.source} of "${crl.issuer}" is ${crl.status}: ${crl.reason}`);
   return { ready: reasons.length === 0, reasons };
 }

@@ -4,6 +4,8 @@ import { type CertificateFacts, certificateFacts, KeyUsage } from '../pki/certif
 import { readCertificateBundle } from '../pki/pem-bundle.ts';
 import { type ChainLimits, DEFAULT_CHAIN_LIMITS } from './chain-limits.ts';
 import { verificationCost } from './key-policy.ts';
+import { checkConstraintsEnforceable, checkCriticalExtensions } from './path-constraints.ts';
+import type { RevocationState } from './revocation.ts';
 import { parseTrustDomain } from './spiffe-id.ts';
 
 /**
@@ -17,6 +19,8 @@ export interface TrustBundle {
   readonly source: string;
   /** Bounds on what a client's chain may cost to check (identity.limits); defaults when absent. */
   readonly limits?: ChainLimits;
+  /** identity.crls / identity.crlRequired (see revocation.ts); absent means no revocation check. */
+  readonly revocation?: RevocationState;
 }
 
 export function trustBundleFromCertificates(
@@ -43,6 +47,9 @@ export function trustBundleFromCertificates(
     try {
       // The anchor's key verifies what clients send: the key policy bounds that cost too.
       verificationCost(cert.publicKey, `certificate #${index + 1} (${facts.subject})`);
+      // An anchor every chain would be refused for is a configuration error, not a runtime one.
+      checkCriticalExtensions(facts, `certificate #${index + 1}`);
+      checkConstraintsEnforceable(facts);
     } catch (error) {
       throw new GatewayError('EGW_PKI_FILE', `${source}: ${(error as Error).message}`, { cause: error });
     }

@@ -3,6 +3,7 @@ import { GatewayError } from '../core/errors.ts';
 import { type CertificateFacts, certificateFacts, ExtendedKeyUsageOid, KeyUsage } from '../pki/certificate-facts.ts';
 import { checkChainSize, DEFAULT_CHAIN_LIMITS, type PresentedCertificate } from './chain-limits.ts';
 import { verificationCost } from './key-policy.ts';
+import { checkRevocation } from './revocation.ts';
 import { parseSpiffeId, type SpiffeId } from './spiffe-id.ts';
 import type { TrustBundle } from './trust-bundle.ts';
 import { type VerifyStats, verifyChain } from './verify-chain.ts';
@@ -52,7 +53,8 @@ export function verifySvidLeaf(leaf: CertificateFacts, trustDomain: string): Spi
  * Verifies a peer's presented chain (leaf first, as TLS sends it) against the bundle and returns
  * its identity. Throws GatewayError with an EGW_IDENTITY_* code on any failure. Order matters:
  * sizes (DER lengths only), then every key against the key policy, then our ASN.1 parse, then
- * the budgeted path search; only a chain that passed everything is remembered.
+ * the budgeted path search, the SVID leaf rules, and revocation against the bundle's CRLs; only a
+ * chain that passed everything is remembered.
  */
 export function verifyPeerSvid(
   sent: readonly PresentedCertificate[],
@@ -70,6 +72,7 @@ export function verifyPeerSvid(
   const leaf = factsOf(leafCert);
   const path = verifyChain(leaf, rest.map(factsOf), bundle, now, { stats });
   const spiffeId = verifySvidLeaf(leaf, bundle.trustDomain);
+  checkRevocation(path, bundle.revocation, now);
   for (const cert of path.slice(0, -1)) remember(cert);
   return Object.freeze({ spiffeId, leaf, path: Object.freeze(path) });
 }

@@ -20,6 +20,8 @@ export interface MetricsSources {
   >;
   /** Seconds until expiry, by certificate role and subject. */
   certificateExpiry(): ReadonlyArray<{ role: 'gateway' | 'anchor'; subject: string; secondsLeft: number }>;
+  /** identity.crls: each CRL's standing ('valid' or why not) and its nextUpdate. */
+  crls?(): ReadonlyArray<{ source: string; issuer: string; status: string; nextUpdate: Date | undefined }>;
 }
 
 /**
@@ -121,6 +123,31 @@ export class GatewayMetrics {
         for (const [listener, count] of sources.activeTunnels()) this.set({ listener }, count);
       },
     });
+    this.#auditGauges(sources);
+    new Gauge({
+      name: 'egw_certificate_expiry_seconds',
+      // Workers hold the same certificates: aggregate across a cluster with min, not sum.
+      aggregator: 'min',
+      help: "Seconds until the gateway's certificate or a trust anchor expires",
+      labelNames: ['role', 'subject'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const cert of sources.certificateExpiry())
+          this.set({ role: cert.role, subject: cert.subject }, cert.secondsLeft);
+      },
+    });
+    this.#crlGauges(sources);
+    this.#unsubscribe.push(subscribeAudit((record) => this.#onAudit(record)));
+    this.#unsubscribe.push(subscribeRuntimeEvents((event) => this.#onRuntime(event)));
+    this.#dnsInflight.set(0);
+    this.#unsubscribe.push(
+      subscribeDnsInflight((delta) => (delta > 0 ? this.#dnsInflight.inc() : this.#dnsInflight.dec())),
+    );
+  }
+
+  /** Per audit sink: records received, delivered, retried, queued and dropped, and whether it is up. */
+  #auditGauges(sources: MetricsSources): void {
     const sinkGauge = (name: string, help: string, key: 'received' | 'delivered' | 'retried' | 'queued') =>
       new Gauge({
         name,
@@ -164,25 +191,6 @@ export class GatewayMetrics {
         for (const [sink, stats] of Object.entries(sources.auditSinks())) this.set({ sink }, stats.up ? 1 : 0);
       },
     });
-    new Gauge({
-      name: 'egw_certificate_expiry_seconds',
-      // Workers hold the same certificates: aggregate across a cluster with min, not sum.
-      aggregator: 'min',
-      help: "Seconds until the gateway's certificate or a trust anchor expires",
-      labelNames: ['role', 'subject'],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const cert of sources.certificateExpiry())
-          this.set({ role: cert.role, subject: cert.subject }, cert.secondsLeft);
-      },
-    });
-    this.#unsubscribe.push(subscribeAudit((record) => this.#onAudit(record)));
-    this.#unsubscribe.push(subscribeRuntimeEvents((event) => this.#onRuntime(event)));
-    this.#dnsInflight.set(0);
-    this.#unsubscribe.push(
-      subscribeDnsInflight((delta) => (delta > 0 ? this.#dnsInflight.inc() : this.#dnsInflight.dec())),
-    );
   }
 
   #onRuntime(event: RuntimeEvent): void {
@@ -200,6 +208,36 @@ export class GatewayMetrics {
         this.#snatFailovers.inc({ listener: event.listener, address: event.address });
         return;
     }
+  }
+
+  #crlGauges(sources: MetricsSources): void {
+    new Gauge({
+      name: 'egw_crl_status',
+      help: 'Whether a CRL of identity.crls is valid and current (1) or not (0: defective, stale or not yet valid)',
+      labelNames: ['issuer', 'source', 'status'],
+      registers: [this.registry],
+      aggregator: 'min',
+      collect() {
+        this.reset();
+        for (const crl of sources.crls?.() ?? [])
+          this.set({ issuer: crl.issuer, source: crl.source, status: crl.status }, crl.status === 'valid' ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'egw_crl_next_update_seconds',
+      help: "Seconds until a CRL's nextUpdate (negative: stale)",
+      labelNames: ['issuer', 'source'],
+      registers: [this.registry],
+      aggregator: 'min',
+      collect() {
+        this.reset();
+        const now = Date.now();
+        for (const crl of sources.crls?.() ?? []) {
+          if (crl.nextUpdate)
+            this.set({ issuer: crl.issuer, source: crl.source }, (crl.nextUpdate.getTime() - now) / 1000);
+        }
+      },
+    });
   }
 
   #onAudit(record: AuditRecord): void {

@@ -2,6 +2,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { auditIdentityRejected } from '../core/audit-records.ts';
 import { type ErrorCode, GatewayError, isGatewayError } from '../core/errors.ts';
 import { checkChainSize, DEFAULT_CHAIN_LIMITS } from '../identity/chain-limits.ts';
+import { revocationOf } from '../identity/revocation.ts';
 import { verifyChain } from '../identity/verify-chain.ts';
 import { type PeerIdentity, verifySvidLeaf } from '../identity/verify-svid.ts';
 import { type CertificateFacts, certificateFacts } from '../pki/certificate-facts.ts';
@@ -15,9 +16,11 @@ export type TrustMemo = Map<string, GatewayError | undefined>;
 /**
  * Whether an identity established earlier is still trusted under `state` at `now`: the chain
  * verification of src/identity (sizes, path to an anchor of the current bundle with every
- * validity and CA rule, the SVID rules of its trust domain) over the DER chain the peer sent.
- * Returns the reason it is not, else undefined. Kept small and pure so that further checks
- * (revocation) join it here.
+ * validity and CA rule, the SVID rules of its trust domain) over the DER chain the peer sent,
+ * then revocation of that path under the state's CRLs. Returns the reason it is not, else
+ * undefined. Pure: the one re-check for reloads and for kept-alive requests after one.
+ * Only a revocation counts here, not crlRequired: a CRL gone missing or stale refuses new
+ * handshakes, but cutting what is open would then hinge on when some unrelated reload happens.
  */
 export function untrustedBecause(
   peer: PeerIdentity,
@@ -29,10 +32,11 @@ export function untrustedBecause(
     const bundle = state.trustBundle;
     checkChainSize(chain, bundle.limits ?? DEFAULT_CHAIN_LIMITS);
     const [leaf, ...rest] = chain.map((der) => factsOf(der, peer)) as [CertificateFacts, ...CertificateFacts[]];
-    verifyChain(leaf, rest, bundle, now);
+    const path = verifyChain(leaf, rest, bundle, now);
     const id = verifySvidLeaf(leaf, bundle.trustDomain);
-    if (id.uri === peer.spiffeId.uri) return undefined;
-    return new GatewayError('EGW_IDENTITY_CHAIN_UNTRUSTED', `the chain now proves ${id.uri}`);
+    if (id.uri !== peer.spiffeId.uri)
+      return new GatewayError('EGW_IDENTITY_CHAIN_UNTRUSTED', `the chain now proves ${id.uri}`);
+    return revocationOf(path, bundle.revocation, now);
   } catch (error) {
     return isGatewayError(error) ? error : new GatewayError('EGW_IDENTITY_MALFORMED', String(error));
   }

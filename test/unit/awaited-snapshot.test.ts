@@ -23,7 +23,7 @@ function loaded(identity: Record<string, unknown>, extra: Record<string, unknown
 }
 
 describe('readiness before the first state', () => {
-  const facts = { draining: false, listenersBound: true, certificates: [], expiryWindowMs: 0, nowMs: 0 };
+  const facts = { draining: false, listenersBound: true, certificates: [], crls: [], expiryWindowMs: 0, nowMs: 0 };
 
   it('names what it waits for instead of the unbound listeners, and draining before both', () => {
     assert.deepEqual(readinessOf(facts), { ready: true, reasons: [] });
