@@ -1,3 +1,4 @@
+import { canonicalHost } from '../core/host-name.ts';
 import { IpSet } from '../core/ip-set.ts';
 import { parseSpiffeId } from '../identity/spiffe-id.ts';
 import { compileHostGlob, compileSpiffeGlob, type SegmentGlob } from './glob.ts';
@@ -18,6 +19,16 @@ export interface RuleSpec {
   };
   readonly action: 'allow' | 'deny';
   readonly snat?: string;
+  /** `http://host:port` of a parent proxy (connect mode). */
+  readonly via?: string;
+}
+
+/** A parent proxy a rule's traffic goes through; `host` is canonical (an IP or a name to resolve). */
+export interface ParentProxy {
+  readonly host: string;
+  readonly port: number;
+  /** As written, for audit records and messages. */
+  readonly url: string;
 }
 
 export interface CompiledRule {
@@ -36,6 +47,7 @@ export interface CompiledRule {
     readonly cidrs?: IpSet;
   };
   readonly snat?: string;
+  readonly via?: ParentProxy;
 }
 
 export interface CompiledPolicy {
@@ -82,6 +94,19 @@ function compileSpiffe(pattern: string, trustDomain: string, path: string): Segm
   if (doubleStar !== -1 && doubleStar !== glob.length - 1)
     throw new PolicyCompileError(path, '`**` is only allowed as the last segment');
   return glob;
+}
+
+function compileVia(url: string, action: RuleSpec['action'], path: string): ParentProxy {
+  if (action !== 'allow') throw new PolicyCompileError(path, 'only an allow rule can name a parent proxy');
+  const match = /^http:\/\/(\[[^\]]+\]|[^:/@]+):(\d{1,5})\/?$/.exec(url);
+  const host = match?.[1] ? canonicalHost(match[1]) : undefined;
+  const port = Number(match?.[2]);
+  if (!host || !(port >= 1 && port <= 65535))
+    throw new PolicyCompileError(
+      path,
+      `expected http://host:port with a valid host name or IP, got ${JSON.stringify(url)}`,
+    );
+  return Object.freeze({ host, port, url });
 }
 
 export function compilePolicy(
@@ -156,6 +181,7 @@ export function compilePolicy(
           }
         : {}),
       ...(rule.snat ? { snat: rule.snat } : {}),
+      ...(rule.via ? { via: compileVia(rule.via, rule.action, `${at}.via`) } : {}),
     });
   });
   return Object.freeze({ trustDomain, rules: Object.freeze(compiled) });
