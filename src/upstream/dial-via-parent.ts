@@ -19,6 +19,7 @@ export interface ParentDial {
 }
 
 export interface ParentTunnel {
+  /** Paused, with any bytes that followed the answer put back in front; `pipe()` resumes it. */
   readonly socket: Socket;
   readonly parentIp: string;
   /** Bytes of the CONNECT exchange itself, so tunnel byte counts can leave them out. */
