@@ -23,6 +23,8 @@ export interface PolicyCheckResult {
   readonly status?: number;
   readonly ip?: string;
   readonly snat?: string;
+  /** The allowing rule's parent proxy (connect mode), as configured. */
+  readonly via?: string;
   /** One line for humans, as the CLI prints it. */
   readonly summary: string;
 }
@@ -48,6 +50,7 @@ function resultOf(listener: ListenerSettings, verdict: DestinationVerdict): Poli
   const head = `listener=${listener.name} rule=${rule ?? '(default deny)'}`;
   if (verdict.allow) {
     const snat = verdict.snat ? ` snat=${verdict.snat}` : '';
+    const via = listener.mode === 'connect' ? verdict.rule?.via?.url : undefined;
     return {
       allow: true,
       listener: listener.name,
@@ -55,7 +58,8 @@ function resultOf(listener: ListenerSettings, verdict: DestinationVerdict): Poli
       reason: verdict.reason,
       ip: verdict.ip,
       ...(verdict.snat ? { snat: verdict.snat } : {}),
-      summary: `ALLOW ${head} ip=${verdict.ip}${snat}: ${verdict.reason}`,
+      ...(via ? { via } : {}),
+      summary: `ALLOW ${head} ip=${verdict.ip}${snat}${via ? ` via=${via}` : ''}: ${verdict.reason}`,
     };
   }
   const status = listener.mode === 'connect' ? httpRefusalFor(verdict.code).status : undefined;

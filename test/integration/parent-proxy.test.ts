@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
 import { freePort } from '../helpers/loopback-ports.ts';
+import { runCli } from '../helpers/run-command.ts';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
 import { startTinyproxy, type Tinyproxy, tinyproxyRequests } from '../helpers/tinyproxy.ts';
@@ -163,5 +164,27 @@ describe('parent proxy per rule (rules[].via) with tinyproxy', () => {
       [undefined, 'GET'],
     );
     assert.ok(records.every((r) => r.parent?.port === deadPort));
+  });
+
+  it('policy check names the parent of the allowing rule', async () => {
+    const check = (dest: string) =>
+      runCli([
+        'policy',
+        'check',
+        '--config',
+        gw.configPath,
+        '--spiffe-id',
+        'spiffe://cluster.local/ns/bookinfo/sa/productpage',
+        '--dest',
+        dest,
+      ]);
+    const viaRule = await check(`${DEAD_IP}:80`);
+    assert.equal(viaRule.code, 0, viaRule.stderr);
+    assert.match(
+      viaRule.stdout,
+      new RegExp(
+        `^ALLOW listener=egress rule=via-dead ip=127\\.0\\.0\\.6 snat=127\\.0\\.0\\.2 via=http://127\\.0\\.0\\.1:${deadPort}:`,
+      ),
+    );
   });
 });
