@@ -164,6 +164,9 @@ describe('parent proxy per rule (rules[].via) with tinyproxy', () => {
       [undefined, 'GET'],
     );
     assert.ok(records.every((r) => r.parent?.port === deadPort));
+    const metrics = await (await fetch(`http://127.0.0.1:${gw.gateway.adminAddress?.port}/metrics`)).text();
+    assert.match(metrics, /^egw_upstream_dial_errors_total\{listener="egress",kind="parent_unreachable"\} 2$/m);
+    assert.match(metrics, /^egw_upstream_dial_errors_total\{listener="egress",kind="parent_refused"\} 1$/m);
   });
 
   it('policy check names the parent of the allowing rule', async () => {
