@@ -43,7 +43,7 @@ describe('parent proxy per rule (rules[].via) with tinyproxy', () => {
     const from = { namespaces: ['bookinfo'] };
     gw = await startTestGateway(pki, {
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect', snat: SNAT }],
-      resolver: { hosts: { localhost: '127.0.0.1' } },
+      resolver: { hosts: { localhost: '127.0.0.1', 'metadata.example.com': '169.254.169.254' } },
       rules: [
         {
           name: 'via-tinyproxy',
@@ -58,6 +58,14 @@ describe('parent proxy per rule (rules[].via) with tinyproxy', () => {
           to: { cidrs: [`${REFUSED_IP}/32`] },
           action: 'allow',
           via: `http://127.0.0.1:${strictParent.port}`,
+        },
+        // A parent does not lift the SSRF guard from the destination: no to.cidrs lists 169.254.169.254.
+        {
+          name: 'via-guarded',
+          from,
+          to: { hosts: ['metadata.example.com'] },
+          action: 'allow',
+          via: `http://127.0.0.1:${parent.port}`,
         },
         {
           name: 'via-dead',
@@ -189,5 +197,24 @@ describe('parent proxy per rule (rules[].via) with tinyproxy', () => {
         `^ALLOW listener=egress rule=via-dead ip=127\\.0\\.0\\.6 snat=127\\.0\\.0\\.2 via=http://127\\.0\\.0\\.1:${deadPort}:`,
       ),
     );
+  });
+
+  it('still judges the destination: the SSRF guard refuses it before the parent is asked', async () => {
+    // Positive control: the parent itself sits on loopback (a prohibited range) and carries allowed traffic.
+    const control = await curlViaGateway(gw.port('egress'), client, pki.rootPath, `http://localhost:${echoPort}/g`, [
+      '-p',
+    ]);
+    assert.equal(control.code, 0, control.stderr);
+    const asked = tinyproxyRequests(parent.log()).length;
+    const result = await curlViaGateway(gw.port('egress'), client, pki.rootPath, 'http://metadata.example.com/latest', [
+      '-p',
+      '-v',
+    ]);
+    assert.match(result.stderr, /< HTTP\/1\.1 403/);
+    assert.match(result.stderr, /error=destination_ip_prohibited/);
+    const rejected = await gw.waitForRecord((r) => r.code === 'EGW_POLICY_DESTINATION_PROHIBITED');
+    assert.equal(rejected.rule?.name, 'via-guarded');
+    assert.equal(rejected.destination?.ip, '169.254.169.254');
+    assert.equal(tinyproxyRequests(parent.log()).length, asked);
   });
 });
