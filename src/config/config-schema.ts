@@ -40,6 +40,19 @@ const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   }
   return ms;
 });
+/** `rules[].via`: a parent HTTP proxy as `http://host:port`; compile-policy.ts checks the host's spelling. */
+const parentProxy = z.string().superRefine((value, ctx) => {
+  const problem = /^https?:\/\/[^/]*@/i.test(value)
+    ? 'credentials in the URL are not supported (the gateway sends no Proxy-Authorization)'
+    : !/^http:\/\//.test(value)
+      ? 'only an http:// parent proxy is supported, e.g. http://proxy.corp.example:3128'
+      : !/^http:\/\/(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}\/?$/.test(value)
+        ? 'expected http://host:port with an explicit port and no path, e.g. http://proxy.corp.example:3128'
+        : undefined;
+  const port = Number(/:(\d+)\/?$/.exec(value)?.[1]);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  else if (!(port >= 1 && port <= 65535)) ctx.addIssue({ code: 'custom', message: 'the port must be from 1 to 65535' });
+});
 const name = z
   .string()
   .regex(/^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$/i, 'expected a name of letters, digits, "-", "_" or "."');
@@ -123,6 +136,8 @@ export const configSchema = z.strictObject({
         enforce: z.literal('always').optional(),
         snat: snatAddresses.optional(),
         snatSelection: snatSelection.default('per-identity'),
+        /** Connect mode: tunnel and forward this rule's traffic through a parent HTTP proxy. */
+        via: parentProxy.optional(),
       }),
     )
     .default([]),

@@ -60,6 +60,8 @@ export interface AuditRecord {
   readonly destination?: { readonly domain?: string; readonly ip?: string; readonly port?: number };
   readonly snat?: { readonly ip: string; readonly port?: number };
   readonly rule?: { readonly name: string };
+  /** The parent proxy (rules[].via) the upstream connection went to: host as configured, its IP once dialled. */
+  readonly parent?: { readonly address: string; readonly ip?: string; readonly port: number };
   readonly http?: { readonly method: string; readonly url?: string; readonly statusCode?: number };
   readonly start?: string;
   readonly end?: string;

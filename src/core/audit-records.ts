@@ -17,6 +17,7 @@ export interface EgressFacts {
   readonly rule?: string;
   readonly snat?: Snat;
   readonly http?: Http;
+  readonly parent?: NonNullable<AuditRecord['parent']>;
 }
 
 /** The source address and port the upstream connection actually used, else the one chosen. */
@@ -29,6 +30,7 @@ function factFields(facts: EgressFacts, statusCode?: number) {
     ...(facts.destination ? { destination: facts.destination } : {}),
     ...(facts.rule !== undefined ? { rule: { name: facts.rule } } : {}),
     ...(facts.snat ? { snat: facts.snat } : {}),
+    ...(facts.parent ? { parent: facts.parent } : {}),
     ...(facts.http ? { http: { ...facts.http, ...(statusCode === undefined ? {} : { statusCode }) } } : {}),
   };
 }

@@ -51,6 +51,9 @@ export const ERROR_CODES = {
   EGW_UPSTREAM_REFUSED: 'the upstream refused the connection',
   EGW_UPSTREAM_UNREACHABLE: 'the upstream could not be reached',
   EGW_UPSTREAM_ERROR: 'the upstream connection failed',
+  EGW_UPSTREAM_PARENT_REFUSED: "the rule's parent proxy (rules[].via) answered the CONNECT with a non-2xx status",
+  EGW_UPSTREAM_PARENT_UNREACHABLE:
+    "the rule's parent proxy (rules[].via) could not be reached or gave no valid answer in time",
   // limits
   EGW_LIMIT_LISTENER_CONNECTIONS: 'the listener is at its maximum number of open connections',
   EGW_LIMIT_IDENTITY_CONNECTIONS: 'the caller identity is at its maximum number of open connections',

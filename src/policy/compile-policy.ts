@@ -1,3 +1,4 @@
+import { canonicalHost } from '../core/host-name.ts';
 import { IpSet } from '../core/ip-set.ts';
 import { type SnatPool, type SnatSelection, snatPool } from '../core/snat-pool.ts';
 import { parseSpiffeId } from '../identity/spiffe-id.ts';
@@ -21,6 +22,16 @@ export interface RuleSpec {
   readonly enforce?: 'always';
   readonly snat?: string | readonly string[];
   readonly snatSelection?: SnatSelection;
+  /** `http://host:port` of a parent proxy (connect mode). */
+  readonly via?: string;
+}
+
+/** A parent proxy a rule's traffic goes through; `host` is canonical (an IP or a name to resolve). */
+export interface ParentProxy {
+  readonly host: string;
+  readonly port: number;
+  /** As written, for audit records and messages. */
+  readonly url: string;
 }
 
 export interface CompiledRule {
@@ -41,6 +52,7 @@ export interface CompiledRule {
   /** `always`: the deny holds on report listeners too. */
   readonly enforce?: 'always';
   readonly snat?: SnatPool;
+  readonly via?: ParentProxy;
 }
 
 export interface CompiledPolicy {
@@ -87,6 +99,19 @@ function compileSpiffe(pattern: string, trustDomain: string, path: string): Segm
   if (doubleStar !== -1 && doubleStar !== glob.length - 1)
     throw new PolicyCompileError(path, '`**` is only allowed as the last segment');
   return glob;
+}
+
+function compileVia(url: string, action: RuleSpec['action'], path: string): ParentProxy {
+  if (action !== 'allow') throw new PolicyCompileError(path, 'only an allow rule can name a parent proxy');
+  const match = /^http:\/\/(\[[^\]]+\]|[^:/@]+):(\d{1,5})\/?$/.exec(url);
+  const host = match?.[1] ? canonicalHost(match[1]) : undefined;
+  const port = Number(match?.[2]);
+  if (!host || !(port >= 1 && port <= 65535))
+    throw new PolicyCompileError(
+      path,
+      `expected http://host:port with a valid host name or IP, got ${JSON.stringify(url)}`,
+    );
+  return Object.freeze({ host, port, url });
 }
 
 export function compilePolicy(
@@ -162,6 +187,7 @@ export function compilePolicy(
         : {}),
       ...(rule.enforce ? { enforce: rule.enforce } : {}),
       ...(rule.snat ? { snat: snatPool(rule.snat, rule.snatSelection) } : {}),
+      ...(rule.via ? { via: compileVia(rule.via, rule.action, `${at}.via`) } : {}),
     });
   });
   return Object.freeze({ trustDomain, rules: Object.freeze(compiled) });

@@ -25,6 +25,8 @@ export interface PolicyCheckResult {
   readonly snat?: string;
   /** Report mode: let through, although the policy would refuse it (`rule`, `reason`). */
   readonly wouldDeny?: true;
+  /** The allowing rule's parent proxy (connect mode), as configured. */
+  readonly via?: string;
   /** One line for humans, as the CLI prints it. */
   readonly summary: string;
 }
@@ -51,6 +53,7 @@ function resultOf(listener: ListenerSettings, verdict: DestinationVerdict): Poli
   if (verdict.allow) {
     const snat = verdict.snat ? ` snat=${verdict.snat}` : '';
     const word = verdict.wouldDeny ? 'WOULD-DENY (report mode, let through)' : 'ALLOW';
+    const via = listener.mode === 'connect' ? verdict.rule?.via?.url : undefined;
     return {
       allow: true,
       listener: listener.name,
@@ -59,7 +62,8 @@ function resultOf(listener: ListenerSettings, verdict: DestinationVerdict): Poli
       ip: verdict.ip,
       ...(verdict.snat ? { snat: verdict.snat } : {}),
       ...(verdict.wouldDeny ? { wouldDeny: true } : {}),
-      summary: `${word} ${head} ip=${verdict.ip}${snat}: ${verdict.reason}`,
+      ...(via ? { via } : {}),
+      summary: `${word} ${head} ip=${verdict.ip}${snat}${via ? ` via=${via}` : ''}: ${verdict.reason}`,
     };
   }
   const status = listener.mode === 'connect' ? httpRefusalFor(verdict.code).status : undefined;

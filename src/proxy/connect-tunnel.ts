@@ -1,32 +1,65 @@
 import type { IncomingMessage } from 'node:http';
-import { Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { auditEgressClosed, auditEgressRejected, type EgressFacts, snatOf } from '../core/audit-records.ts';
-import { pipeSockets, upstreamCounters } from '../pipe/pipe-sockets.ts';
+import { type PipeCounters, pipeSockets, upstreamCounters } from '../pipe/pipe-sockets.ts';
 import { dialFromSnatPool } from '../upstream/dial-snat-pool.ts';
+import { dialViaParent, type ParentTunnel } from '../upstream/dial-via-parent.ts';
 import type { ConnectionContext } from './connection-context.ts';
 import { auditAdmitted, type DestinationVerdict, decideDestination, factsOf } from './decide-destination.ts';
 import { dialFailure, type HttpAnswer, httpAnswer, limitRefusal, refuseOnSocket } from './http-refusal.ts';
 import { closeReason, tunnelRecheck } from './redecide-tunnels.ts';
 import { auditUrl, parseRequestTarget } from './request-target.ts';
 
-/** Dials exactly the checked IP from the chosen SNAT address; a failure comes back as its refusal. */
+interface Dialled {
+  readonly socket: Socket;
+  /** Set when the rule's parent proxy carries the tunnel (rules[].via). */
+  readonly parent?: ParentTunnel;
+}
+
+/**
+ * Dials exactly the checked IP from the chosen SNAT address, or, for a rule with `via`, the
+ * parent proxy from that address with a CONNECT of its own; a failure comes back as its refusal.
+ */
 async function dialChecked(
   ctx: ConnectionContext,
   verdict: Extract<DestinationVerdict, { allow: true }>,
-): Promise<Socket | HttpAnswer> {
+): Promise<Dialled | HttpAnswer> {
+  const timeoutMs = ctx.state.timeouts.connectMs;
+  const local = verdict.snat ? { localAddress: verdict.snat } : {};
   try {
-    return await dialFromSnatPool({
-      ip: verdict.ip,
-      port: verdict.port,
-      timeoutMs: ctx.state.timeouts.connectMs,
-      listener: ctx.listener.name,
-      ...(verdict.snat ? { localAddress: verdict.snat } : {}),
-      ...(verdict.snatFallbacks ? { fallbacks: verdict.snatFallbacks } : {}),
-    });
+    const via = verdict.rule?.via;
+    if (!via) {
+      const socket = await dialFromSnatPool({
+        ip: verdict.ip,
+        port: verdict.port,
+        timeoutMs,
+        listener: ctx.listener.name,
+        ...local,
+        ...(verdict.snatFallbacks ? { fallbacks: verdict.snatFallbacks } : {}),
+      });
+      return { socket };
+    }
+    const resolve = (host: string) => ctx.state.resolver.resolve(host, { key: ctx.peer.spiffeId.uri });
+    const parent = await dialViaParent({ parent: via, target: verdict, timeoutMs, resolve, ...local });
+    return { socket: parent.socket, parent };
   } catch (error) {
     return dialFailure(error);
   }
+}
+
+/** Tunnel byte counts without the gateway's own CONNECT exchange with a parent proxy. */
+function tunnelCounters(upstream: Socket, parent: ParentTunnel | undefined): PipeCounters {
+  const counters = upstreamCounters(upstream);
+  const handshake = parent?.handshake ?? { written: 0, read: 0 };
+  return {
+    get fromClient() {
+      return Math.max(0, counters.fromClient - handshake.written);
+    },
+    get toClient() {
+      return Math.max(0, counters.toClient - handshake.read);
+    },
+  };
 }
 
 /**
@@ -56,12 +89,17 @@ export async function handleConnect(
     auditEgressRejected(ctx.auditBase, { code: answer.code, reason: answer.reason }, factsOf(verdict));
     return refuseOnSocket(socket, answer);
   }
-  const upstream = await dialChecked(ctx, verdict);
-  if (!(upstream instanceof Socket)) {
-    auditEgressRejected(ctx.auditBase, { code: upstream.code, reason: upstream.reason }, factsOf(verdict));
-    return refuseOnSocket(socket, upstream);
+  const dialled = await dialChecked(ctx, verdict);
+  if (!('socket' in dialled)) {
+    auditEgressRejected(ctx.auditBase, { code: dialled.code, reason: dialled.reason }, factsOf(verdict));
+    return refuseOnSocket(socket, dialled);
   }
-  const facts: EgressFacts = { ...factsOf(verdict), snat: snatOf(verdict.snat, upstream) };
+  const upstream = dialled.socket;
+  const bytes = tunnelCounters(upstream, dialled.parent);
+  const facts: EgressFacts = {
+    ...factsOf(verdict, dialled.parent?.parentIp),
+    snat: snatOf(verdict.snat, upstream),
+  };
   auditAdmitted(ctx.auditBase, verdict, { ...facts, http: { method: 'CONNECT', url: req.url ?? '' } });
   socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
   if (head.length > 0) upstream.write(head);
@@ -75,7 +113,7 @@ export async function handleConnect(
     destination: `${verdict.host}:${verdict.port}`,
     ...(facts.snat?.ip ? { snat: facts.snat.ip } : {}),
     startedAt,
-    bytes: upstreamCounters(upstream),
+    bytes,
     recheck: tunnelRecheck(ctx, verdict, upstream),
   });
   const result = await pipeSockets(socket, upstream, { idleTimeoutMs: ctx.state.timeouts.idleMs });
@@ -84,7 +122,7 @@ export async function handleConnect(
     ...closeReason(ctx, result.error),
     startedAt,
     startedNs,
-    bytesFromClient: result.bytesFromClient,
-    bytesToClient: result.bytesToClient,
+    bytesFromClient: bytes.fromClient,
+    bytesToClient: bytes.toClient,
   });
 }

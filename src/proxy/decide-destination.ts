@@ -192,8 +192,9 @@ export function decideDialled(
   return guardAllowed(listener, identity, decision, dialled);
 }
 
-/** The audit fields of a verdict: destination as decided, rule, chosen SNAT address. */
-export function factsOf(verdict: DestinationVerdict): EgressFacts {
+/** The audit fields of a verdict: destination as decided, rule, chosen SNAT address, parent proxy. */
+export function factsOf(verdict: DestinationVerdict, parentIp?: string): EgressFacts {
+  const via = verdict.rule?.via;
   const destination = {
     ...(verdict.host ? { domain: verdict.host } : {}),
     ...(verdict.ip ? { ip: verdict.ip } : {}),
@@ -204,5 +205,6 @@ export function factsOf(verdict: DestinationVerdict): EgressFacts {
     ...(verdict.rule ? { rule: verdict.rule.name } : {}),
     // The chosen source address, until a dial reports the one (and the port) actually used.
     ...(verdict.allow && verdict.snat ? { snat: snatOf(verdict.snat, {}) } : {}),
+    ...(via ? { parent: { address: via.host, port: via.port, ...(parentIp ? { ip: parentIp } : {}) } } : {}),
   };
 }

@@ -18,6 +18,8 @@ export interface ForwardRequest {
   readonly headers: Record<string, string | string[]>;
   readonly body?: Readable;
   readonly localAddress?: string;
+  /** A parent proxy (rules[].via): dialled instead of `ip`, sent the absolute-form target `http://authority/path`. */
+  readonly viaParent?: { readonly ip: string; readonly port: number; readonly authority: string };
 }
 
 export interface ForwardResponse {
@@ -98,7 +100,8 @@ export class HttpForwarder {
   }
 
   #poolFor(request: ForwardRequest): PoolEntry {
-    const key = JSON.stringify([request.identity, request.localAddress ?? '', request.connectTimeoutMs]);
+    const parent = request.viaParent ? `${request.viaParent.ip}:${request.viaParent.port}` : '';
+    const key = JSON.stringify([request.identity, request.localAddress ?? '', request.connectTimeoutMs, parent]);
     let entry = this.#pools.get(key);
     if (entry) {
       this.#pools.delete(key); // re-inserted below: Map order is least recently used first
@@ -140,15 +143,17 @@ export class HttpForwarder {
   }
 
   async forward(request: ForwardRequest): Promise<ForwardResponse> {
-    const host = isIP(request.ip) === 6 ? `[${request.ip}]` : request.ip;
+    const via = request.viaParent;
+    const dialled = via ?? request;
+    const host = isIP(dialled.ip) === 6 ? `[${dialled.ip}]` : dialled.ip;
     const pool = this.#poolFor(request);
     const local: LocalEnd = {};
     pool.inFlight += 1;
     try {
       tagging = local;
       const pending = pool.agent.request({
-        origin: `http://${host}:${request.port}`,
-        path: request.path,
+        origin: `http://${host}:${dialled.port}`,
+        path: via ? `http://${via.authority}${request.path}` : request.path,
         method: request.method as 'GET',
         headers: { ...request.headers, host: request.hostHeader },
         ...(request.body ? { body: request.body } : {}),
@@ -167,9 +172,13 @@ export class HttpForwarder {
         ...(local.localPort ? { localPort: local.localPort } : {}),
       };
     } catch (cause) {
+      const code = codeFor(cause);
+      // A parent that cannot be dialled is the parent's failure, not the destination's.
+      const parentDown = via && (cause instanceof undiciErrors.ConnectTimeoutError || code !== 'EGW_UPSTREAM_ERROR');
+      const where = via ? `parent proxy ${host}:${via.port} for ${via.authority}` : `${request.ip}:${request.port}`;
       throw new GatewayError(
-        codeFor(cause),
-        `forwarding to ${request.ip}:${request.port} failed: ${(cause as Error).message}`,
+        parentDown ? 'EGW_UPSTREAM_PARENT_UNREACHABLE' : code,
+        `forwarding to ${where} failed: ${(cause as Error).message}`,
         { cause },
       );
     } finally {

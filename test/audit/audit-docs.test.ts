@@ -26,6 +26,7 @@ const records: AuditRecord[] = [
     certificate: { ...permittedRecord().certificate, subject: 'CN=legacy-client' } as AuditRecord['certificate'],
   }),
   closedRecord(),
+  closedRecord({ parent: { address: 'proxy.corp.example', ip: '10.0.0.8', port: 3128 } }),
   rejectedRecord(),
   wouldDenyRecord(),
   identityRejectedRecord(),

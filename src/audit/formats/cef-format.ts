@@ -94,6 +94,9 @@ export function formatCef(record: AuditRecord): string {
     ['dhost', dest?.domain, 1023],
     ['dst', dest?.ip],
     ['dpt', dest?.port],
+    // A parent proxy (rules[].via): where the upstream connection actually went.
+    ['destinationTranslatedAddress', record.parent?.ip],
+    ['destinationTranslatedPort', record.parent?.port],
     ['proto', 'TCP', 31],
     ['app', record.http && record.http.method !== 'CONNECT' ? 'HTTP' : undefined, 31],
     ['requestMethod', record.http?.method, 1023],
