@@ -26,16 +26,34 @@ export function deepFreeze<T>(value: T): T {
   return value;
 }
 
-/** Exactly one identity source: the three files, or the Workload API. */
+/**
+ * Exactly one identity source: the three files, the cert/key files with `trustDomains` (each
+ * domain names its bundle), or the Workload API (the agent sends the bundles, federated ones too).
+ */
 function identitySourceProblems(id: GatewayConfig['identity']): string[] {
-  const files = (['cert', 'key', 'trustAnchors'] as const).filter((key) => id[key] !== undefined);
+  const files = (['cert', 'key', 'trustAnchors', 'trustDomains'] as const).filter((key) => id[key] !== undefined);
   if (id.workloadApi)
     return [...files, ...(id.devPki ? ['devPki'] : [])].map(
       (key) => `identity.${key}: not allowed with identity.workloadApi (the agent provides the SVID and bundles)`,
     );
+  if (id.trustDomains) {
+    const problems = (['cert', 'key'] as const)
+      .filter((key) => id[key] === undefined)
+      .map((key) => `identity.${key}: required unless identity.workloadApi is set`);
+    if (id.trustAnchors !== undefined)
+      problems.push('identity.trustAnchors: not allowed with identity.trustDomains (each domain names its bundle)');
+    return problems;
+  }
   return (['cert', 'key', 'trustAnchors'] as const)
     .filter((key) => id[key] === undefined)
     .map((key) => `identity.${key}: required unless identity.workloadApi is set`);
+}
+
+/** Every file the identity is read from (the gateway watches them for changes). */
+export function identityFiles(id: GatewayConfig['identity']): string[] {
+  return [id.cert, id.key, id.trustAnchors, ...(id.trustDomains ?? []).map((d) => d.bundle)].flatMap((p) =>
+    p ? [resolveConfigPath(p)] : [],
+  );
 }
 
 /** Cross-field rules the schema cannot express. Each problem names its key path. */
