@@ -55,7 +55,15 @@ function x509Key(key: Record<string, unknown>, source: string, where: string): X
     });
   }
   // The JWK's key members and the certificate must describe one key, or the file is lying about one of them.
-  const own = cert.publicKey.export({ format: 'jwk' }) as Record<string, unknown>;
+  let own: Record<string, unknown>;
+  try {
+    // The certificate parses lazily: a broken SubjectPublicKeyInfo only throws here (found by the fuzz test).
+    own = cert.publicKey.export({ format: 'jwk' }) as Record<string, unknown>;
+  } catch (cause) {
+    throw new GatewayError('EGW_PKI_FILE', `${source}: SPIFFE bundle${where}.x5c[0]: the public key cannot be read`, {
+      cause,
+    });
+  }
   if (own.kty !== key.kty)
     throw malformed(source, where, `kty ${JSON.stringify(key.kty).slice(0, 20)} but the certificate key is ${own.kty}`);
   for (const member of KEY_MEMBERS) {

@@ -105,6 +105,21 @@ describe('SPIFFE bundle (JWKS) parser', () => {
     }
   });
 
+  it('refuses a certificate that parses but whose public key does not (regression: found by the fuzz test)', () => {
+    const spki = ecCert.publicKey.export({ type: 'spki', format: 'der' });
+    const raw = Buffer.from(ecCert.raw);
+    const at = raw.indexOf(spki);
+    assert.ok(at > 0);
+    raw[at + spki.length - 65] = 0x05; // the EC point's format byte: 0x05 is no point encoding (0x02-0x04, 0x06-0x07 are)
+    const broken = new X509Certificate(raw);
+    assert.throws(() => broken.publicKey, /decode error/);
+    const doc = document();
+    // Positive control: the unbroken key parses.
+    assert.equal(parseSpiffeBundle(JSON.stringify(doc), FILE).certificates.length, 1);
+    doc.keys[0].x5c = [raw.toString('base64')];
+    assert.match(refusal(JSON.stringify(doc)), /keys\[0\]\.x5c\[0\]: the public key cannot be read/);
+  });
+
   it('refuses a document that is not a bundle, and bad sequence or refresh hint members', () => {
     assert.equal(parseSpiffeBundle('{"keys":[]}', FILE).certificates.length, 0);
     assert.match(refusal('{"keys": ['), /not JSON/);
