@@ -40,75 +40,40 @@ const trustDomainName = z
   .max(255)
   .regex(/^[a-z0-9._-]+$/, 'a SPIFFE trust domain is lower-case letters, digits, dots, dashes and underscores');
 
-/** Exactly one way to name the trust domains: `trustDomain` (short form) or `trustDomains` (federation). */
-function oneTrustForm(
-  id: { trustDomain?: string | undefined; trustDomains?: ReadonlyArray<{ name: string }> | undefined },
-  ctx: z.RefinementCtx,
-): void {
-  if (id.trustDomain !== undefined && id.trustDomains !== undefined)
-    ctx.addIssue({
-      code: 'custom',
-      path: ['trustDomains'],
-      message: 'use either identity.trustDomain (with trustAnchors) or identity.trustDomains, not both',
-    });
-  if (id.trustDomain === undefined && id.trustDomains === undefined)
-    ctx.addIssue({
-      code: 'custom',
-      path: ['trustDomain'],
-      message: 'required: identity.trustDomain (with trustAnchors or workloadApi) or identity.trustDomains',
-    });
-  const seen = new Set<string>();
-  id.trustDomains?.forEach((domain, index) => {
-    if (seen.has(domain.name))
-      ctx.addIssue({
-        code: 'custom',
-        path: ['trustDomains', index, 'name'],
-        message: `trust domain ${domain.name} is listed twice`,
-      });
-    seen.add(domain.name);
-  });
-}
-
 export const configSchema = z.strictObject({
-  identity: z
-    .strictObject({
-      /** The short form: one trust domain, with `trustAnchors` (or `workloadApi`). Filled from `trustDomains[0]` otherwise. */
-      trustDomain: trustDomainName.optional(),
-      /** Federation: every accepted trust domain with its own bundle (PEM or SPIFFE bundle JSON); the first is the gateway's own. */
-      trustDomains: z
-        .array(z.strictObject({ name: trustDomainName, bundle: z.string().min(1) }))
-        .min(1)
-        .max(64)
-        .optional(),
-      /** With `trustDomain`, required unless `workloadApi` is set (exactly one identity source; load-config.ts checks). */
-      trustAnchors: z.string().min(1).optional(),
-      cert: z.string().min(1).optional(),
-      key: z.string().min(1).optional(),
-      /** Dev only: mint a throw-away PKI into `dir` when the files above are missing. */
-      devPki: z.strictObject({ generateIfMissing: z.boolean().default(false), dir: z.string().min(1) }).optional(),
-      /** Bounds on a client chain, checked before it is parsed or any signature is checked (issue 9). */
-      limits: z
-        .strictObject({
-          maxCertificateBytes: z.number().int().min(1024).max(1_048_576).default(16_384),
-          maxChainCertificates: z.number().int().min(1).max(16).default(9),
-          maxChainBytes: z.number().int().min(1024).max(1_048_576).default(65_536),
-          verifyWorkBudget: z.number().min(1).max(10_000).default(32),
-        })
-        .default({ maxCertificateBytes: 16_384, maxChainCertificates: 9, maxChainBytes: 65_536, verifyWorkBudget: 32 }),
-      /** The SVID and trust bundles from a SPIFFE Workload API agent, instead of cert/key/trustAnchors. */
-      workloadApi: z
-        .strictObject({
-          socket: z
-            .string()
-            .regex(
-              /^unix:\/\/\/\S+$/,
-              'expected unix:///absolute/path.sock, e.g. unix:///run/spire/sockets/agent.sock',
-            ),
-        })
-        .optional(),
-    })
-    .superRefine(oneTrustForm)
-    .transform((id) => ({ ...id, trustDomain: id.trustDomain ?? (id.trustDomains?.[0]?.name as string) })),
+  identity: z.strictObject({
+    /** The short form: one trust domain, with `trustAnchors` (or `workloadApi`). Filled from `trustDomains[0]` otherwise. */
+    trustDomain: trustDomainName.optional(),
+    /** Federation: every accepted trust domain with its own bundle (PEM or SPIFFE bundle JSON); the first is the gateway's own. */
+    trustDomains: z
+      .array(z.strictObject({ name: trustDomainName, bundle: z.string().min(1) }))
+      .min(1)
+      .max(64)
+      .optional(),
+    /** With `trustDomain`, required unless `workloadApi` is set (exactly one identity source; load-config.ts checks). */
+    trustAnchors: z.string().min(1).optional(),
+    cert: z.string().min(1).optional(),
+    key: z.string().min(1).optional(),
+    /** Dev only: mint a throw-away PKI into `dir` when the files above are missing. */
+    devPki: z.strictObject({ generateIfMissing: z.boolean().default(false), dir: z.string().min(1) }).optional(),
+    /** Bounds on a client chain, checked before it is parsed or any signature is checked (issue 9). */
+    limits: z
+      .strictObject({
+        maxCertificateBytes: z.number().int().min(1024).max(1_048_576).default(16_384),
+        maxChainCertificates: z.number().int().min(1).max(16).default(9),
+        maxChainBytes: z.number().int().min(1024).max(1_048_576).default(65_536),
+        verifyWorkBudget: z.number().min(1).max(10_000).default(32),
+      })
+      .default({ maxCertificateBytes: 16_384, maxChainCertificates: 9, maxChainBytes: 65_536, verifyWorkBudget: 32 }),
+    /** The SVID and trust bundles from a SPIFFE Workload API agent, instead of cert/key/trustAnchors. */
+    workloadApi: z
+      .strictObject({
+        socket: z
+          .string()
+          .regex(/^unix:\/\/\/\S+$/, 'expected unix:///absolute/path.sock, e.g. unix:///run/spire/sockets/agent.sock'),
+      })
+      .optional(),
+  }),
   listeners: z
     .array(
       z.strictObject({
@@ -231,4 +196,11 @@ export const configSchema = z.strictObject({
   audit: auditConfigSchema,
 });
 
-export type GatewayConfig = z.output<typeof configSchema>;
+type ParsedConfig = z.output<typeof configSchema>;
+/**
+ * The validated configuration. `identity.trustDomain` is always set: parseConfig fills it from
+ * `identity.trustDomains[0]` (the gateway's own trust domain) when the federation form is used.
+ */
+export type GatewayConfig = Omit<ParsedConfig, 'identity'> & {
+  readonly identity: ParsedConfig['identity'] & { readonly trustDomain: string };
+};

@@ -56,6 +56,28 @@ export function identityFiles(id: GatewayConfig['identity']): string[] {
   );
 }
 
+type ParsedIdentity = z.output<typeof configSchema>['identity'];
+
+/** Exactly one way to name the trust domains: `trustDomain` (short form) or `trustDomains` (federation). */
+function trustFormProblems(id: ParsedIdentity): string[] {
+  const problems: string[] = [];
+  if (id.trustDomain !== undefined && id.trustDomains !== undefined)
+    problems.push(
+      'identity.trustDomains: use either identity.trustDomain (with trustAnchors) or identity.trustDomains, not both',
+    );
+  if (id.trustDomain === undefined && id.trustDomains === undefined)
+    problems.push(
+      'identity.trustDomain: required: identity.trustDomain (with trustAnchors or workloadApi) or identity.trustDomains',
+    );
+  const seen = new Set<string>();
+  id.trustDomains?.forEach((domain, index) => {
+    if (seen.has(domain.name))
+      problems.push(`identity.trustDomains[${index}].name: trust domain ${domain.name} is listed twice`);
+    seen.add(domain.name);
+  });
+  return problems;
+}
+
 /** Cross-field rules the schema cannot express. Each problem names its key path. */
 function crossCheck(config: GatewayConfig): string[] {
   const problems: string[] = identitySourceProblems(config.identity);
@@ -117,12 +139,16 @@ export function parseConfig(text: string, source: string): GatewayConfig {
       details: { issues },
     });
   }
-  const problems = crossCheck(result.data).map((p) => `${source}: ${p}`);
+  const parsed = result.data;
+  // The federation form's first domain is the gateway's own: every reader of trustDomain gets it.
+  const trustDomain = parsed.identity.trustDomain ?? parsed.identity.trustDomains?.[0]?.name ?? '';
+  const config: GatewayConfig = { ...parsed, identity: { ...parsed.identity, trustDomain } };
+  const problems = [...trustFormProblems(parsed.identity), ...crossCheck(config)].map((p) => `${source}: ${p}`);
   if (problems.length > 0)
     throw new GatewayError('EGW_CONFIG_INVALID', `invalid configuration\n  ${problems.join('\n  ')}`, {
       details: { issues: problems },
     });
-  return deepFreeze(result.data);
+  return deepFreeze(config);
 }
 
 export function loadConfig(path: string): LoadedConfig {
