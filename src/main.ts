@@ -1,7 +1,14 @@
 import type { AuditHub } from './audit/audit-hub.ts';
 import { buildAuditHub } from './audit/build-audit-hub.ts';
 import { listenerSettings } from './config/build-state.ts';
-import { adminToken, type LoadedConfig, loadConfig, parseConfig, resolveConfigPath } from './config/load-config.ts';
+import {
+  adminToken,
+  identityFiles,
+  type LoadedConfig,
+  loadConfig,
+  parseConfig,
+  resolveConfigPath,
+} from './config/load-config.ts';
 import { GatewayError, isGatewayError } from './core/errors.ts';
 import { prepareDevPki } from './devtools/dev-pki.ts';
 import { Gateway } from './gateway/gateway.ts';
@@ -92,8 +99,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
       : new GatewayError('EGW_LISTEN_FAILED', `admin API: ${error.message}`, { cause: error });
   }
   if (boot.config.admin.watch) {
-    const { cert, key, trustAnchors, crls } = boot.config.identity;
-    const paths = [boot.path, cert, key, trustAnchors, ...crls].flatMap((p) => (p ? [resolveConfigPath(p)] : []));
+    const paths = [resolveConfigPath(boot.path), ...identityFiles(boot.config.identity)];
     gateway.setWatchers(watchFiles(paths, () => void gateway.reload()));
   }
   workloadApi?.onUpdate(() => void gateway.reload('identity'));

@@ -57,14 +57,23 @@ const name = z
   .string()
   .regex(/^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$/i, 'expected a name of letters, digits, "-", "_" or "."');
 
+const trustDomainName = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(/^[a-z0-9._-]+$/, 'a SPIFFE trust domain is lower-case letters, digits, dots, dashes and underscores');
+
 export const configSchema = z.strictObject({
   identity: z.strictObject({
-    trustDomain: z
-      .string()
+    /** The short form: one trust domain, with `trustAnchors` (or `workloadApi`). Filled from `trustDomains[0]` otherwise. */
+    trustDomain: trustDomainName.optional(),
+    /** Federation: every accepted trust domain with its own bundle (PEM or SPIFFE bundle JSON); the first is the gateway's own. */
+    trustDomains: z
+      .array(z.strictObject({ name: trustDomainName, bundle: z.string().min(1) }))
       .min(1)
-      .max(255)
-      .regex(/^[a-z0-9._-]+$/, 'a SPIFFE trust domain is lower-case letters, digits, dots, dashes and underscores'),
-    /** Required unless `workloadApi` is set (exactly one identity source; load-config.ts checks). */
+      .max(64)
+      .optional(),
+    /** With `trustDomain`, required unless `workloadApi` is set (exactly one identity source; load-config.ts checks). */
     trustAnchors: z.string().min(1).optional(),
     cert: z.string().min(1).optional(),
     key: z.string().min(1).optional(),
@@ -122,6 +131,8 @@ export const configSchema = z.strictObject({
             namespaces: z.array(z.string()).min(1).optional(),
             serviceAccounts: z.array(z.string()).min(1).optional(),
             spiffeIds: z.array(z.string()).min(1).optional(),
+            /** Every SPIFFE ID of these (configured) trust domains. */
+            trustDomains: z.array(z.string()).min(1).optional(),
           })
           .optional(),
         to: z
@@ -240,4 +251,11 @@ export const configSchema = z.strictObject({
   audit: auditConfigSchema,
 });
 
-export type GatewayConfig = z.output<typeof configSchema>;
+type ParsedConfig = z.output<typeof configSchema>;
+/**
+ * The validated configuration. `identity.trustDomain` is always set: parseConfig fills it from
+ * `identity.trustDomains[0]` (the gateway's own trust domain) when the federation form is used.
+ */
+export type GatewayConfig = Omit<ParsedConfig, 'identity'> & {
+  readonly identity: ParsedConfig['identity'] & { readonly trustDomain: string };
+};

@@ -26,16 +26,56 @@ export function deepFreeze<T>(value: T): T {
   return value;
 }
 
-/** Exactly one identity source: the three files, or the Workload API. */
+/**
+ * Exactly one identity source: the three files, the cert/key files with `trustDomains` (each
+ * domain names its bundle), or the Workload API (the agent sends the bundles, federated ones too).
+ */
 function identitySourceProblems(id: GatewayConfig['identity']): string[] {
-  const files = (['cert', 'key', 'trustAnchors'] as const).filter((key) => id[key] !== undefined);
+  const files = (['cert', 'key', 'trustAnchors', 'trustDomains'] as const).filter((key) => id[key] !== undefined);
   if (id.workloadApi)
     return [...files, ...(id.devPki ? ['devPki'] : [])].map(
       (key) => `identity.${key}: not allowed with identity.workloadApi (the agent provides the SVID and bundles)`,
     );
+  if (id.trustDomains) {
+    const problems = (['cert', 'key'] as const)
+      .filter((key) => id[key] === undefined)
+      .map((key) => `identity.${key}: required unless identity.workloadApi is set`);
+    if (id.trustAnchors !== undefined)
+      problems.push('identity.trustAnchors: not allowed with identity.trustDomains (each domain names its bundle)');
+    return problems;
+  }
   return (['cert', 'key', 'trustAnchors'] as const)
     .filter((key) => id[key] === undefined)
     .map((key) => `identity.${key}: required unless identity.workloadApi is set`);
+}
+
+/** Every file the identity is read from (the gateway watches them for changes). */
+export function identityFiles(id: GatewayConfig['identity']): string[] {
+  return [id.cert, id.key, id.trustAnchors, ...(id.trustDomains ?? []).map((d) => d.bundle), ...id.crls].flatMap((p) =>
+    p ? [resolveConfigPath(p)] : [],
+  );
+}
+
+type ParsedIdentity = z.output<typeof configSchema>['identity'];
+
+/** Exactly one way to name the trust domains: `trustDomain` (short form) or `trustDomains` (federation). */
+function trustFormProblems(id: ParsedIdentity): string[] {
+  const problems: string[] = [];
+  if (id.trustDomain !== undefined && id.trustDomains !== undefined)
+    problems.push(
+      'identity.trustDomains: use either identity.trustDomain (with trustAnchors) or identity.trustDomains, not both',
+    );
+  if (id.trustDomain === undefined && id.trustDomains === undefined)
+    problems.push(
+      'identity.trustDomain: required: identity.trustDomain (with trustAnchors or workloadApi) or identity.trustDomains',
+    );
+  const seen = new Set<string>();
+  id.trustDomains?.forEach((domain, index) => {
+    if (seen.has(domain.name))
+      problems.push(`identity.trustDomains[${index}].name: trust domain ${domain.name} is listed twice`);
+    seen.add(domain.name);
+  });
+  return problems;
 }
 
 /** Cross-field rules the schema cannot express. Each problem names its key path. */
@@ -113,12 +153,16 @@ export function parseConfig(text: string, source: string): GatewayConfig {
       details: { issues },
     });
   }
-  const problems = crossCheck(result.data).map((p) => `${source}: ${p}`);
+  const parsed = result.data;
+  // The federation form's first domain is the gateway's own: every reader of trustDomain gets it.
+  const trustDomain = parsed.identity.trustDomain ?? parsed.identity.trustDomains?.[0]?.name ?? '';
+  const config: GatewayConfig = { ...parsed, identity: { ...parsed.identity, trustDomain } };
+  const problems = [...trustFormProblems(parsed.identity), ...crossCheck(config)].map((p) => `${source}: ${p}`);
   if (problems.length > 0)
     throw new GatewayError('EGW_CONFIG_INVALID', `invalid configuration\n  ${problems.join('\n  ')}`, {
       details: { issues: problems },
     });
-  return deepFreeze(result.data);
+  return deepFreeze(config);
 }
 
 export function loadConfig(path: string): LoadedConfig {

@@ -1,7 +1,7 @@
 import { canonicalHost } from '../core/host-name.ts';
 import { IpSet } from '../core/ip-set.ts';
 import { type SnatPool, type SnatSelection, snatPool } from '../core/snat-pool.ts';
-import { parseSpiffeId } from '../identity/spiffe-id.ts';
+import { parseSpiffeId, parseTrustDomain } from '../identity/spiffe-id.ts';
 import { compileHostGlob, compileSpiffeGlob, type SegmentGlob } from './glob.ts';
 
 /** One allow/deny rule as written in the configuration (`rules[]`). */
@@ -12,6 +12,7 @@ export interface RuleSpec {
     readonly namespaces?: readonly string[];
     readonly serviceAccounts?: readonly string[];
     readonly spiffeIds?: readonly string[];
+    readonly trustDomains?: readonly string[];
   };
   readonly to?: {
     readonly hosts?: readonly string[];
@@ -43,6 +44,7 @@ export interface CompiledRule {
     readonly namespaces?: ReadonlySet<string>;
     readonly serviceAccounts?: ReadonlySet<string>;
     readonly spiffeIds?: readonly SegmentGlob[];
+    readonly trustDomains?: ReadonlySet<string>;
   };
   readonly to?: {
     readonly hosts?: readonly SegmentGlob[];
@@ -56,6 +58,7 @@ export interface CompiledRule {
 }
 
 export interface CompiledPolicy {
+  /** The gateway's own trust domain: the one `from.namespaces` and `from.serviceAccounts` mean. */
   readonly trustDomain: string;
   readonly rules: readonly CompiledRule[];
 }
@@ -79,7 +82,31 @@ function compileHost(pattern: string, path: string): SegmentGlob {
   return result.glob;
 }
 
-function compileSpiffe(pattern: string, trustDomain: string, path: string): SegmentGlob {
+/**
+ * The trust domains a rule may name: every configured one, or `undefined` when they arrive at run
+ * time (Workload API federation), where only the syntax can be checked.
+ */
+type KnownDomains = ReadonlySet<string> | undefined;
+
+function checkDomain(domain: string, known: KnownDomains, path: string, what: string): void {
+  if (known && !known.has(domain))
+    throw new PolicyCompileError(
+      path,
+      `${what} is outside the configured trust domains (${[...known].join(', ')}); it could never match`,
+    );
+}
+
+function compileTrustDomain(domain: string, known: KnownDomains, path: string): string {
+  try {
+    parseTrustDomain(domain);
+  } catch (error) {
+    throw new PolicyCompileError(path, (error as Error).message);
+  }
+  checkDomain(domain, known, path, `trust domain ${domain}`);
+  return domain;
+}
+
+function compileSpiffe(pattern: string, known: KnownDomains, path: string): SegmentGlob {
   // Validate the glob by substituting a legal segment for each wildcard and parsing the result.
   const probe = pattern.replace(/\/\*\*?(?=\/|$)/g, '/x');
   let id: ReturnType<typeof parseSpiffeId>;
@@ -88,12 +115,7 @@ function compileSpiffe(pattern: string, trustDomain: string, path: string): Segm
   } catch (error) {
     throw new PolicyCompileError(path, (error as Error).message);
   }
-  if (id.trustDomain !== trustDomain) {
-    throw new PolicyCompileError(
-      path,
-      `${pattern} is outside the configured trust domain ${trustDomain}; it could never match`,
-    );
-  }
+  checkDomain(id.trustDomain, known, path, pattern);
   const glob = compileSpiffeGlob(pattern);
   const doubleStar = glob.indexOf('**');
   if (doubleStar !== -1 && doubleStar !== glob.length - 1)
@@ -114,11 +136,17 @@ function compileVia(url: string, action: RuleSpec['action'], path: string): Pare
   return Object.freeze({ host, port, url });
 }
 
+/**
+ * Compiles `rules`. `trustDomains` lists every configured trust domain (the own one is added);
+ * `'any'` accepts every syntactically valid one (trust domains that come from a Workload API agent).
+ */
 export function compilePolicy(
   rules: readonly RuleSpec[],
   trustDomain: string,
   listenerNames: readonly string[],
+  trustDomains: readonly string[] | 'any' = [],
 ): CompiledPolicy {
+  const known: KnownDomains = trustDomains === 'any' ? undefined : new Set([trustDomain, ...trustDomains]);
   const seen = new Set<string>();
   const compiled = rules.map((rule, index): CompiledRule => {
     const at = `rules[${index}]`;
@@ -168,8 +196,13 @@ export function compilePolicy(
               ...(from.serviceAccounts ? { serviceAccounts: new Set(from.serviceAccounts) } : {}),
               ...(from.spiffeIds
                 ? {
-                    spiffeIds: from.spiffeIds.map((p, i) =>
-                      compileSpiffe(p, trustDomain, `${at}.from.spiffeIds[${i}]`),
+                    spiffeIds: from.spiffeIds.map((p, i) => compileSpiffe(p, known, `${at}.from.spiffeIds[${i}]`)),
+                  }
+                : {}),
+              ...(from.trustDomains
+                ? {
+                    trustDomains: new Set(
+                      from.trustDomains.map((d, i) => compileTrustDomain(d, known, `${at}.from.trustDomains[${i}]`)),
                     ),
                   }
                 : {}),

@@ -46,6 +46,8 @@ function parseBundleMap(entries: Readonly<Record<string, Buffer>>, what: string,
   if (keys.length + into.size > MAX_TRUST_DOMAINS) throw invalid(`${what}: more than ${MAX_TRUST_DOMAINS} bundles`);
   for (const key of keys) {
     const trustDomain = bundleTrustDomain(key);
+    // "spiffe://a" and "a" are one trust domain; two bundles for it must not be silently merged (SPIFFE bundle maps).
+    if (into.has(trustDomain)) throw invalid(`${what}: trust domain ${trustDomain} has more than one bundle`);
     into.set(trustDomain, splitDerCertificates(entries[key] as Buffer, `${what} ${key}`, MAX_BUNDLE));
   }
 }
