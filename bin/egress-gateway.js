@@ -10,6 +10,11 @@ import module from 'node:module';
 // a warm start compiles none of the ~400 modules `serve` loads. The image ships a filled cache.
 // Best effort by design: it never throws, and a read-only or missing directory only costs time.
 module.enableCompileCache?.();
+// Opening process.stdout makes a piped fd 1 non-blocking (libuv's uv_pipe_open). The stdout audit
+// sink writes fd 1 with fs.write on the thread pool and relies on EAGAIN when a log collector
+// stalls; on a blocking fd that write never returns, and exit() then waits for it for ever.
+// (Running through tsx opened stdout as a side effect; the compiled CLI must do it itself.)
+process.stdout;
 
 const compiled = new URL('../dist/cli/index.js', import.meta.url);
 const source = new URL('../src/', import.meta.url);
