@@ -5,7 +5,8 @@ import { checkChainSize, DEFAULT_CHAIN_LIMITS, type PresentedCertificate } from 
 import { verificationCost } from './key-policy.ts';
 import { parseSpiffeId, type SpiffeId } from './spiffe-id.ts';
 import type { TrustBundle } from './trust-bundle.ts';
-import { type VerifyStats, verifyChain } from './verify-chain.ts';
+import { chainKey, lookupValidated, storeValidated } from './validated-paths.ts';
+import { checkValidity, type VerifyStats, verifyChain } from './verify-chain.ts';
 
 /** The authenticated caller: a SPIFFE ID and the facts of the certificate that proved it. */
 export interface PeerIdentity {
@@ -62,6 +63,14 @@ export function verifyPeerSvid(
 ): PeerIdentity {
   if (sent.length === 0) throw new GatewayError('EGW_IDENTITY_NO_CERT');
   checkChainSize(sent, bundle.limits ?? DEFAULT_CHAIN_LIMITS);
+  // Same DER, same bundle: same verdict, except for time (validated-paths.ts).
+  const key = stats ? undefined : chainKey(sent);
+  const known = key === undefined ? undefined : lookupValidated<PeerIdentity>(bundle, key);
+  if (known) {
+    for (const [index, cert] of known.path.entries())
+      checkValidity(cert, now, index === 0 ? 'leaf' : `issuer "${cert.subject}"`);
+    return known;
+  }
   const presented = sent.map(toCertificate);
   const [leafCert, ...rest] = presented as [X509Certificate, ...X509Certificate[]];
   for (const [index, cert] of presented.entries()) {
@@ -71,7 +80,9 @@ export function verifyPeerSvid(
   const path = verifyChain(leaf, rest.map(factsOf), bundle, now, { stats });
   const spiffeId = verifySvidLeaf(leaf, bundle.trustDomain);
   for (const cert of path.slice(0, -1)) remember(cert);
-  return Object.freeze({ spiffeId, leaf, path: Object.freeze(path) });
+  const identity: PeerIdentity = Object.freeze({ spiffeId, leaf, path: Object.freeze(path) });
+  if (key !== undefined) storeValidated(bundle, key, identity);
+  return identity;
 }
 
 // A workload reconnects with the same SVID for hours, and intermediates repeat on every
