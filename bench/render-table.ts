@@ -8,6 +8,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 export interface SubjectFigures {
   newMs: number;
   resumedMs: number;
+  /** Share of the `s_time -reuse` connections that really resumed. */
+  resumedShare: number;
   cpuPerGb: number;
   relayMbPerS: number;
   p50Us: number;
@@ -109,6 +111,7 @@ export function renderTable(r: BenchResult): string {
   const rows: Array<[string, (name: string) => string]> = [
     ['CPU per new mTLS connection (ms)', (n) => cell(n, 'newMs')],
     ['CPU per resumed connection (ms)', (n) => cell(n, 'resumedMs')],
+    ['share of `s_time -reuse` connections resumed', (n) => fmt(r.subjects[n]?.resumedShare)],
     ['CPU per GB relayed (s)', (n) => cell(n, 'cpuPerGb')],
     ['relay throughput (MB/s)', (n) => cell(n, 'relayMbPerS', 0)],
     ['added latency p50, 1 KB echo (ms)', (n) => cell(n, 'addedP50Ms', 3)],

@@ -9,7 +9,8 @@
  *                                      regenerates the table in docs/benchmarks.md
  *   npm run bench -- --smoke           one short round (CI), writes nothing under bench/results/
  *   BENCH_NODE=/path/to/node           the Node that runs the subjects (default: this one)
- *   BENCH_ROUNDS, BENCH_SECONDS, BENCH_RELAY_MB, BENCH_PINGS, BENCH_TUNNELS=1000,10000
+ *   BENCH_COMPARE=/other/checkout      adds that checkout's gateway as `gateway-before`
+ *   BENCH_ROUNDS, BENCH_SECONDS, BENCH_RELAY_MB, BENCH_PINGS, BENCH_CONNECTS, BENCH_TUNNELS=1000,10000
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -59,9 +60,10 @@ type Sample = Partial<Record<keyof SubjectFigures, number>>;
 async function round(subject: Subject, id: ClientIdentity, discardTarget: string): Promise<Sample> {
   const sample: Sample = {};
   const fresh = await withCpu(subject.pgid, () => sTime(subject.ports.web, 'new', CFG.seconds, id));
-  sample.newMs = (fresh.cpu / fresh.value) * 1000;
+  sample.newMs = (fresh.cpu / fresh.value.connections) * 1000;
   const resumed = await withCpu(subject.pgid, () => sTime(subject.ports.web, 'reuse', CFG.seconds, id));
-  sample.resumedMs = (resumed.cpu / resumed.value) * 1000;
+  sample.resumedMs = (resumed.cpu / resumed.value.connections) * 1000;
+  sample.resumedShare = resumed.value.resumed / resumed.value.connections;
   const relayed = await withCpu(subject.pgid, () => relay(subject.ports.discard, CFG.relayMb, id));
   sample.cpuPerGb = relayed.cpu / (CFG.relayMb / 1024);
   sample.relayMbPerS = relayed.value;
@@ -104,6 +106,9 @@ async function main(): Promise<void> {
   const subjects: Subject[] = [];
   try {
     subjects.push(await startGateway(pki, up, dir));
+    // BENCH_COMPARE=/path/to/an/older/checkout: its gateway as one more subject (before/after).
+    if (process.env.BENCH_COMPARE)
+      subjects.push(await startGateway(pki, up, dir, { repoDir: process.env.BENCH_COMPARE, name: 'gateway-before' }));
     const nginx = await startNginx(pki, up, dir);
     if (nginx) subjects.push(nginx);
     subjects.push(await startNodeRelay(pki, up));
@@ -139,6 +144,7 @@ async function main(): Promise<void> {
       figures[s.name] = {
         newMs: m('newMs'),
         resumedMs: m('resumedMs'),
+        resumedShare: m('resumedShare'),
         cpuPerGb: m('cpuPerGb'),
         relayMbPerS: m('relayMbPerS'),
         p50Us: m('p50Us'),

@@ -65,7 +65,7 @@ export async function startGateway(
   pki: TestPki,
   up: Upstreams,
   dir: string,
-  options: { workers?: number; name?: string } = {},
+  options: { workers?: number; name?: string; repoDir?: string } = {},
 ): Promise<Subject> {
   const [discard, echo, web, connectPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const tcp = (name: string, port: number, upstream: number) => ({
@@ -100,7 +100,8 @@ export async function startGateway(
     },
     { anchors: pki.bundlePath },
   );
-  const child = spawnGroup(subjectNode, [join(repo, 'bin/egress-gateway.js'), 'serve', '--config', configPath]);
+  const bin = join(options.repoDir ?? repo, 'bin/egress-gateway.js');
+  const child = spawnGroup(subjectNode, [bin, 'serve', '--config', configPath]);
   await waitForOutput(child, workers > 1 ? /\d+ workers serving/ : /listener egress/);
   return {
     name: options.name ?? (workers > 1 ? `gateway-${workers}w` : 'gateway'),
