@@ -208,6 +208,39 @@ describe('TLS session resumption across an anchor rotation', () => {
   });
 });
 
+describe('TLS session resumption with a root-only anchor', () => {
+  it('re-verifies the resumed leaf through the intermediate remembered from the full handshake', async () => {
+    const pki = await createTestPki();
+    const echo = await startTcpEchoServer();
+    const gw = await startTestGateway(
+      pki,
+      {
+        listeners: [{ name: 'vs', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${echo.port}` }],
+        rules: [{ name: 'bookinfo', from: { namespaces: ['bookinfo'] }, action: 'allow' }],
+      },
+      { anchors: pki.rootPath },
+    );
+    try {
+      const client = await pki.workload('bookinfo', 'productpage');
+      const port = gw.port('vs');
+      const first = await connectOnce(port, client, pki.rootPath);
+      assert.ok(first.session);
+      // OpenSSL keeps only the leaf in the session: without the remembered intermediate the
+      // path to the root could not be built and the resumed connection would be reset.
+      const again = await connectOnce(port, client, pki.rootPath, { session: first.session });
+      assert.equal(again.reused, true);
+      assert.equal(again.closedEarly, false, 'served, not reset');
+      await gw.waitForRecord((r) => r.action === 'egress-permitted', 5000);
+      const rejected = gw.records.filter((r) => r.action === 'identity-rejected');
+      assert.deepEqual(rejected, [], 'no resumed connection was refused');
+    } finally {
+      await gw.close();
+      echo.close();
+      pki.cleanup();
+    }
+  });
+});
+
 describe('TLS session resumption across workers', () => {
   it('serve --workers 2: a ticket from one worker resumes on the other', async () => {
     const pki = await createTestPki();
