@@ -129,7 +129,7 @@ async function main(): Promise<void> {
     const memory = new Map<string, Record<string, number>>();
     for (const count of CFG.tunnels) {
       for (const s of subjects) {
-        const kib = await idleTunnelKib(s.pgid, s.ports.discard, count, id);
+        const kib = await idleTunnelKib(s.pgid, s.ports.discard, count, id).catch(() => Number.NaN);
         memory.set(s.name, { ...memory.get(s.name), [String(count)]: kib });
         process.stderr.write(`${s.name}: ${kib.toFixed(1)} KiB per idle tunnel at ${count}\n`);
       }
