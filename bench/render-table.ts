@@ -104,7 +104,7 @@ export function renderTable(r: BenchResult): string {
   const cell = (name: string, key: keyof Omit<SubjectFigures, 'idleKib'>, digits = 2) => {
     const value = r.subjects[name]?.[key];
     const base = nginx?.[key];
-    const rel = nginx && name !== 'nginx' && value !== undefined && base ? ` (${fmt(value / base)}×)` : '';
+    const rel = nginx && name !== 'nginx' && value !== undefined && base && base > 0 ? ` (${fmt(value / base)}×)` : '';
     return `${fmt(value, digits)}${rel}`;
   };
   const tunnelCounts = Object.keys(r.subjects[names[0] as string]?.idleKib ?? {});
