@@ -1,27 +1,32 @@
 /**
- * Baseline for the benchmarks: the smallest Node mTLS relay that does the same transport work
- * (tls.createServer requiring a client certificate against the root, piping to one upstream).
- * It has no SPIFFE checks, no policy, no HTTP parsing, no audit: the gateway's figures are reported
- * as ratios against this one, measured in the same run on the same machine.
+ * The floor for the benchmarks: the smallest Node mTLS relay doing the same transport work
+ * (tls.createServer requiring a client certificate against the same anchor, piping to one
+ * upstream from 127.0.0.2). No SPIFFE checks, no policy, no HTTP parsing, no audit.
+ * Arguments: cert key ca upstreamPort...; listens once per upstream and prints the ports.
  */
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { createServer } from 'node:tls';
 
-const [certPath, keyPath, caPath, upstreamPort] = process.argv.slice(2);
-const server = createServer(
-  {
-    cert: readFileSync(certPath as string),
-    key: readFileSync(keyPath as string),
-    ca: readFileSync(caPath as string),
-    requestCert: true,
-    rejectUnauthorized: true,
-  },
-  (client) => {
-    const upstream = connect({ host: '127.0.0.1', port: Number(upstreamPort), localAddress: '127.0.0.2' });
-    client.on('error', () => upstream.destroy());
-    upstream.on('error', () => client.destroy());
-    client.pipe(upstream).pipe(client);
-  },
+const [certPath, keyPath, caPath, ...upstreamPorts] = process.argv.slice(2);
+const options = {
+  cert: readFileSync(certPath as string),
+  key: readFileSync(keyPath as string),
+  ca: readFileSync(caPath as string),
+  requestCert: true,
+  rejectUnauthorized: true,
+};
+const ports = upstreamPorts.map(
+  (upstreamPort) =>
+    new Promise<number>((resolve) => {
+      const server = createServer(options, (client) => {
+        const upstream = connect({ host: '127.0.0.1', port: Number(upstreamPort), localAddress: '127.0.0.2' });
+        client.on('error', () => upstream.destroy());
+        upstream.on('error', () => client.destroy());
+        client.pipe(upstream).pipe(client);
+      });
+      server.maxConnections = 100_000;
+      server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port));
+    }),
 );
-server.listen(0, '127.0.0.1', () => process.stdout.write(`${(server.address() as { port: number }).port}\n`));
+process.stdout.write(`${(await Promise.all(ports)).join(' ')}\n`);

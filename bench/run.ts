@@ -1,296 +1,221 @@
 /**
- * `npm run bench`: the gateway against a minimal Node mTLS relay (bench/baseline-relay.ts), both
- * as separate processes measured in the same run. Machines here are noisy (2 cores), so every
- * figure is reported as a ratio to the baseline, and targets are ratios too.
+ * `npm run bench`: the gateway against real peers in one run, side by side (docs/benchmarks.md).
+ * Subjects: the gateway (tcp and connect mode), nginx `stream` when installed (mTLS against the
+ * same anchor, proxy_bind), and the 10-line Node relay as the floor. Rounds alternate the subject
+ * order (A B C, C B A, …) and every figure is the median over rounds; CPU is read from /proc for
+ * each subject's whole process group, so the load generator is not counted.
  *
- *   handshake:  proxy CPU per new mTLS connection (+ CONNECT for the gateway), 8 at a time
- *   relay:      proxy CPU per GB through one tunnel into a discarding upstream
- *   memory:     proxy RSS per open idle tunnel
+ *   npm run bench                      full run, writes bench/results/<time>.json + latest.json and
+ *                                      regenerates the table in docs/benchmarks.md
+ *   npm run bench -- --smoke           one short round (CI), writes nothing under bench/results/
+ *   BENCH_NODE=/path/to/node           the Node that runs the subjects (default: this one)
+ *   BENCH_COMPARE=/other/checkout      adds that checkout's gateway as `gateway-before`
+ *   BENCH_ROUNDS, BENCH_SECONDS, BENCH_RELAY_MB, BENCH_PINGS, BENCH_CONNECTS, BENCH_TUNNELS=1000,10000
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, type TLSSocket } from 'node:tls';
-import { freePort } from '../test/helpers/loopback-ports.ts';
-import { writeTestConfig } from '../test/helpers/test-gateway.ts';
 import { createTestPki } from '../test/helpers/test-pki.ts';
+import {
+  type ClientIdentity,
+  connectSetups,
+  echoRtts,
+  idleTunnelKib,
+  median,
+  newConnectionRate,
+  percentile,
+  relay,
+  sTime,
+  tcpOpen,
+  tlsOpen,
+  withCpu,
+} from './measure.ts';
+import { type BenchResult, renderTable, type SubjectFigures, targetsOf, writeDocsTable } from './render-table.ts';
+import {
+  nginxVersion,
+  type Subject,
+  spawnGroup,
+  startGateway,
+  startNginx,
+  startNodeRelay,
+  subjectNode,
+  waitForOutput,
+} from './subjects.ts';
 
-const HANDSHAKES = Number(process.env.BENCH_HANDSHAKES ?? 400);
-const RELAY_MB = Number(process.env.BENCH_RELAY_MB ?? 256);
-const IDLE_TUNNELS = Number(process.env.BENCH_IDLE_TUNNELS ?? 1000);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const TARGETS = { handshake: 2.0, relay: 1.5, memory: 2.5 };
+const SMOKE = process.argv.includes('--smoke') || process.env.BENCH_SMOKE === '1';
+const env = (name: string, full: number, smoke: number) => Number(process.env[name] ?? (SMOKE ? smoke : full));
+const CFG = {
+  rounds: env('BENCH_ROUNDS', 3, 1),
+  seconds: env('BENCH_SECONDS', 4, 1),
+  relayMb: env('BENCH_RELAY_MB', 256, 16),
+  pings: env('BENCH_PINGS', 2000, 200),
+  connects: env('BENCH_CONNECTS', 400, 40),
+  tunnels: (process.env.BENCH_TUNNELS ?? (SMOKE ? '100' : '1000,10000')).split(',').map(Number),
+};
 const repo = new URL('..', import.meta.url).pathname;
 
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks of 1/100 s
-}
+type Sample = Partial<Record<keyof SubjectFigures, number>>;
 
-function rssBytes(pid: number): number {
-  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(match?.[1] ?? 0) * 1024;
-}
-
-function startDiscardServer(): Promise<{ server: Server; port: number; sockets: Set<Socket> }> {
-  const sockets = new Set<Socket>();
-  const server = createServer((socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => {});
-    socket.on('data', (chunk: Buffer) => {
-      // Echo a short acknowledgement for the first bytes so handshake rounds can complete.
-      if (chunk[0] === 0x21) socket.write('!');
-    });
-  });
-  return new Promise((resolve) =>
-    server.listen(0, '127.0.0.1', () =>
-      resolve({ server, port: (server.address() as { port: number }).port, sockets }),
-    ),
-  );
-}
-
-interface Subject {
-  readonly name: string;
-  readonly process: ChildProcess;
-  readonly port: number;
-  /** Opens a stream to the discard upstream through this proxy. */
-  open(): Promise<TLSSocket>;
-}
-
-async function waitForLine(child: ChildProcess, stream: 'stdout' | 'stderr', pattern: RegExp): Promise<string> {
-  let text = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${pattern} in ${text}`)), 30_000);
-    child[stream]?.on('data', (chunk) => {
-      text += chunk;
-      const match = pattern.exec(text);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[1] ?? match[0]);
-      }
-    });
-  });
-}
-
-function tlsOpen(
-  port: number,
-  opts: { ca: Buffer; cert: Buffer; key: Buffer },
-  connectTo?: string,
-): Promise<TLSSocket> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port, ...opts, servername: 'localhost' });
-    socket.once('error', reject);
-    socket.once('secureConnect', () => {
-      if (!connectTo) return resolve(socket);
-      socket.write(`CONNECT ${connectTo} HTTP/1.1\r\nHost: ${connectTo}\r\n\r\n`);
-      let head = '';
-      const onData = (chunk: Buffer) => {
-        head += chunk.toString('latin1');
-        if (head.includes('\r\n\r\n')) {
-          socket.removeListener('data', onData);
-          if (head.startsWith('HTTP/1.1 200')) resolve(socket);
-          else reject(new Error(head));
-        }
-      };
-      socket.on('data', onData);
-    });
-  });
-}
-
-async function handshakeRound(subject: Subject): Promise<void> {
-  const socket = await subject.open();
-  await new Promise<void>((resolve) => {
-    socket.once('data', () => resolve());
-    socket.write('!');
-  });
-  socket.destroy();
-}
-
-async function measureHandshakes(subject: Subject): Promise<number> {
-  const before = cpuSeconds(subject.process.pid as number);
-  let next = 0;
-  const worker = async () => {
-    while (next < HANDSHAKES) {
-      next += 1;
-      await handshakeRound(subject);
-    }
-  };
-  await Promise.all(Array.from({ length: 8 }, worker));
-  await new Promise((r) => setTimeout(r, 200));
-  return ((cpuSeconds(subject.process.pid as number) - before) / HANDSHAKES) * 1000; // ms per connection
-}
-
-async function measureRelay(subject: Subject): Promise<{ cpuPerGb: number; mbPerSecond: number }> {
-  const socket = await subject.open();
-  const chunk = Buffer.alloc(64 * 1024, 0x61);
-  const total = RELAY_MB * 1024 * 1024;
-  const before = cpuSeconds(subject.process.pid as number);
-  const started = process.hrtime.bigint();
-  let sent = 0;
-  while (sent < total) {
-    if (!socket.write(chunk)) await new Promise((r) => socket.once('drain', r));
-    sent += chunk.length;
+async function round(subject: Subject, id: ClientIdentity, discardTarget: string): Promise<Sample> {
+  const sample: Sample = {};
+  const fresh = await withCpu(subject.pgid, () => sTime(subject.ports.web, 'new', CFG.seconds, id));
+  sample.newMs = (fresh.cpu / fresh.value.connections) * 1000;
+  const resumed = await withCpu(subject.pgid, () => sTime(subject.ports.web, 'reuse', CFG.seconds, id));
+  sample.resumedMs = (resumed.cpu / resumed.value.connections) * 1000;
+  sample.resumedShare = resumed.value.resumed / resumed.value.connections;
+  const relayed = await withCpu(subject.pgid, () => relay(subject.ports.discard, CFG.relayMb, id));
+  sample.cpuPerGb = relayed.cpu / (CFG.relayMb / 1024);
+  sample.relayMbPerS = relayed.value;
+  const tunnel = await tlsOpen(subject.ports.echo, id);
+  const rtts = await echoRtts(tunnel, CFG.pings);
+  tunnel.destroy();
+  sample.p50Us = percentile(rtts, 50);
+  sample.p99Us = percentile(rtts, 99);
+  if (subject.connectPort) {
+    const port = subject.connectPort;
+    const setups = await withCpu(subject.pgid, () => connectSetups(port, CFG.connects, discardTarget, id));
+    sample.connectPerCpuS = CFG.connects / setups.cpu;
   }
-  await new Promise<void>((resolve) => socket.end(resolve));
-  await new Promise((r) => setTimeout(r, 300));
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  const cpu = cpuSeconds(subject.process.pid as number) - before;
-  socket.destroy();
-  return { cpuPerGb: cpu / (total / 1024 ** 3), mbPerSecond: RELAY_MB / seconds };
+  return sample;
 }
 
-async function measureMemory(subject: Subject): Promise<number> {
-  if (global.gc) global.gc();
-  await new Promise((r) => setTimeout(r, 500));
-  const before = rssBytes(subject.process.pid as number);
-  const sockets: TLSSocket[] = [];
-  for (let i = 0; i < IDLE_TUNNELS; i++) sockets.push(await subject.open());
-  await new Promise((r) => setTimeout(r, 1000));
-  const after = rssBytes(subject.process.pid as number);
-  for (const socket of sockets) socket.destroy();
-  return (after - before) / IDLE_TUNNELS / 1024; // KiB per tunnel
+function versions(): Record<string, string> {
+  const node = JSON.parse(
+    execFileSync(
+      subjectNode,
+      ['-p', 'JSON.stringify({node: process.versions.node, openssl: process.versions.openssl})'],
+      {
+        encoding: 'utf8',
+      },
+    ),
+  ) as { node: string; openssl: string };
+  const sslClient = execFileSync('openssl', ['version'], { encoding: 'utf8' }).trim();
+  return { node: node.node, nodeOpenssl: node.openssl, nginx: nginxVersion() ?? 'not installed', client: sslClient };
 }
 
 async function main(): Promise<void> {
+  const startedAt = new Date();
+  const loadBefore = loadavg()[0] as number;
   const pki = await createTestPki();
   const dir = mkdtempSync(join(tmpdir(), 'egw-bench-'));
-  const discard = await startDiscardServer();
-  const client = await pki.workload('bookinfo', 'productpage');
-  const tlsOpts = {
-    ca: readFileSync(pki.rootPath),
-    cert: readFileSync(client.certPath),
-    key: readFileSync(client.keyPath),
-  };
-  const port = await freePort();
-  const tcpPort = await freePort();
-  const configPath = writeTestConfig(pki, {
-    listeners: [
-      { name: 'egress', listen: `127.0.0.1:${port}`, mode: 'connect', snat: '127.0.0.2' },
-      {
-        name: 'tcp',
-        listen: `127.0.0.1:${tcpPort}`,
-        mode: 'tcp',
-        upstream: `127.0.0.1:${discard.port}`,
-        snat: '127.0.0.2',
-      },
-    ],
-    rules: [{ name: 'bench', from: { namespaces: ['bookinfo'] }, to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
-    limits: { maxConnectionsPerIdentity: 0 },
-    audit: { sinks: [{ type: 'file', path: join(dir, 'audit.jsonl'), format: 'ecs' }] },
-    admin: { listen: 'off', watch: false },
-  });
-  const gatewayProcess = spawn(
-    process.execPath,
-    [join(repo, 'bin/egress-gateway.js'), 'serve', '--config', configPath],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  await waitForLine(gatewayProcess, 'stderr', /listener egress/);
-  const baselineProcess = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      join(repo, 'bench/baseline-relay.ts'),
-      pki.gateway.certPath,
-      pki.gateway.keyPath,
-      pki.rootPath,
-      String(discard.port),
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  const baselinePort = Number(await waitForLine(baselineProcess, 'stdout', /^(\d+)\n/m));
-  const target = `127.0.0.1:${discard.port}`;
-  const subjects: Subject[] = [
-    { name: 'baseline', process: baselineProcess, port: baselinePort, open: () => tlsOpen(baselinePort, tlsOpts) },
-    { name: 'gateway', process: gatewayProcess, port, open: () => tlsOpen(port, tlsOpts, target) },
-    ...(process.env.BENCH_TCP
-      ? [{ name: 'gateway-tcp', process: gatewayProcess, port: tcpPort, open: () => tlsOpen(tcpPort, tlsOpts) }]
-      : []),
-  ];
+  const upstreamProcess = spawnGroup(subjectNode, ['--import', 'tsx', join(repo, 'bench/upstreams.ts')]);
+  const [, discard, echo, web] = (await waitForOutput(upstreamProcess, /^(\d+) (\d+) (\d+)\n/m)).map(Number);
+  const up = { discard: discard as number, echo: echo as number, web: web as number };
+  const id: ClientIdentity = { leaf: await pki.workload('bookinfo', 'productpage'), caPath: pki.rootPath };
+  const subjects: Subject[] = [];
   try {
-    // Warm-up: JIT and connection pools, not measured.
-    for (const subject of subjects) for (let i = 0; i < 30; i++) await handshakeRound(subject);
-    // Interleaved rounds, median per subject: one noisy round cannot decide a ratio.
-    const samples = new Map<
-      string,
-      Array<{ handshakeMs: number; cpuPerGb: number; mbPerSecond: number; kibPerTunnel: number }>
-    >();
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const subject of round % 2 === 0 ? subjects : [...subjects].reverse()) {
-        const only = process.env.BENCH_ONLY;
-        // Memory first, and in the first round only: later rounds (and the relay's large buffers)
-        // leave the heap grown and RSS shrinking under the measurement.
-        const kibPerTunnel = round === 0 && (!only || only === 'memory') ? await measureMemory(subject) : Number.NaN;
-        const handshakeMs = !only || only === 'handshake' ? await measureHandshakes(subject) : Number.NaN;
-        const relay =
-          !only || only === 'relay' ? await measureRelay(subject) : { cpuPerGb: Number.NaN, mbPerSecond: Number.NaN };
-        const sample = { handshakeMs, ...relay, kibPerTunnel };
-        samples.set(subject.name, [...(samples.get(subject.name) ?? []), sample]);
-        if (process.env.BENCH_VERBOSE)
-          process.stderr.write(`round ${round} ${subject.name}: ${JSON.stringify(sample)}\n`);
+    subjects.push(await startGateway(pki, up, dir));
+    // BENCH_COMPARE=/path/to/an/older/checkout: its gateway as one more subject (before/after).
+    if (process.env.BENCH_COMPARE)
+      subjects.push(await startGateway(pki, up, dir, { repoDir: process.env.BENCH_COMPARE, name: 'gateway-before' }));
+    const nginx = await startNginx(pki, up, dir);
+    if (nginx) subjects.push(nginx);
+    subjects.push(await startNodeRelay(pki, up));
+    const samples = new Map<string, Sample[]>(subjects.map((s) => [s.name, []]));
+    // Warm-up (JIT, session caches), not measured.
+    for (const s of subjects) await sTime(s.ports.web, 'new', 1, id);
+    const direct: number[] = [];
+    for (let r = 0; r < CFG.rounds; r++) {
+      for (const s of r % 2 === 0 ? subjects : [...subjects].reverse()) {
+        const sample = await round(s, id, `127.0.0.1:${up.discard}`);
+        (samples.get(s.name) as Sample[]).push(sample);
+        process.stderr.write(`round ${r + 1}/${CFG.rounds} ${s.name}: ${JSON.stringify(sample)}\n`);
+      }
+      const plain = await tcpOpen(up.echo);
+      direct.push(...(await echoRtts(plain, CFG.pings)));
+      plain.destroy();
+    }
+    const memory = new Map<string, Record<string, number>>();
+    for (const count of CFG.tunnels) {
+      for (const s of subjects) {
+        const kib = await idleTunnelKib(s.pgid, s.ports.discard, count, id).catch(() => Number.NaN);
+        memory.set(s.name, { ...memory.get(s.name), [String(count)]: kib });
+        process.stderr.write(`${s.name}: ${kib.toFixed(1)} KiB per idle tunnel at ${count}\n`);
       }
     }
-    const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
-    const results: Record<
-      string,
-      { handshakeMs: number; cpuPerGb: number; mbPerSecond: number; kibPerTunnel: number }
-    > = {};
-    for (const [name, list] of samples) {
-      results[name] = {
-        handshakeMs: median(list.map((s) => s.handshakeMs)),
-        cpuPerGb: median(list.map((s) => s.cpuPerGb)),
-        mbPerSecond: median(list.map((s) => s.mbPerSecond)),
-        kibPerTunnel: median(list.map((s) => s.kibPerTunnel).filter((v) => !Number.isNaN(v))),
+    const workers = await workersThroughput(subjects[0] as Subject, pki, up, dir, id);
+    const figures: Record<string, SubjectFigures> = {};
+    const directP50 = percentile(direct, 50);
+    const directP99 = percentile(direct, 99);
+    for (const s of subjects) {
+      const list = samples.get(s.name) as Sample[];
+      const m = (key: keyof SubjectFigures) => median(list.map((x) => x[key] ?? Number.NaN));
+      figures[s.name] = {
+        newMs: m('newMs'),
+        resumedMs: m('resumedMs'),
+        resumedShare: m('resumedShare'),
+        cpuPerGb: m('cpuPerGb'),
+        relayMbPerS: m('relayMbPerS'),
+        p50Us: m('p50Us'),
+        p99Us: m('p99Us'),
+        addedP50Ms: (m('p50Us') - directP50) / 1000,
+        addedP99Ms: (m('p99Us') - directP99) / 1000,
+        connectPerCpuS: m('connectPerCpuS'),
+        idleKib: memory.get(s.name) ?? {},
       };
     }
-    const base = results.baseline as NonNullable<(typeof results)['baseline']>;
-    const gw = results.gateway as NonNullable<(typeof results)['gateway']>;
-    const rows = [
-      [
-        'proxy CPU per new mTLS connection (ms)',
-        base.handshakeMs,
-        gw.handshakeMs,
-        gw.handshakeMs / base.handshakeMs,
-        TARGETS.handshake,
-      ],
-      ['proxy CPU per GB relayed (s)', base.cpuPerGb, gw.cpuPerGb, gw.cpuPerGb / base.cpuPerGb, TARGETS.relay],
-      [
-        'RSS per open idle tunnel (KiB)',
-        base.kibPerTunnel,
-        gw.kibPerTunnel,
-        gw.kibPerTunnel / Math.max(1, base.kibPerTunnel),
-        TARGETS.memory,
-      ],
-      [
-        'relay throughput (MB/s, higher is better)',
-        base.mbPerSecond,
-        gw.mbPerSecond,
-        gw.mbPerSecond / base.mbPerSecond,
-        undefined,
-      ],
-    ] as const;
-    process.stdout.write(
-      `\nmesh-egress-gateway benchmark: median of ${ROUNDS} interleaved rounds of ${HANDSHAKES} handshakes, ${RELAY_MB} MB relayed, ${IDLE_TUNNELS} idle tunnels (node ${process.version})\n\n`,
-    );
-    process.stdout.write('| measure | baseline relay | gateway | ratio | target ratio |\n|---|---|---|---|---|\n');
-    let failed = 0;
-    for (const [name, b, g, ratio, limit] of rows) {
-      const verdict = limit === undefined ? '' : ratio <= limit ? `≤ ${limit} ok` : `≤ ${limit} MISSED`;
-      if (limit !== undefined && ratio > limit) failed += 1;
-      process.stdout.write(`| ${name} | ${b.toFixed(2)} | ${g.toFixed(2)} | ${ratio.toFixed(2)} | ${verdict} |\n`);
+    const result: BenchResult = {
+      startedAt: startedAt.toISOString(),
+      smoke: SMOKE,
+      config: CFG,
+      machine: { cpus: cpus().length, model: cpus()[0]?.model ?? '', loadBefore, loadAfter: loadavg()[0] as number },
+      versions: versions(),
+      direct: { p50Us: directP50, p99Us: directP99 },
+      subjects: figures,
+      workers,
+      targets: [],
+    };
+    result.targets = targetsOf(result);
+    process.stdout.write(`\n${renderTable(result)}\n`);
+    if (!SMOKE) {
+      const out = join(repo, 'bench/results');
+      mkdirSync(out, { recursive: true });
+      const text = `${JSON.stringify(result, null, 2)}\n`;
+      writeFileSync(join(out, `${startedAt.toISOString().replace(/[:.]/g, '-')}.json`), text);
+      writeFileSync(join(out, 'latest.json'), text);
+      if (process.env.BENCH_WRITE_DOCS !== '0') writeDocsTable(result);
     }
-    process.stdout.write(`\n${failed === 0 ? 'all targets met' : `${failed} target(s) missed`}\n`);
-    process.exitCode = failed === 0 ? 0 : 1;
   } finally {
-    gatewayProcess.kill('SIGKILL');
-    baselineProcess.kill('SIGKILL');
-    for (const socket of discard.sockets) socket.destroy();
-    discard.server.close();
+    for (const s of subjects) s.stop();
+    try {
+      process.kill(-(upstreamProcess.pid as number), 'SIGKILL');
+    } catch {}
     rmSync(dir, { recursive: true, force: true });
     pki.cleanup();
+  }
+}
+
+/** New connections per wall second: one gateway worker against `--workers 2`, alternating. */
+async function workersThroughput(
+  one: Subject,
+  pki: Awaited<ReturnType<typeof createTestPki>>,
+  up: { discard: number; echo: number; web: number },
+  dir: string,
+  id: ClientIdentity,
+): Promise<BenchResult['workers']> {
+  const two = await startGateway(pki, up, dir, { workers: 2 });
+  try {
+    await sTime(two.ports.web, 'new', 1, id);
+    const rates: Record<string, number[]> = { one: [], two: [] };
+    for (let r = 0; r < Math.max(1, CFG.rounds - 1); r++) {
+      for (const [key, s] of r % 2 === 0
+        ? ([
+            ['one', one],
+            ['two', two],
+          ] as const)
+        : ([
+            ['two', two],
+            ['one', one],
+          ] as const)) {
+        rates[key]?.push(await newConnectionRate(s.ports.web, CFG.seconds, 4, id));
+      }
+    }
+    const oneRate = median(rates.one as number[]);
+    const twoRate = median(rates.two as number[]);
+    return { oneWorkerPerS: oneRate, twoWorkersPerS: twoRate, ratio: twoRate / oneRate };
+  } finally {
+    two.stop();
   }
 }
 

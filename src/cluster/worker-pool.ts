@@ -1,5 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { ERROR_CODES, type ErrorCode, GatewayError } from '../core/errors.ts';
+import { newTicketSecret, TICKET_SECRET_ENV } from '../tls/ticket-keys.ts';
 import { type AdminOperation, type AdminReply, CONFIG_SNAPSHOT_ENV, isAdminReply } from './admin-ipc.ts';
 
 const ASK_TIMEOUT_MS = 5_000;
@@ -36,6 +37,8 @@ export class WorkerPool {
   #started = false;
   #stopping = false;
   #crashes = 0;
+  /** One per primary: every worker derives the same rotating session-ticket keys from it. */
+  readonly #ticketSecret = newTicketSecret();
   #lastCrashAt = 0;
 
   constructor(options: { size: number; listenerCount: number; configText: string; log: (m: string) => void }) {
@@ -102,7 +105,10 @@ export class WorkerPool {
   }
 
   #fork(): Worker {
-    const worker = cluster.fork({ [CONFIG_SNAPSHOT_ENV]: Buffer.from(this.configText).toString('base64') });
+    const worker = cluster.fork({
+      [CONFIG_SNAPSHOT_ENV]: Buffer.from(this.configText).toString('base64'),
+      [TICKET_SECRET_ENV]: this.#ticketSecret,
+    });
     worker.on('message', (message: unknown) => {
       if (!isAdminReply(message)) return;
       const waiter = this.#pending.get(message.id);

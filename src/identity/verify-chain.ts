@@ -140,7 +140,7 @@ class PathSearch {
   }
 }
 
-function checkValidity(cert: CertificateFacts, now: Date, role: string): void {
+export function checkValidity(cert: CertificateFacts, now: Date, role: string): void {
   if (now < cert.notBefore) {
     throw new GatewayError(
       'EGW_IDENTITY_NOT_YET_VALID',

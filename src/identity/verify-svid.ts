@@ -6,7 +6,8 @@ import { verificationCost } from './key-policy.ts';
 import { checkRevocation } from './revocation.ts';
 import { parseSpiffeId, type SpiffeId } from './spiffe-id.ts';
 import { bundleForDomain, type TrustBundle } from './trust-bundle.ts';
-import { type VerifyStats, verifyChain } from './verify-chain.ts';
+import { chainKey, lookupValidated, storeValidated } from './validated-paths.ts';
+import { checkValidity, type VerifyStats, verifyChain } from './verify-chain.ts';
 
 /** The authenticated caller: a SPIFFE ID and the facts of the certificate that proved it. */
 export interface PeerIdentity {
@@ -80,6 +81,16 @@ export function verifyPeerSvid(
 ): PeerIdentity {
   if (sent.length === 0) throw new GatewayError('EGW_IDENTITY_NO_CERT');
   checkChainSize(sent, bundle.limits ?? DEFAULT_CHAIN_LIMITS);
+  // Same DER, same bundle: same verdict, except for time (validated-paths.ts).
+  const key = stats ? undefined : chainKey(sent);
+  const known = key === undefined ? undefined : lookupValidated<PeerIdentity>(bundle, key);
+  if (known) {
+    // Time-dependent checks run on every hit: validity, and the CRLs (one may have gone stale).
+    for (const [index, cert] of known.path.entries())
+      checkValidity(cert, now, index === 0 ? 'leaf' : `issuer "${cert.subject}"`);
+    checkRevocation(known.path, bundle.revocation, now);
+    return known;
+  }
   const presented = sent.map(toCertificate);
   const [leafCert, ...rest] = presented as [X509Certificate, ...X509Certificate[]];
   for (const [index, cert] of presented.entries()) {
@@ -91,7 +102,9 @@ export function verifyPeerSvid(
   const spiffeId = verifySvidLeaf(leaf, domain.trustDomain);
   checkRevocation(path, bundle.revocation, now);
   for (const cert of path.slice(0, -1)) remember(cert);
-  return Object.freeze({ spiffeId, leaf, path: Object.freeze(path) });
+  const identity: PeerIdentity = Object.freeze({ spiffeId, leaf, path: Object.freeze(path) });
+  if (key !== undefined) storeValidated(bundle, key, identity);
+  return identity;
 }
 
 // A workload reconnects with the same SVID for hours, and intermediates repeat on every

@@ -3,7 +3,7 @@ import { publishAudit } from '../core/audit-event.ts';
 import { GatewayError } from '../core/errors.ts';
 import { verifyPeerSvid } from '../identity/verify-svid.ts';
 import { proxiedConnection } from '../listener/proxy-protocol-reader.ts';
-import { acceptTls, opensslVerifyError, presentedChain } from '../tls/accept-tls.ts';
+import { acceptTls, opensslVerifyError, presentedChain, rememberVerifiedChain } from '../tls/accept-tls.ts';
 import {
   auditBaseFor,
   type ConnectionContext,
@@ -47,10 +47,12 @@ export function createConnectionPipeline(
       (tls) => {
         let peer: ReturnType<typeof verifyPeerSvid>;
         try {
-          peer = verifyPeerSvid(presentedChain(tls), state.trustBundle);
+          const chain = presentedChain(tls);
+          peer = verifyPeerSvid(chain, state.trustBundle);
           const opensslError = opensslVerifyError(tls);
           if (opensslError)
             throw new GatewayError('EGW_IDENTITY_CHAIN_UNTRUSTED', `OpenSSL rejected the chain: ${opensslError}`);
+          rememberVerifiedChain(tls, chain);
         } catch (error) {
           const gatewayError =
             error instanceof GatewayError ? error : new GatewayError('EGW_IDENTITY_MALFORMED', String(error));

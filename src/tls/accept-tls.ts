@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { type DetailedPeerCertificate, type SecureContext, TLSSocket } from 'node:tls';
 import { GatewayError } from '../core/errors.ts';
 import { markHandshakeDone } from '../listener/pre-handshake-gate.ts';
+import { rememberChain, rememberedChain } from './resumed-chains.ts';
 
 /**
  * Runs the server side of a TLS handshake on an accepted TCP socket and resolves once it is
@@ -80,9 +81,14 @@ export function acceptTls(raw: Socket, context: SecureContext, timeoutMs: number
  * 95 KB junk certificates piled up (issue 9). Sizes are read first from plain DER copies; only a
  * chain of certificates up to `maxCertificateBytes` is walked as X509Certificate objects, whose
  * linking (unlike getPeerCertificate's X509_check_issued) keeps a non-CA issuer for the identity
- * stage to name.
+ * stage to name. On a resumed session OpenSSL kept only the leaf: the intermediates remembered
+ * from the full handshake follow it (tls/resumed-chains.ts), to be verified again like new.
  */
 export function presentedChain(socket: TLSSocket, maxCertificateBytes = 16_384): Buffer[] {
+  if (socket.isSessionReused()) {
+    const leaf = socket.getPeerX509Certificate();
+    return leaf ? [leaf.raw, ...rememberedChain(leaf.fingerprint256)] : [];
+  }
   const sizes: Buffer[] = [];
   const seenDetailed = new Set<string>();
   let detailed: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
@@ -101,6 +107,16 @@ export function presentedChain(socket: TLSSocket, maxCertificateBytes = 16_384):
     current = current.issuerCertificate;
   }
   return chain;
+}
+
+/**
+ * Called once the identity stage accepted `chain` (leaf first) on a full handshake, so that a
+ * later resumption of this session can be verified on the same path again.
+ */
+export function rememberVerifiedChain(socket: TLSSocket, chain: readonly Buffer[]): void {
+  if (socket.isSessionReused()) return;
+  const leaf = socket.getPeerX509Certificate();
+  if (leaf) rememberChain(leaf.fingerprint256, chain.slice(1));
 }
 
 /**

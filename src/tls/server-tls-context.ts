@@ -1,6 +1,7 @@
 import { constants } from 'node:crypto';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { GatewayError } from '../core/errors.ts';
+import { processTicketKeys, sessionIdContextFor, type TicketKeyRing } from './ticket-keys.ts';
 
 export interface ServerTlsMaterial {
   /** The gateway's own SVID chain, leaf first. */
@@ -17,20 +18,28 @@ export interface ServerTlsMaterial {
  * tls.Server rebuilds its context without that flag (docs/design.md). OpenSSL's verdict is a
  * second opinion only: identity/verify-chain.ts is the gate.
  */
-export function createServerTlsContext(material: ServerTlsMaterial): SecureContext {
+export function createServerTlsContext(
+  material: ServerTlsMaterial,
+  tickets: TicketKeyRing = processTicketKeys(),
+): SecureContext {
+  let context: SecureContext;
   try {
-    return createSecureContext({
+    context = createSecureContext({
       cert: material.certPem,
       key: material.keyPem,
       ca: material.anchorsPem,
       allowPartialTrustChain: true,
       minVersion: material.minVersion ?? 'TLSv1.2',
-      // No session tickets: a resumed session carries no peer chain to re-verify, and the
-      // verification here is ours, not OpenSSL's. Every connection presents its chain.
+      // Session tickets (TLS 1.2 and 1.3) are on: a resumed session still carries the peer's leaf,
+      // and the identity stage re-verifies it against the current anchors on every connection
+      // (tls/resumed-chains.ts supplies the intermediates). The id context ties a session to
+      // these anchors; the lifetime is one ticket-key rotation period.
+      sessionIdContext: sessionIdContextFor(material.anchorsPem),
+      sessionTimeout: tickets.lifetimeSeconds,
       // No renegotiation: on a hand-built TLSSocket Node enforces neither its renegotiation
       // limit nor disableRenegotiation(), and a renegotiated handshake could swap the client
       // certificate after the identity stage judged it. Only the context option refuses it.
-      secureOptions: constants.SSL_OP_NO_TICKET | constants.SSL_OP_NO_RENEGOTIATION,
+      secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
     } as Parameters<typeof createSecureContext>[0]);
   } catch (cause) {
     throw new GatewayError(
@@ -39,4 +48,6 @@ export function createServerTlsContext(material: ServerTlsMaterial): SecureConte
       { cause },
     );
   }
+  tickets.install(context);
+  return context;
 }
