@@ -34,6 +34,8 @@ export interface StartOptions {
   readonly adminListen?: string;
   /** Collect Node process metrics (default true). */
   readonly processMetrics?: boolean;
+  /** Test-only fault injection for the per-connection error boundary (no CLI flag, no config key). */
+  readonly faultProbe?: ProxyRuntime['faultProbe'];
 }
 
 export interface Gateway extends AdminBackend {
@@ -110,7 +112,13 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
 
   let draining = false;
   const tunnels = new LiveTunnels();
-  const runtime: ProxyRuntime = { tunnels, limiter: new IdentityLimiter(), isDraining: () => draining };
+  const limiter = new IdentityLimiter();
+  const runtime: ProxyRuntime = {
+    tunnels,
+    limiter,
+    isDraining: () => draining,
+    ...(options.faultProbe ? { faultProbe: options.faultProbe } : {}),
+  };
   const listenerStats = new ListenerStats();
   const metrics = new GatewayMetrics(
     {
@@ -120,6 +128,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
         return counts;
       },
       auditSinks: () => audit.stats(),
+      identityConnections: () => limiter.totalOpen(),
       certificateExpiry: () => {
         const now = Date.now();
         return [

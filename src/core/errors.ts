@@ -41,6 +41,8 @@ export const ERROR_CODES = {
   EGW_LIMIT_IDENTITY_CONNECTIONS: 'the caller identity is at its maximum number of open connections',
   EGW_LIMIT_IDENTITY_RATE: 'the caller identity exceeded its new-connection rate',
   EGW_DRAINING: 'the gateway is draining and accepts no new work',
+  // internal
+  EGW_INTERNAL: 'an unexpected error in the gateway closed this connection (the process keeps serving)',
   // operations
   EGW_RELOAD_FAILED: 'a configuration reload failed; the running state is kept',
   EGW_ADMIN_UNAUTHORIZED: 'the admin request lacks a valid bearer token',

@@ -19,6 +19,8 @@ export interface MetricsSources {
   >;
   /** Seconds until expiry, by certificate role and subject. */
   certificateExpiry(): ReadonlyArray<{ role: 'gateway' | 'anchor'; subject: string; secondsLeft: number }>;
+  /** Open connections counted against per-identity limits, all identities together. */
+  identityConnections?(): number;
 }
 
 const UPSTREAM_CODES: Record<string, string> = {
@@ -82,6 +84,12 @@ export class GatewayMetrics {
     name: 'egw_reloads_total',
     help: 'Configuration reloads by result',
     labelNames: ['result'],
+    registers: [this.registry],
+  });
+  readonly #internalErrors = new Counter({
+    name: 'egw_internal_errors_total',
+    help: 'Connections closed by an unexpected error in the gateway (EGW_INTERNAL); the process kept serving',
+    labelNames: ['listener'],
     registers: [this.registry],
   });
   readonly #drainForced = new Counter({
@@ -161,12 +169,21 @@ export class GatewayMetrics {
           this.set({ role: cert.role, subject: cert.subject }, cert.secondsLeft);
       },
     });
+    new Gauge({
+      name: 'egw_identity_connections',
+      help: 'Open connections counted against per-identity limits (all identities)',
+      registers: [this.registry],
+      collect() {
+        this.set(sources.identityConnections?.() ?? 0);
+      },
+    });
     this.#unsubscribe.push(subscribeAudit((record) => this.#onAudit(record)));
     this.#unsubscribe.push(subscribeRuntimeEvents((event) => this.#dns.inc({ outcome: event.outcome })));
   }
 
   #onAudit(record: AuditRecord): void {
     const listener = record.listener;
+    if (record.code === 'EGW_INTERNAL') this.#internalErrors.inc({ listener });
     switch (record.action) {
       case 'identity-rejected':
         this.#connections.inc({ listener, decision: 'identity_rejected' });

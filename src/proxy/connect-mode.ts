@@ -4,7 +4,6 @@ import { pipeline } from 'node:stream/promises';
 import { publishAudit } from '../core/audit-event.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import { canonicalHost } from '../core/host-name.ts';
-import { pipeSockets, upstreamCounters } from '../pipe/pipe-sockets.ts';
 import { dialUpstream } from '../upstream/dial-upstream.ts';
 import type { HttpForwarder } from '../upstream/http-forwarder.ts';
 import {
@@ -16,6 +15,7 @@ import {
 } from './authorize-destination.ts';
 import type { ConnectionContext } from './connection-context.ts';
 import { elapsedNs, type ModeHandler } from './handle-connection.ts';
+import { guardConnection, runTunnel } from './tunnel-lifecycle.ts';
 
 /** RFC 7230 §6.1 hop-by-hop headers, plus the proxy-only ones, never forwarded either way. */
 const HOP_BY_HOP = new Set([
@@ -201,7 +201,7 @@ export function createConnectModeHandler(options: { forwarder: HttpForwarder }):
       const ctx = contexts.get(socket);
       if (!ctx) return void socket.destroy();
       headArrived(socket);
-      void handleConnect(ctx, req, socket, head);
+      guardConnection(ctx, () => handleConnect(ctx, req, socket, head));
     });
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       const ctx = contexts.get(req.socket);
@@ -210,7 +210,7 @@ export function createConnectModeHandler(options: { forwarder: HttpForwarder }):
       res.once('finish', () => {
         if (!req.socket.destroyed) armHeadTimer(ctx);
       });
-      void handleAbsoluteForm(ctx, req, res, options.forwarder);
+      guardConnection(ctx, () => handleAbsoluteForm(ctx, req, res, options.forwarder));
     });
     server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
       const ctx = contexts.get(socket);
@@ -295,46 +295,24 @@ async function handleConnect(
     });
     return refuseOnSocket(socket, refusal.status, refusal.proxyStatus, refusal.reason);
   }
-  const snat = {
-    snat: { ip: upstream.localAddress ?? auth.snat ?? '', ...(upstream.localPort ? { port: upstream.localPort } : {}) },
-  };
-  publishAudit({
-    ...ctx.auditBase,
-    action: 'egress-permitted',
-    reason: auth.decision.reason,
-    destination: dest,
-    ...rule,
-    ...snat,
-    http: { method: 'CONNECT', url: req.url ?? '' },
-  });
-  socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-  if (head.length > 0) upstream.write(head);
-  const startedNs = process.hrtime.bigint();
-  const started = new Date();
-  const untrack = ctx.runtime.tunnels.add({
-    connectionId: ctx.id,
-    listener: ctx.listener.name,
-    spiffeId: ctx.peer.spiffeId.uri,
-    destination: `${target.host}:${target.port}`,
-    ...(snat.snat.ip ? { snat: snat.snat.ip } : {}),
-    startedAt: started,
-    bytes: upstreamCounters(upstream),
-  });
-  const result = await pipeSockets(socket, upstream, { idleTimeoutMs: ctx.state.timeouts.idleMs });
-  untrack();
-  publishAudit({
-    ...ctx.auditBase,
-    action: 'egress-closed',
-    reason: result.error ?? 'closed',
-    destination: dest,
-    ...rule,
-    ...snat,
-    start: started.toISOString(),
-    end: new Date().toISOString(),
-    durationNs: elapsedNs(startedNs),
-    bytesFromClient: result.bytesFromClient,
-    bytesToClient: result.bytesToClient,
-  });
+  // runTunnel owns the upstream from here: one egress-closed per egress-permitted on every path.
+  await runTunnel(
+    ctx,
+    socket,
+    upstream,
+    {
+      reason: auth.decision.reason,
+      destination: dest,
+      ...rule,
+      ...(auth.snat ? { snat: auth.snat } : {}),
+      http: { method: 'CONNECT', url: req.url ?? '' },
+      target: `${target.host}:${target.port}`,
+    },
+    () => {
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length > 0) upstream.write(head);
+    },
+  );
 }
 
 async function handleAbsoluteForm(
@@ -434,12 +412,15 @@ async function handleAbsoluteForm(
   response.body.on('data', (chunk: Buffer) => {
     bytesToClient += chunk.length;
   });
-  res.writeHead(response.statusCode, stripHopByHop(response.headers));
   let error: string | undefined;
   try {
+    // Inside the try: headers an upstream sent can still be refused by node:http here.
+    res.writeHead(response.statusCode, stripHopByHop(response.headers));
     await pipeline(response.body, res);
   } catch (cause) {
     error = `response relay failed: ${(cause as Error).message}`;
+    response.body.destroy();
+    res.destroy();
   }
   publishAudit({
     ...ctx.auditBase,

@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import { publishAudit } from '../core/audit-event.ts';
 import { GatewayError } from '../core/errors.ts';
 import { verifyPeerSvid } from '../identity/verify-svid.ts';
+import { whenClosed } from '../pipe/pipe-sockets.ts';
 import { acceptTls, opensslVerifyError, presentedChain } from '../tls/accept-tls.ts';
 import {
   auditBaseFor,
@@ -11,18 +12,12 @@ import {
   sourceOf,
 } from './connection-context.ts';
 import type { GatewayState } from './gateway-state.ts';
+import { failConnection, guardConnection, resetConnection } from './tunnel-lifecycle.ts';
 
-export type ModeHandler = (ctx: ConnectionContext) => void;
+export { resetConnection };
 
-/** Sends a TCP RST, like an F5 iRule `reject`. Must be called on the raw socket: TLSSocket throws. */
-export function resetConnection(raw: Socket): void {
-  if (raw.destroyed) return;
-  try {
-    raw.resetAndDestroy();
-  } catch {
-    raw.destroy();
-  }
-}
+/** A mode's entry point; a returned promise is watched by the connection's error boundary. */
+export type ModeHandler = (ctx: ConnectionContext) => unknown;
 
 /**
  * listener → TLS handshake → identity: the stages every connection goes through before its
@@ -42,58 +37,59 @@ export function createConnectionPipeline(
     const source = sourceOf(raw);
     const startedAt = new Date();
     const startedNs = process.hrtime.bigint();
-    acceptTls(raw, state.tlsContext, state.timeouts.handshakeMs).then(
-      (tls) => {
-        let peer: ReturnType<typeof verifyPeerSvid>;
-        try {
-          peer = verifyPeerSvid(presentedChain(tls), state.trustBundle);
-          const opensslError = opensslVerifyError(tls);
-          if (opensslError)
-            throw new GatewayError('EGW_IDENTITY_CHAIN_UNTRUSTED', `OpenSSL rejected the chain: ${opensslError}`);
-        } catch (error) {
-          const gatewayError =
-            error instanceof GatewayError ? error : new GatewayError('EGW_IDENTITY_MALFORMED', String(error));
+    acceptTls(raw, state.tlsContext, state.timeouts.handshakeMs)
+      .then(
+        (tls) => {
+          let peer: ReturnType<typeof verifyPeerSvid>;
+          try {
+            peer = verifyPeerSvid(presentedChain(tls), state.trustBundle);
+            const opensslError = opensslVerifyError(tls);
+            if (opensslError)
+              throw new GatewayError('EGW_IDENTITY_CHAIN_UNTRUSTED', `OpenSSL rejected the chain: ${opensslError}`);
+          } catch (error) {
+            const gatewayError =
+              error instanceof GatewayError ? error : new GatewayError('EGW_IDENTITY_MALFORMED', String(error));
+            publishAudit({
+              ...auditBaseFor(id, listener, source, tls, undefined),
+              action: 'identity-rejected',
+              reason: gatewayError.message,
+              code: gatewayError.code,
+            });
+            resetConnection(raw);
+            return;
+          }
+          tls.on('error', () => {}); // the mode handler reports its own failures
+          // Taken once per connection; the mode handler answers a refusal in its own protocol.
+          // Released when either socket is gone: the TLS socket can close without the raw one.
+          const limit = runtime.limiter.acquire(peer.spiffeId.uri, state.identityLimits);
+          if (limit.ok) {
+            whenClosed(raw, limit.release);
+            whenClosed(tls, limit.release);
+          }
+          const auditBase = auditBaseFor(id, listener, source, tls, peer);
+          const ctx = { id, listener, state, raw, tls, peer, source, startedAt, startedNs, runtime, limit, auditBase };
+          guardConnection(ctx, () => {
+            runtime.faultProbe?.('identified', ctx);
+            return handler(ctx);
+          });
+        },
+        (error: GatewayError) => {
+          // A TCP connect without a single byte (port scan, TCP health check) is not a decision.
+          if (raw.bytesRead === 0 && (error.code === 'EGW_TLS_HANDSHAKE' || error.code === 'EGW_TLS_HANDSHAKE_TIMEOUT'))
+            return;
           publishAudit({
-            ...auditBaseFor(id, listener, source, tls, undefined),
+            ...auditBaseFor(id, listener, source, undefined, undefined),
             action: 'identity-rejected',
-            reason: gatewayError.message,
-            code: gatewayError.code,
+            reason: error.message,
+            code: error.code,
           });
           resetConnection(raw);
-          return;
-        }
-        tls.on('error', () => {}); // the mode handler reports its own failures
-        // Taken once per connection; the mode handler answers a refusal in its own protocol.
-        const limit = runtime.limiter.acquire(peer.spiffeId.uri, state.identityLimits);
-        if (limit.ok) raw.once('close', limit.release);
-        handler({
-          id,
-          listener,
-          state,
-          raw,
-          tls,
-          peer,
-          source,
-          startedAt,
-          startedNs,
-          runtime,
-          limit,
-          auditBase: auditBaseFor(id, listener, source, tls, peer),
-        });
-      },
-      (error: GatewayError) => {
-        // A TCP connect without a single byte (port scan, TCP health check) is not a decision.
-        if (raw.bytesRead === 0 && (error.code === 'EGW_TLS_HANDSHAKE' || error.code === 'EGW_TLS_HANDSHAKE_TIMEOUT'))
-          return;
-        publishAudit({
-          ...auditBaseFor(id, listener, source, undefined, undefined),
-          action: 'identity-rejected',
-          reason: error.message,
-          code: error.code,
-        });
-        resetConnection(raw);
-      },
-    );
+        },
+      )
+      // The error boundary of the stages above: whatever escapes closes this connection only.
+      .catch((error: unknown) =>
+        failConnection({ raw, auditBase: auditBaseFor(id, listener, source, undefined, undefined) }, error),
+      );
   };
 }
 

@@ -78,4 +78,11 @@ export class IdentityLimiter {
   openConnections(identity: string): number {
     return this.#open.get(identity) ?? 0;
   }
+
+  /** Open connections of all identities together (a leak shows here first). */
+  totalOpen(): number {
+    let total = 0;
+    for (const count of this.#open.values()) total += count;
+    return total;
+  }
 }

@@ -1,21 +1,19 @@
 import { publishAudit } from '../core/audit-event.ts';
 import { GatewayError } from '../core/errors.ts';
 import type { SpiffeId } from '../identity/spiffe-id.ts';
-import { pipeSockets, upstreamCounters } from '../pipe/pipe-sockets.ts';
 import { type Decision, decide } from '../policy/decide.ts';
 import { dialUpstream } from '../upstream/dial-upstream.ts';
 import type { ConnectionContext } from './connection-context.ts';
 import type { GatewayState, ListenerSettings } from './gateway-state.ts';
-import { elapsedNs, type ModeHandler, resetConnection } from './handle-connection.ts';
+import { type ModeHandler, resetConnection } from './handle-connection.ts';
+import { runTunnel } from './tunnel-lifecycle.ts';
 
 /**
  * tcp mode: the decrypted stream goes to one fixed upstream (a BIG-IP virtual server in front of
  * tinyproxy). A denied identity gets a TCP reset, like the iRule `reject`.
  */
 export function createTcpModeHandler(): ModeHandler {
-  return (ctx) => {
-    void handleTcp(ctx);
-  };
+  return (ctx) => handleTcp(ctx);
 }
 
 /**
@@ -83,39 +81,12 @@ async function handleTcp(ctx: ConnectionContext): Promise<void> {
     });
     return resetConnection(ctx.raw);
   }
-  const snatRecord = {
-    snat: { ip: socket.localAddress ?? snat ?? '', ...(socket.localPort ? { port: socket.localPort } : {}) },
-  };
-  publishAudit({
-    ...ctx.auditBase,
-    action: 'egress-permitted',
+  await runTunnel(ctx, ctx.tls, socket, {
     reason: decision.reason,
     destination,
     ...rule,
-    ...snatRecord,
-  });
-  const untrack = ctx.runtime.tunnels.add({
-    connectionId: ctx.id,
-    listener: ctx.listener.name,
-    spiffeId: ctx.peer.spiffeId.uri,
-    destination: `${upstream.host}:${upstream.port}`,
-    ...(snatRecord.snat.ip ? { snat: snatRecord.snat.ip } : {}),
-    startedAt: ctx.startedAt,
-    bytes: upstreamCounters(socket),
-  });
-  const result = await pipeSockets(ctx.tls, socket, { idleTimeoutMs: ctx.state.timeouts.idleMs });
-  untrack();
-  publishAudit({
-    ...ctx.auditBase,
-    action: 'egress-closed',
-    reason: result.error ?? 'closed',
-    destination,
-    ...rule,
-    ...snatRecord,
-    start: ctx.startedAt.toISOString(),
-    end: new Date().toISOString(),
-    durationNs: elapsedNs(ctx.startedNs),
-    bytesFromClient: result.bytesFromClient,
-    bytesToClient: result.bytesToClient,
+    ...(snat ? { snat } : {}),
+    target: `${upstream.host}:${upstream.port}`,
+    since: { at: ctx.startedAt, ns: ctx.startedNs },
   });
 }
