@@ -20,6 +20,7 @@ import {
   resetMidHandshake,
   resetMidStream,
   type ScriptedUpstream,
+  sTimeNew,
 } from '../test/helpers/abrupt-clients.ts';
 import { type ChildGateway, startChildGateway } from '../test/helpers/child-gateway.ts';
 import { createTestPki, type WrittenLeaf } from '../test/helpers/test-pki.ts';
@@ -31,6 +32,8 @@ const DEADLINE_MS = Number(process.env.SOAK_DEADLINE_MS ?? (SHORT ? 40_000 : 300
 /** RSS may grow this much over the post-warm-up baseline (V8 heap settles in tens of MB). */
 const RSS_GROWTH_LIMIT = Number(process.env.SOAK_RSS_GROWTH_MB ?? 80) * 1024 * 1024;
 const OP_TIMEOUT_MS = 10_000;
+/** `openssl s_time -new -time 1` runs alongside the mix (the tcp-mode leak of issue 9 item 7). */
+const S_TIME_RUNS = Number(process.env.SOAK_S_TIME_RUNS ?? (SHORT ? 3 : 30));
 
 interface Env {
   readonly gw: ChildGateway;
@@ -108,6 +111,16 @@ function pick(i: number): [string, Scenario] {
   return ['good', good];
 }
 
+/** Runs s_time against the tcp listener while the mix runs; each run is one second of new handshakes. */
+async function sTimeAlongside(env: Env, runs: number, done: () => boolean): Promise<number> {
+  let made = 0;
+  for (let run = 0; run < runs && !done(); run += 1) {
+    const out = await sTimeNew(env.gw.port('banner'), env.good, env.caPath, 1);
+    made += Number(/(\d+) connections in/.exec(out)?.[1] ?? 0);
+  }
+  return made;
+}
+
 async function runMix(env: Env, total: number, deadline: number) {
   const counts: Record<string, { ok: number; failed: number }> = {};
   const failures: string[] = [];
@@ -177,11 +190,17 @@ async function main(): Promise<number> {
     const warm = await env.gw.settled(Number.POSITIVE_INFINITY, 15_000);
     const baselineFds = warm.socketFds;
     const baselineRss = env.gw.rssBytes();
-    const mix = await runMix(env, TOTAL, startedAt + DEADLINE_MS);
+    let mixDone = false;
+    const sTime = sTimeAlongside(env, S_TIME_RUNS, () => mixDone);
+    const mix = await runMix(env, TOTAL, startedAt + DEADLINE_MS).finally(() => {
+      mixDone = true;
+    });
+    const sTimeConnections = await sTime;
     const report = await env.gw.settled(baselineFds, 20_000);
     const rssGrowth = env.gw.rssBytes() - baselineRss;
     const problems = [
       ...(mix.attempted < TOTAL ? [`only ${mix.attempted} of ${TOTAL} connections before the deadline`] : []),
+      ...(S_TIME_RUNS > 0 && sTimeConnections === 0 ? ['openssl s_time made no connection'] : []),
       ...mix.failures,
       ...(report.connections ? [`/connections lists ${report.connections}`] : []),
       ...(report.activeTunnels ? [`egw_active_tunnels ${report.activeTunnels}`] : []),
@@ -195,6 +214,7 @@ async function main(): Promise<number> {
       seconds: Math.round((Date.now() - startedAt) / 100) / 10,
       attempted: mix.attempted,
       scenarios: mix.counts,
+      sTimeConnections,
       permitted: report.permitted,
       closed: report.closed,
       socketFds: { baseline: baselineFds, after: report.socketFds },
