@@ -68,6 +68,18 @@ function snatOf(upstream: Socket, asked: string | undefined): NonNullable<AuditR
   return { ip: upstream.localAddress ?? asked ?? '', ...(upstream.localPort ? { port: upstream.localPort } : {}) };
 }
 
+function destroyAfterInternalError(ctx: ConnectionContext, client: Duplex, upstream: Socket, error: unknown) {
+  client.destroy();
+  upstream.destroy();
+  resetConnection(ctx.raw);
+  const counters = upstreamCounters(upstream);
+  return {
+    bytesFromClient: counters.fromClient,
+    bytesToClient: counters.toClient,
+    error: `internal error: ${describe(error)}`,
+  };
+}
+
 /**
  * Owns a dialled upstream from the moment it connects: publishes egress-permitted, lists the
  * tunnel, relays, and always publishes exactly one egress-closed and unlists it, whether the
@@ -114,15 +126,7 @@ export async function runTunnel(
     result = await pipeSockets(client, upstream, { idleTimeoutMs: ctx.state.timeouts.idleMs });
   } catch (error) {
     code = 'EGW_INTERNAL';
-    client.destroy();
-    upstream.destroy();
-    resetConnection(ctx.raw);
-    const counters = upstreamCounters(upstream);
-    result = {
-      bytesFromClient: counters.fromClient,
-      bytesToClient: counters.toClient,
-      error: `internal error: ${describe(error)}`,
-    };
+    result = destroyAfterInternalError(ctx, client, upstream, error);
   } finally {
     untrack();
   }

@@ -66,6 +66,43 @@ export function unpairedTunnels(records: readonly AuditLine[]): string[] {
   return [...balance].filter(([, n]) => n !== 0).map(([id]) => id);
 }
 
+function readAuditLines(path: string): AuditLine[] {
+  let text = '';
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return [];
+  }
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as AuditLine);
+}
+
+/** Sum of a metric's samples in a Prometheus text exposition (0 when absent). */
+function sumMetric(text: string, name: string): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) sum += Number(line.split(' ').pop());
+  }
+  return sum;
+}
+
+async function pollLeaks(leaks: () => Promise<LeakReport>, baselineFds: number, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const report = await leaks();
+    const clean =
+      report.connections === 0 &&
+      report.activeTunnels === 0 &&
+      report.identityConnections === 0 &&
+      report.socketFds <= baselineFds &&
+      report.unpaired.length === 0;
+    if (clean || Date.now() > deadline) return report;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 function waitForLine(child: ChildProcess, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     let out = '';
@@ -100,25 +137,8 @@ export async function startChildGateway(pki: TestPki, config: Record<string, unk
     const response = await fetch(`http://127.0.0.1:${started.admin}${path}`);
     return response.text();
   };
-  const records = () => {
-    let text = '';
-    try {
-      text = readFileSync(auditPath, 'utf8');
-    } catch {
-      return [];
-    }
-    return text
-      .split('\n')
-      .filter(Boolean)
-      .map((line) => JSON.parse(line) as AuditLine);
-  };
-  const metric = async (name: string) => {
-    let sum = 0;
-    for (const line of (await admin('/metrics')).split('\n')) {
-      if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) sum += Number(line.split(' ').pop());
-    }
-    return sum;
-  };
+  const records = () => readAuditLines(auditPath);
+  const metric = async (name: string) => sumMetric(await admin('/metrics'), name);
   const leaks = async (): Promise<LeakReport> => {
     const all = records();
     return {
@@ -143,20 +163,7 @@ export async function startChildGateway(pki: TestPki, config: Record<string, unk
     rssBytes: () => rssOf(pid),
     metric,
     leaks,
-    async settled(baselineFds, timeoutMs = 15_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const report = await leaks();
-        const clean =
-          report.connections === 0 &&
-          report.activeTunnels === 0 &&
-          report.identityConnections === 0 &&
-          report.socketFds <= baselineFds &&
-          report.unpaired.length === 0;
-        if (clean || Date.now() > deadline) return report;
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    },
+    settled: (baselineFds, timeoutMs = 15_000) => pollLeaks(leaks, baselineFds, timeoutMs),
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
