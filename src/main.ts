@@ -14,6 +14,7 @@ import { TcpListener } from './listener/tcp-listener.ts';
 import { GatewayMetrics } from './metrics/gateway-metrics.ts';
 import { ListenerStats } from './metrics/listener-stats.ts';
 import { createConnectModeHandler } from './proxy/connect-mode.ts';
+import type { ProxyRuntime } from './proxy/connection-context.ts';
 import type { ListenerSettings } from './proxy/gateway-state.ts';
 import { createConnectionPipeline } from './proxy/handle-connection.ts';
 import { createTcpModeHandler } from './proxy/tcp-mode.ts';
@@ -33,6 +34,8 @@ export interface StartOptions {
   readonly adminListen?: string;
   /** Collect Node process metrics (default true). */
   readonly processMetrics?: boolean;
+  /** Test-only fault injection for the per-connection error boundary (no CLI flag, no config key). */
+  readonly faultProbe?: ProxyRuntime['faultProbe'];
 }
 
 /** The composition root: config → snapshot → audit → metrics → listeners → admin → file watch. */
@@ -43,8 +46,8 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
   const store = new SnapshotStore(await bootSnapshot(boot));
   const audit = options.auditHub ?? buildAuditHub(boot.config.audit, { log });
   audit.start();
-  const runtime = createProxyRuntime();
-  const metrics = new GatewayMetrics(metricsSources(store, runtime.tunnels, audit), {
+  const runtime = createProxyRuntime(options.faultProbe);
+  const metrics = new GatewayMetrics(metricsSources(store, runtime, audit), {
     defaultMetrics: options.processMetrics ?? true,
   });
   const forwarder = new HttpForwarder({ responseTimeoutMs: 60_000 });

@@ -64,6 +64,8 @@ export interface CloseFacts {
   readonly bytesFromClient: number;
   readonly bytesToClient: number;
   readonly statusCode?: number;
+  /** Set when the tunnel ended on a gateway fault (`EGW_INTERNAL`), not on a side closing. */
+  readonly code?: ErrorCode;
 }
 
 export function auditEgressClosed(base: AuditBase, facts: EgressFacts, close: CloseFacts): void {
@@ -71,6 +73,7 @@ export function auditEgressClosed(base: AuditBase, facts: EgressFacts, close: Cl
     ...base,
     action: 'egress-closed',
     reason: close.reason,
+    ...(close.code ? { code: close.code } : {}),
     ...factFields(facts, close.statusCode),
     start: close.startedAt.toISOString(),
     end: new Date().toISOString(),

@@ -20,6 +20,8 @@ export interface MetricsSources {
   >;
   /** Seconds until expiry, by certificate role and subject. */
   certificateExpiry(): ReadonlyArray<{ role: 'gateway' | 'anchor'; subject: string; secondsLeft: number }>;
+  /** Open connections counted against per-identity limits, all identities together. */
+  identityConnections?(): number;
 }
 
 /**
@@ -92,6 +94,12 @@ export class GatewayMetrics {
     name: 'egw_prehandshake_rejections_total',
     help: 'Sockets refused or closed before their TLS handshake, by listener and reason',
     labelNames: ['listener', 'reason'],
+    registers: [this.registry],
+  });
+  readonly #internalErrors = new Counter({
+    name: 'egw_internal_errors_total',
+    help: 'Connections closed by an unexpected error in the gateway (EGW_INTERNAL); the process kept serving',
+    labelNames: ['listener'],
     registers: [this.registry],
   });
   readonly #drainForced = new Counter({
@@ -171,6 +179,14 @@ export class GatewayMetrics {
           this.set({ role: cert.role, subject: cert.subject }, cert.secondsLeft);
       },
     });
+    new Gauge({
+      name: 'egw_identity_connections',
+      help: 'Open connections counted against per-identity limits (all identities)',
+      registers: [this.registry],
+      collect() {
+        this.set(sources.identityConnections?.() ?? 0);
+      },
+    });
     this.#unsubscribe.push(subscribeAudit((record) => this.#onAudit(record)));
     this.#unsubscribe.push(subscribeRuntimeEvents((event) => this.#onRuntime(event)));
     this.#dnsInflight.set(0);
@@ -195,6 +211,7 @@ export class GatewayMetrics {
 
   #onAudit(record: AuditRecord): void {
     const listener = record.listener;
+    if (metricKindFor(record.code)?.counter === 'internal') this.#internalErrors.inc({ listener });
     switch (record.action) {
       case 'identity-rejected':
         this.#connections.inc({ listener, decision: 'identity_rejected' });

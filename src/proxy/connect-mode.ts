@@ -5,6 +5,7 @@ import type { HttpForwarder } from '../upstream/http-forwarder.ts';
 import { handleAbsoluteForm } from './absolute-form.ts';
 import { handleConnect } from './connect-tunnel.ts';
 import type { ConnectionContext } from './connection-context.ts';
+import { guardConnection } from './error-boundary.ts';
 import type { ModeHandler } from './handle-connection.ts';
 import { httpAnswer, refuseOnSocket } from './http-refusal.ts';
 
@@ -77,7 +78,7 @@ export function createConnectModeHandler(options: { forwarder: HttpForwarder }):
       const ctx = contexts.get(socket);
       if (!ctx) return void socket.destroy();
       heads.arrived(socket);
-      void handleConnect(ctx, req, socket, head);
+      guardConnection(ctx, () => handleConnect(ctx, req, socket, head));
     });
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       const ctx = contexts.get(req.socket);
@@ -86,7 +87,7 @@ export function createConnectModeHandler(options: { forwarder: HttpForwarder }):
       res.once('finish', () => {
         if (!req.socket.destroyed) heads.arm(ctx);
       });
-      void handleAbsoluteForm(ctx, req, res, options.forwarder);
+      guardConnection(ctx, () => handleAbsoluteForm(ctx, req, res, options.forwarder));
     });
     server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) =>
       onClientError(contexts.get(socket), error, socket),

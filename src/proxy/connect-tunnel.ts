@@ -1,19 +1,13 @@
 import type { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import {
-  auditEgressClosed,
-  auditEgressPermitted,
-  auditEgressRejected,
-  type EgressFacts,
-  snatOf,
-} from '../core/audit-records.ts';
-import { pipeSockets, upstreamCounters } from '../pipe/pipe-sockets.ts';
+import { auditEgressRejected, snatOf } from '../core/audit-records.ts';
 import { dialUpstream } from '../upstream/dial-upstream.ts';
 import type { ConnectionContext } from './connection-context.ts';
 import { type DestinationVerdict, decideDestination, factsOf } from './decide-destination.ts';
 import { dialFailure, type HttpAnswer, httpAnswer, limitRefusal, refuseOnSocket } from './http-refusal.ts';
 import { auditUrl, parseRequestTarget } from './request-target.ts';
+import { runTunnel } from './tunnel-lifecycle.ts';
 
 /** Dials exactly the checked IP from the chosen SNAT address; a failure comes back as its refusal. */
 async function dialChecked(
@@ -34,7 +28,7 @@ async function dialChecked(
 
 /**
  * CONNECT: decide, dial exactly the checked IP from the chosen SNAT address, answer 200 and
- * relay bytes until either side ends. Every outcome is audited once.
+ * relay bytes until both sides have closed. Every outcome is audited once.
  */
 export async function handleConnect(
   ctx: ConnectionContext,
@@ -64,28 +58,16 @@ export async function handleConnect(
     auditEgressRejected(ctx.auditBase, { code: upstream.code, reason: upstream.reason }, factsOf(verdict));
     return refuseOnSocket(socket, upstream);
   }
-  const facts: EgressFacts = { ...factsOf(verdict), snat: snatOf(verdict.snat, upstream) };
-  auditEgressPermitted(ctx.auditBase, verdict.reason, { ...facts, http: { method: 'CONNECT', url: req.url ?? '' } });
-  socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-  if (head.length > 0) upstream.write(head);
-  const startedNs = process.hrtime.bigint();
-  const startedAt = new Date();
-  const untrack = ctx.runtime.tunnels.add({
-    connectionId: ctx.id,
-    listener: ctx.listener.name,
-    spiffeId: ctx.peer.spiffeId.uri,
-    destination: `${verdict.host}:${verdict.port}`,
-    ...(facts.snat?.ip ? { snat: facts.snat.ip } : {}),
-    startedAt,
-    bytes: upstreamCounters(upstream),
-  });
-  const result = await pipeSockets(socket, upstream, { idleTimeoutMs: ctx.state.timeouts.idleMs });
-  untrack();
-  auditEgressClosed(ctx.auditBase, facts, {
-    reason: result.error ?? 'closed',
-    startedAt,
-    startedNs,
-    bytesFromClient: result.bytesFromClient,
-    bytesToClient: result.bytesToClient,
+  // runTunnel owns the upstream from here: one egress-closed per egress-permitted on every path,
+  // including a client that reset while the dial was in flight.
+  await runTunnel(ctx, socket, upstream, {
+    reason: verdict.reason,
+    facts: { ...factsOf(verdict), snat: snatOf(verdict.snat, upstream) },
+    http: { method: 'CONNECT', url: req.url ?? '' },
+    target: `${verdict.host}:${verdict.port}`,
+    start: () => {
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length > 0) upstream.write(head);
+    },
   });
 }
