@@ -2,6 +2,7 @@ import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { type AuditRecord, subscribeAudit } from '../core/audit-event.ts';
 import { metricKindFor } from '../core/refusal-table.ts';
 import { type RuntimeEvent, subscribeDnsInflight, subscribeRuntimeEvents } from '../core/runtime-event.ts';
+import { registerScrapeGauges } from './scrape-gauges.ts';
 
 /** What the metrics read at scrape time rather than count as events. */
 export interface MetricsSources {
@@ -113,80 +114,7 @@ export class GatewayMetrics {
     this.#reloads.inc({ result: 'ok' }, 0);
     this.#reloads.inc({ result: 'failed' }, 0);
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'egw_process_' });
-    new Gauge({
-      name: 'egw_active_tunnels',
-      help: 'Open tunnels by listener',
-      labelNames: ['listener'],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const [listener, count] of sources.activeTunnels()) this.set({ listener }, count);
-      },
-    });
-    const sinkGauge = (name: string, help: string, key: 'received' | 'delivered' | 'retried' | 'queued') =>
-      new Gauge({
-        name,
-        help,
-        labelNames: ['sink'],
-        registers: [this.registry],
-        collect() {
-          this.reset();
-          for (const [sink, stats] of Object.entries(sources.auditSinks())) this.set({ sink }, stats[key]);
-        },
-      });
-    sinkGauge(
-      'egw_audit_records_received',
-      'Audit records handed to a sink (monotonic; = delivered + dropped + queued)',
-      'received',
-    );
-    sinkGauge('egw_audit_records_delivered', 'Audit records delivered, per sink (monotonic)', 'delivered');
-    sinkGauge('egw_audit_records_retried', 'Audit record delivery retries, per sink (monotonic)', 'retried');
-    sinkGauge('egw_audit_queue_depth', 'Audit records waiting in a sink queue or in flight', 'queued');
-    new Gauge({
-      name: 'egw_audit_records_dropped',
-      help: 'Audit records dropped, per sink and reason (monotonic)',
-      labelNames: ['sink', 'reason'],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const [sink, stats] of Object.entries(sources.auditSinks())) {
-          for (const [reason, count] of Object.entries(stats.droppedBy)) this.set({ sink, reason }, count ?? 0);
-        }
-      },
-    });
-    new Gauge({
-      name: 'egw_audit_sink_up',
-      help: 'Whether the last attempt to reach the audit receiver worked (1) or not (0)',
-      labelNames: ['sink'],
-      registers: [this.registry],
-      // Across cluster workers the group is up only if every worker's sink is.
-      aggregator: 'min',
-      collect() {
-        this.reset();
-        for (const [sink, stats] of Object.entries(sources.auditSinks())) this.set({ sink }, stats.up ? 1 : 0);
-      },
-    });
-    new Gauge({
-      name: 'egw_certificate_expiry_seconds',
-      // Workers hold the same certificates: aggregate across a cluster with min, not sum.
-      aggregator: 'min',
-      help: "Seconds until the gateway's certificate or a trust anchor expires",
-      labelNames: ['role', 'subject'],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const cert of sources.certificateExpiry())
-          this.set({ role: cert.role, subject: cert.subject }, cert.secondsLeft);
-      },
-    });
-    new Gauge({
-      name: 'egw_identity_connections',
-      help: 'Open connections counted against per-identity limits (all identities)',
-      registers: [this.registry],
-      collect() {
-        this.set(sources.identityConnections?.() ?? 0);
-      },
-    });
+    registerScrapeGauges(this.registry, sources);
     this.#unsubscribe.push(subscribeAudit((record) => this.#onAudit(record)));
     this.#unsubscribe.push(subscribeRuntimeEvents((event) => this.#onRuntime(event)));
     this.#dnsInflight.set(0);

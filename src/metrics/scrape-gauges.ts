@@ -1,0 +1,85 @@
+import { Gauge, type Registry } from 'prom-client';
+import type { MetricsSources } from './gateway-metrics.ts';
+
+/** The metrics read from their sources at scrape time, rather than counted from events. */
+export function registerScrapeGauges(registry: Registry, sources: MetricsSources): void {
+  new Gauge({
+    name: 'egw_active_tunnels',
+    help: 'Open tunnels by listener',
+    labelNames: ['listener'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [listener, count] of sources.activeTunnels()) this.set({ listener }, count);
+    },
+  });
+  registerAuditSinkGauges(registry, sources);
+  new Gauge({
+    name: 'egw_certificate_expiry_seconds',
+    // Workers hold the same certificates: aggregate across a cluster with min, not sum.
+    aggregator: 'min',
+    help: "Seconds until the gateway's certificate or a trust anchor expires",
+    labelNames: ['role', 'subject'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const cert of sources.certificateExpiry())
+        this.set({ role: cert.role, subject: cert.subject }, cert.secondsLeft);
+    },
+  });
+  new Gauge({
+    name: 'egw_identity_connections',
+    help: 'Open connections counted against per-identity limits (all identities)',
+    registers: [registry],
+    collect() {
+      this.set(sources.identityConnections?.() ?? 0);
+    },
+  });
+}
+
+/** Audit delivery accounting, per sink, as the hub reports it. */
+function registerAuditSinkGauges(registry: Registry, sources: MetricsSources): void {
+  const sinkGauge = (name: string, help: string, key: 'received' | 'delivered' | 'retried' | 'queued') =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['sink'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [sink, stats] of Object.entries(sources.auditSinks())) this.set({ sink }, stats[key]);
+      },
+    });
+  sinkGauge(
+    'egw_audit_records_received',
+    'Audit records handed to a sink (monotonic; = delivered + dropped + queued)',
+    'received',
+  );
+  sinkGauge('egw_audit_records_delivered', 'Audit records delivered, per sink (monotonic)', 'delivered');
+  sinkGauge('egw_audit_records_retried', 'Audit record delivery retries, per sink (monotonic)', 'retried');
+  sinkGauge('egw_audit_queue_depth', 'Audit records waiting in a sink queue or in flight', 'queued');
+  new Gauge({
+    name: 'egw_audit_records_dropped',
+    help: 'Audit records dropped, per sink and reason (monotonic)',
+    labelNames: ['sink', 'reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [sink, stats] of Object.entries(sources.auditSinks())) {
+        for (const [reason, count] of Object.entries(stats.droppedBy)) this.set({ sink, reason }, count ?? 0);
+      }
+    },
+  });
+  new Gauge({
+    name: 'egw_audit_sink_up',
+    help: 'Whether the last attempt to reach the audit receiver worked (1) or not (0)',
+    labelNames: ['sink'],
+    registers: [registry],
+    // Across cluster workers the group is up only if every worker's sink is.
+    aggregator: 'min',
+    collect() {
+      this.reset();
+      for (const [sink, stats] of Object.entries(sources.auditSinks())) this.set({ sink }, stats.up ? 1 : 0);
+    },
+  });
+}
