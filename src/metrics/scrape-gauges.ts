@@ -1,4 +1,5 @@
-import { Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { auditSubscriberErrors } from '../core/audit-event.ts';
 import type { MetricsSources } from './gateway-metrics.ts';
 
 /** The metrics read from their sources at scrape time, rather than counted from events. */
@@ -25,6 +26,17 @@ export function registerScrapeGauges(registry: Registry, sources: MetricsSources
       this.reset();
       for (const cert of sources.certificateExpiry())
         this.set({ role: cert.role, subject: cert.subject }, cert.secondsLeft);
+    },
+  });
+  // The process-wide count, read at scrape time, from this registry's start.
+  const subscriberErrorsAtStart = auditSubscriberErrors();
+  new Counter({
+    name: 'egw_audit_subscriber_errors_total',
+    help: 'Times an audit subscriber threw; it missed that record and the process kept serving',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(auditSubscriberErrors() - subscriberErrorsAtStart);
     },
   });
   new Gauge({

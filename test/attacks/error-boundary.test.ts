@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { subscribeAudit } from '../../src/core/audit-event.ts';
 import type { FaultPoint } from '../../src/proxy/error-boundary.ts';
 import { echoUpstream, pollUntil, rawTlsClient, type ScriptedUpstream } from '../helpers/abrupt-clients.ts';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
@@ -19,6 +20,7 @@ describe('per-connection error boundary', () => {
   let good: WrittenLeaf;
   let throwsEarly: WrittenLeaf;
   let throwsInTunnel: WrittenLeaf;
+  let auditBreaker: WrittenLeaf;
   const faults: Partial<Record<string, FaultPoint>> = {
     'throws-early': 'identified',
     'throws-in-tunnel': 'tunnel-open',
@@ -30,6 +32,7 @@ describe('per-connection error boundary', () => {
     good = await pki.workload('bookinfo', 'productpage');
     throwsEarly = await pki.workload('bookinfo', 'throws-early');
     throwsInTunnel = await pki.workload('bookinfo', 'throws-in-tunnel');
+    auditBreaker = await pki.workload('bookinfo', 'audit-breaker');
     gw = await startTestGateway(
       pki,
       {
@@ -66,6 +69,10 @@ describe('per-connection error boundary', () => {
     const text = (await gw.gateway.metrics()).body;
     return [...text.matchAll(/^egw_internal_errors_total\{[^}]*\} (\d+)/gm)].reduce((a, m) => a + Number(m[1]), 0);
   };
+  const subscriberErrors = async () => {
+    const text = (await gw.gateway.metrics()).body;
+    return Number(/^egw_audit_subscriber_errors_total (\d+)/m.exec(text)?.[1] ?? Number.NaN);
+  };
   const connect = () => `CONNECT 127.0.0.1:${echo.port} HTTP/1.1\r\n\r\n`;
 
   it('a throw before the mode handler resets that connection only and is audited and counted', async () => {
@@ -95,5 +102,25 @@ describe('per-connection error boundary', () => {
     assert.equal(await internalErrors(), 2);
     assert.equal(((await gw.gateway.connections()) as unknown[]).length, 0);
     assert.ok(await tunnelWorks('egress', connect()), 'the process keeps serving');
+  });
+
+  it('an audit subscriber that throws is counted; the connection and the process carry on', async () => {
+    const unsubscribe = subscribeAudit((r) => {
+      if (r.identity?.serviceAccount === 'audit-breaker') throw new Error('a buggy subscriber');
+    });
+    try {
+      assert.equal(await subscriberErrors(), 0, 'positive control: the counter is exposed and starts at 0');
+      const client = await rawTlsClient(gw.port('egress'), auditBreaker, pki.rootPath);
+      client.tls.write(`${connect()}ping`);
+      assert.ok(await pollUntil(() => client.received().endsWith('ping'), 5_000), client.received());
+      client.tls.end();
+      await gw.waitForRecord((r) => r.identity?.serviceAccount === 'audit-breaker' && r.action === 'egress-closed');
+      assert.equal(await subscriberErrors(), 2, 'the throws on the permit and the close were counted');
+      const mine = gw.records.filter((r) => r.identity?.serviceAccount === 'audit-breaker').map((r) => r.action);
+      assert.deepEqual(mine, ['egress-permitted', 'egress-closed'], 'the other subscribers still got every record');
+      assert.ok(await tunnelWorks('legacy', ''), 'the process keeps serving');
+    } finally {
+      unsubscribe();
+    }
   });
 });
