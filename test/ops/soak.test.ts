@@ -7,7 +7,7 @@ describe('npm run soak -- --short', () => {
   it('leaves no tunnel, limiter count, socket or unpaired audit record behind', async () => {
     const repo = new URL('../..', import.meta.url).pathname;
     const result = await runCommand(process.execPath, ['--import', 'tsx', `${repo}bench/soak.ts`, '--short'], {
-      timeoutMs: 60_000,
+      timeoutMs: 150_000,
     });
     assert.match(result.stdout, /"attempted": \d+/, result.stdout + result.stderr);
     assert.equal(result.code, 0, result.stdout + result.stderr);
