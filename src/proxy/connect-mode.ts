@@ -77,21 +77,27 @@ export function createConnectModeHandler(options: { forwarder: HttpForwarder }):
     server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       const ctx = contexts.get(socket);
       if (!ctx) return void socket.destroy();
-      heads.arrived(socket);
-      guardConnection(ctx, () => handleConnect(ctx, req, socket, head));
+      guardConnection(ctx, () => {
+        heads.arrived(socket);
+        return handleConnect(ctx, req, socket, head);
+      });
     });
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       const ctx = contexts.get(req.socket);
       if (!ctx) return void res.destroy();
-      heads.arrived(req.socket);
-      res.once('finish', () => {
-        if (!req.socket.destroyed) heads.arm(ctx);
+      guardConnection(ctx, () => {
+        heads.arrived(req.socket);
+        res.once('finish', () => {
+          if (!req.socket.destroyed) heads.arm(ctx);
+        });
+        return handleAbsoluteForm(ctx, req, res, options.forwarder);
       });
-      guardConnection(ctx, () => handleAbsoluteForm(ctx, req, res, options.forwarder));
     });
-    server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) =>
-      onClientError(contexts.get(socket), error, socket),
-    );
+    server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+      const ctx = contexts.get(socket);
+      if (!ctx) return void onClientError(undefined, error, socket);
+      guardConnection(ctx, () => onClientError(ctx, error, socket));
+    });
     servers.set(maxHeaderBytes, server);
     return server;
   };

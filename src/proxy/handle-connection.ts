@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { auditIdentityRejected } from '../core/audit-records.ts';
+import { type AuditBase, auditIdentityRejected } from '../core/audit-records.ts';
 import { GatewayError } from '../core/errors.ts';
 import { type PeerIdentity, verifyPeerSvid } from '../identity/verify-svid.ts';
 import { whenClosed } from '../pipe/pipe-sockets.ts';
@@ -12,7 +12,7 @@ import {
   type ProxyRuntime,
   sourceOf,
 } from './connection-context.ts';
-import { failConnection, guardConnection } from './error-boundary.ts';
+import { guardConnection } from './error-boundary.ts';
 import type { GatewayState, ListenerSettings } from './gateway-state.ts';
 import { resetConnection } from './reset-connection.ts';
 
@@ -71,11 +71,10 @@ function identified(accepted: Accepted, tls: TLSSocket, handler: ModeHandler, ru
   });
 }
 
-function handshakeFailed(accepted: Accepted, error: GatewayError): void {
+function handshakeFailed(accepted: Accepted, base: AuditBase, error: GatewayError): void {
   // A TCP connect without a single byte (port scan, TCP health check) is not a decision.
   const silent = error.code === 'EGW_TLS_HANDSHAKE' || error.code === 'EGW_TLS_HANDSHAKE_TIMEOUT';
   if (accepted.raw.bytesRead === 0 && silent) return;
-  const base = auditBaseFor(accepted.id, accepted.listener, accepted.source, undefined, undefined);
   auditIdentityRejected(base, error.code, error.message);
   resetConnection(accepted.raw);
 }
@@ -105,13 +104,13 @@ export function createConnectionPipeline(
       startedAt: new Date(),
       startedNs: process.hrtime.bigint(),
     };
-    acceptTls(raw, state.tlsContext, state.timeouts.handshakeMs)
-      .then(
+    // The error boundary of the stages above: whatever escapes them closes this connection only.
+    const guarded = { raw, auditBase: auditBaseFor(accepted.id, listener, source, undefined, undefined) };
+    guardConnection(guarded, () =>
+      acceptTls(raw, state.tlsContext, state.timeouts.handshakeMs).then(
         (tls) => identified(accepted, tls, handler, runtime),
-        (error: GatewayError) => handshakeFailed(accepted, error),
-      )
-      .catch((error: unknown) =>
-        failConnection({ raw, auditBase: auditBaseFor(accepted.id, listener, source, undefined, undefined) }, error),
-      );
+        (error: GatewayError) => handshakeFailed(accepted, guarded.auditBase, error),
+      ),
+    );
   };
 }
