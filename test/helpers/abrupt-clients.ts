@@ -112,7 +112,9 @@ export const echoUpstream = () => listenScripted((s) => s.pipe(s));
 export const resetMidStream = () =>
   listenScripted((s) => {
     s.write('partial ');
-    setTimeout(() => s.resetAndDestroy(), 50);
+    // Long enough for a busy gateway to read the bytes first: an RST that arrives before they
+    // are read makes the kernel drop them, and the client would see a reset without data.
+    setTimeout(() => s.resetAndDestroy(), 300);
   });
 
 /**

@@ -83,12 +83,13 @@ describe('every socket reaches one close path (child gateway, fds counted)', () 
 
   it('tcp mode: openssl s_time -new (EOF without close_notify, upstream answers and closes) leaks nothing', async () => {
     const before = gw.records().length;
-    await sTimeNew(gw.port('banner'), bookinfo, pki.rootPath, 1);
+    // Two seconds, and a floor well under what an idle machine makes (~100): a busy one made 9 in one.
+    await sTimeNew(gw.port('banner'), bookinfo, pki.rootPath, 2);
     const permitted = gw
       .records()
       .slice(before)
       .filter((r) => r.action === 'egress-permitted').length;
-    assert.ok(permitted >= 10, `s_time made only ${permitted} tunnels`);
+    assert.ok(permitted >= 5, `s_time made only ${permitted} tunnels`);
     assertClean(await gw.settled(baselineFds, 20_000), `${permitted} s_time connections`);
   });
 
