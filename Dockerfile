@@ -35,6 +35,8 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY --from=check /app/bin ./bin
 COPY --from=check /app/src ./src
+# The SPIFFE Workload API definition, loaded at run time by identity.workloadApi.
+COPY proto ./proto
 # Numeric UID/GID (the image's "node" user) so Kubernetes can enforce runAsNonRoot.
 USER 1000:1000
 # 3128: proxy listeners (configurable); 9901: admin API (/healthz, /readyz).

@@ -1,15 +1,24 @@
 import type { AuditHub } from './audit/audit-hub.ts';
 import { buildAuditHub } from './audit/build-audit-hub.ts';
-import { adminToken, type LoadedConfig, loadConfig, parseConfig, resolveConfigPath } from './config/load-config.ts';
+import { listenerSettings } from './config/build-state.ts';
+import {
+  adminToken,
+  identityFiles,
+  type LoadedConfig,
+  loadConfig,
+  parseConfig,
+  resolveConfigPath,
+} from './config/load-config.ts';
 import { GatewayError, isGatewayError } from './core/errors.ts';
 import { prepareDevPki } from './devtools/dev-pki.ts';
 import { Gateway } from './gateway/gateway.ts';
-import { bootSnapshot } from './gateway/gateway-snapshot.ts';
+import { bootSnapshot, type GatewaySnapshot } from './gateway/gateway-snapshot.ts';
 import { metricsSources } from './gateway/metrics-sources.ts';
 import { createProxyRuntime, type DrainableRuntime } from './gateway/proxy-runtime.ts';
 import { createReloader } from './gateway/reloader.ts';
 import { SnapshotStore } from './gateway/snapshot-store.ts';
 import { watchFiles } from './gateway/watch-files.ts';
+import { checkVerifyResultReadable } from './identity/verify-result-canary.ts';
 import { TcpListener } from './listener/tcp-listener.ts';
 import { GatewayMetrics } from './metrics/gateway-metrics.ts';
 import { ListenerStats } from './metrics/listener-stats.ts';
@@ -17,7 +26,10 @@ import { createConnectModeHandler } from './proxy/connect-mode.ts';
 import type { ProxyRuntime } from './proxy/connection-context.ts';
 import type { ListenerSettings } from './proxy/gateway-state.ts';
 import { createConnectionPipeline } from './proxy/handle-connection.ts';
+import { LiveConnections } from './proxy/live-connections.ts';
+import { redecideOpen } from './proxy/redecide-tunnels.ts';
 import { createTcpModeHandler } from './proxy/tcp-mode.ts';
+import { WorkloadApiSource } from './sources/workload-api/workload-api-source.ts';
 import { HttpForwarder } from './upstream/http-forwarder.ts';
 
 export type { Gateway } from './gateway/gateway.ts';
@@ -38,23 +50,48 @@ export interface StartOptions {
   readonly faultProbe?: ProxyRuntime['faultProbe'];
 }
 
-/** The composition root: config → snapshot → audit → metrics → listeners → admin → file watch. */
+/**
+ * The composition root: config → snapshot → audit → metrics → listeners → admin → file watch →
+ * Workload API. With `identity.workloadApi` there is no snapshot until the first SVID: the admin
+ * API answers (/readyz 503); each update from the agent rebuilds the state, the first one binding the listeners.
+ */
 export async function startGateway(options: StartOptions): Promise<Gateway> {
   const log = options.log ?? ((message: string) => process.stderr.write(`${message}\n`));
   const boot = startConfig(options);
   await prepareDevPki(boot.config.identity, log);
-  const store = new SnapshotStore(await bootSnapshot(boot));
+  const workloadApi = workloadApiSource(boot, log);
+  const store = new SnapshotStore(
+    workloadApi
+      ? { config: boot.config, waitingFor: `waiting for the first X.509-SVID from ${workloadApi.source}` }
+      : await bootSnapshot(boot),
+  );
+  // Fails the start if OpenSSL's verdict (the identity stage's second opinion) can no longer be read.
+  await checkVerifyResultReadable();
   const audit = options.auditHub ?? buildAuditHub(boot.config.audit, { log });
   audit.start();
   const runtime = createProxyRuntime(options.faultProbe);
   const metrics = new GatewayMetrics(metricsSources(store, runtime, audit), {
     defaultMetrics: options.processMetrics ?? true,
   });
-  const forwarder = new HttpForwarder({ responseTimeoutMs: 60_000 });
-  const listeners = [...store.current.state.listeners.values()].map((s) => listenerFor(s, store, runtime, forwarder));
-  const reload = createReloader(store, options.configPath, { log, counted: (ok) => metrics.reloaded(ok) });
+  const forwarder = new HttpForwarder({
+    responseTimeoutMs: 60_000,
+    maxPools: () => store.current.config.limits.maxUpstreamPools,
+  });
+  const connections = new LiveConnections();
+  const listeners = [...listenerSettings(boot.config).values()].map((s) =>
+    listenerFor(s, store, runtime, { forwarder, connections }),
+  );
+  store.onSwap((next) => redecideOnSwap(next, { tunnels: runtime.tunnels, connections }, log));
+  const reload = createReloader(store, options.configPath, {
+    log,
+    counted: (ok) => metrics.reloaded(ok),
+    ...(workloadApi ? { identity: () => workloadApi.current() } : {}),
+  });
   const listenerStats = new ListenerStats();
-  const gateway = new Gateway({ store, runtime, audit, metrics, listenerStats, listeners, forwarder, reload, log });
+  const gateway = new Gateway({
+    ...{ store, runtime, audit, metrics, listenerStats, listeners, forwarder, reload, log },
+    ...(workloadApi ? { identitySource: workloadApi } : {}),
+  });
   try {
     await gateway.bindListeners();
     await gateway.serveAdmin(options.adminListen ?? boot.config.admin.listen, adminToken(boot.config, boot.path));
@@ -65,11 +102,18 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
       : new GatewayError('EGW_LISTEN_FAILED', `admin API: ${error.message}`, { cause: error });
   }
   if (boot.config.admin.watch) {
-    const { cert, key, trustAnchors } = boot.config.identity;
-    const paths = [boot.path, cert, key, trustAnchors].map(resolveConfigPath);
+    const paths = [resolveConfigPath(boot.path), ...identityFiles(boot.config.identity)];
     gateway.setWatchers(watchFiles(paths, () => void gateway.reload()));
   }
+  workloadApi?.onUpdate(() => void gateway.reload('identity'));
+  workloadApi?.start();
   return gateway;
+}
+
+/** `identity.workloadApi`: the SVID and bundles stream from the agent instead of the files. */
+function workloadApiSource(boot: LoadedConfig, log: (message: string) => void): WorkloadApiSource | undefined {
+  const { workloadApi, trustDomain } = boot.config.identity;
+  return workloadApi ? new WorkloadApiSource({ socket: workloadApi.socket, trustDomain, log }) : undefined;
 }
 
 function startConfig(options: StartOptions): LoadedConfig {
@@ -82,10 +126,13 @@ function listenerFor(
   settings: ListenerSettings,
   store: SnapshotStore,
   runtime: DrainableRuntime,
-  forwarder: HttpForwarder,
+  shared: { forwarder: HttpForwarder; connections: LiveConnections },
 ): TcpListener {
   const current = () => store.current.state.listeners.get(settings.name) ?? settings;
-  const handler = settings.mode === 'connect' ? createConnectModeHandler({ forwarder }) : createTcpModeHandler();
+  const handler =
+    settings.mode === 'connect'
+      ? createConnectModeHandler({ ...shared, currentState: () => store.current.state })
+      : createTcpModeHandler();
   return new TcpListener({
     name: settings.name,
     host: settings.host,
@@ -101,6 +148,25 @@ function listenerFor(
         auditIntervalMs: limits.preHandshakeAuditInterval,
       };
     },
+    proxyProtocol: () => {
+      const from = current().proxyProtocolFrom;
+      return from ? { trusts: (ip: string) => from.has(ip) } : undefined;
+    },
     onConnection: createConnectionPipeline(() => store.current.state, settings.name, handler, runtime),
   });
+}
+
+/** Every swap re-decides what is open: decisions follow every reload (issue 10). */
+function redecideOnSwap(
+  next: GatewaySnapshot,
+  open: { tunnels: DrainableRuntime['tunnels']; connections: LiveConnections },
+  log: (message: string) => void,
+): void {
+  try {
+    const closed = redecideOpen(open, next.state, { rules: next.config.reload.redecideTunnels });
+    if (closed > 0) log(`reload: closed ${closed} open tunnels or connections the new configuration refuses`);
+  } catch (error) {
+    // The new snapshot is in effect either way; a failed re-decision must not undo or fail the reload.
+    log(`reload: re-deciding open tunnels failed: ${error instanceof Error ? error.message : String(error)}`);
+  }
 }

@@ -13,12 +13,16 @@ export async function runServe(configPath: string, options: { workers?: string }
     await runClusterWorker(configPath);
     return;
   }
-  const workers = options.workers === undefined ? loadConfig(configPath).config.workers : Number(options.workers);
+  const { config } = loadConfig(configPath);
+  const workers = options.workers === undefined ? config.workers : Number(options.workers);
   if (!Number.isInteger(workers) || workers < 1 || workers > 64)
     throw new GatewayError(
       'EGW_CONFIG_INVALID',
       `--workers: expected a whole number from 1 to 64, got ${options.workers}`,
     );
+  // As the config check says for `workers`: each worker would need its own agent streams.
+  if (workers > 1 && config.identity.workloadApi)
+    throw new GatewayError('EGW_CONFIG_INVALID', '--workers: must be 1 with identity.workloadApi');
   if (workers > 1) {
     await runClusterPrimary(configPath, workers);
     return;

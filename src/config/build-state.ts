@@ -1,11 +1,16 @@
+import type { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { GatewayError, isGatewayError } from '../core/errors.ts';
 import { canonicalHost } from '../core/host-name.ts';
-import { trustBundleFromCertificates } from '../identity/trust-bundle.ts';
+import { IpSet } from '../core/ip-set.ts';
+import { snatPool } from '../core/snat-pool.ts';
+import { loadRevocation, withRevocation } from '../identity/revocation.ts';
+import { parseBundleText, trustBundleFromCertificates, withFederated } from '../identity/trust-bundle.ts';
 import { certificateFacts } from '../pki/certificate-facts.ts';
 import { parseCertificateBundle } from '../pki/pem-bundle.ts';
 import { compilePolicy, PolicyCompileError } from '../policy/compile-policy.ts';
 import type { GatewayState, ListenerSettings } from '../proxy/gateway-state.ts';
+import type { IdentityMaterial } from '../sources/identity-material.ts';
 import { createServerTlsContext } from '../tls/server-tls-context.ts';
 import { checkSnatAddress } from '../upstream/check-snat-address.ts';
 import { createHostResolver } from '../upstream/resolve-host.ts';
@@ -41,46 +46,151 @@ function rethrowKeyed(source: string, key: string, error: unknown): never {
   throw error;
 }
 
-/** The gateway's own identity and its trust anchors, each read once (see the comment inside). */
-function compileIdentity(
+const toPem = (certs: readonly X509Certificate[]) => certs.map((c) => c.toString().trim()).join('\n');
+
+/** One `identity.trustDomains[i].bundle` file, PEM or SPIFFE bundle JSON, as certificates. */
+function readDomainBundle(config: GatewayConfig, source: string, index: number): X509Certificate[] {
+  const domain = (config.identity.trustDomains ?? [])[index] as { name: string; bundle: string };
+  const key = `identity.trustDomains[${index}].bundle`;
+  const text = readKeyed(source, key, domain.bundle);
+  try {
+    const certs = parseBundleText(text, resolveConfigPath(domain.bundle));
+    if (index === 0 && certs.length === 0)
+      throw new GatewayError('EGW_PKI_FILE', `${resolveConfigPath(domain.bundle)}: holds no x509-svid key`);
+    return certs;
+  } catch (error) {
+    rethrowKeyed(source, key, error);
+  }
+}
+
+/** The identity files named in the config, read once, as the same material the Workload API yields. */
+function readIdentityFiles(config: GatewayConfig, source: string): IdentityMaterial {
+  const id = config.identity;
+  if (!id.cert || !id.key || !(id.trustAnchors || id.trustDomains))
+    throw new GatewayError('EGW_CONFIG_INVALID', `${source}: identity.workloadApi: no SVID from the agent yet`);
+  const federatedBundles = new Map<string, X509Certificate[]>();
+  id.trustDomains?.forEach((domain, index) => {
+    if (index > 0) federatedBundles.set(domain.name, readDomainBundle(config, source, index));
+  });
+  return {
+    certPem: readKeyed(source, 'identity.cert', id.cert),
+    keyPem: readKeyed(source, 'identity.key', id.key),
+    anchorsPem: id.trustAnchors
+      ? readKeyed(source, 'identity.trustAnchors', id.trustAnchors)
+      : toPem(readDomainBundle(config, source, 0)),
+    source: resolveConfigPath(id.cert),
+    federatedBundles,
+  };
+}
+
+/** Where a trust domain's bundle came from (for messages), and the config key to blame. */
+function bundleOrigin(config: GatewayConfig, material: IdentityMaterial | undefined, domain: string) {
+  const index = config.identity.trustDomains?.findIndex((d) => d.name === domain) ?? -1;
+  const listed = config.identity.trustDomains?.[index];
+  if (material || !listed) return { path: `${material?.source} bundle ${domain}`, key: 'identity.workloadApi' };
+  return { path: resolveConfigPath(listed.bundle), key: `identity.trustDomains[${index}].bundle` };
+}
+
+/**
+ * The own trust domain's bundle with every federated one attached. From the text already read:
+ * OpenSSL and the verifier must see the same anchors even if a file is swapped (Kubernetes Secret
+ * update) between two reads.
+ */
+function compileTrust(
   config: GatewayConfig,
   source: string,
-): Pick<GatewayState, 'tlsContext' | 'trustBundle' | 'serverCertificate'> {
+  material: IdentityMaterial | undefined,
+  read: IdentityMaterial,
+): GatewayState['trustBundle'] {
   const id = config.identity;
-  const certPem = readKeyed(source, 'identity.cert', id.cert);
-  const keyPem = readKeyed(source, 'identity.key', id.key);
-  const anchorsPem = readKeyed(source, 'identity.trustAnchors', id.trustAnchors);
-  let trustBundle: GatewayState['trustBundle'];
+  const own = bundleOrigin(config, material, id.trustDomain);
+  const ownKey = material ? 'identity.workloadApi' : id.trustAnchors ? 'identity.trustAnchors' : own.key;
+  const ownPath = id.trustAnchors && !material ? resolveConfigPath(id.trustAnchors) : own.path;
+  let bundle: GatewayState['trustBundle'];
   try {
-    // From the text already read: OpenSSL and the verifier must see the same anchors even if
-    // the file is swapped (Kubernetes Secret update) between two reads.
-    const anchorsPath = resolveConfigPath(id.trustAnchors);
-    trustBundle = trustBundleFromCertificates(
+    bundle = trustBundleFromCertificates(
       id.trustDomain,
-      parseCertificateBundle(anchorsPem, anchorsPath),
-      anchorsPath,
+      parseCertificateBundle(read.anchorsPem, ownPath),
+      ownPath,
       id.limits,
     );
   } catch (error) {
-    rethrowKeyed(source, 'identity.trustAnchors', error);
+    rethrowKeyed(source, ownKey, error);
   }
+  if (read.federatedBundles.size === 0) return bundle;
+  const federated = [...read.federatedBundles].map(([domain, certs]) => {
+    const origin = bundleOrigin(config, material, domain);
+    try {
+      return trustBundleFromCertificates(domain, certs, origin.path, id.limits);
+    } catch (error) {
+      return rethrowKeyed(source, origin.key, error);
+    }
+  });
+  try {
+    return withFederated(bundle, federated);
+  } catch (error) {
+    rethrowKeyed(source, material ? 'identity.workloadApi' : 'identity.trustDomains', error);
+  }
+}
+
+/**
+ * The gateway's own identity and its trust anchors, each read once.
+ * `material` is the SVID and bundles when they come from the Workload API; without it the files
+ * named in `identity.cert/key` and `trustAnchors` or `trustDomains[].bundle` are read.
+ */
+function compileIdentity(
+  config: GatewayConfig,
+  source: string,
+  material: IdentityMaterial | undefined,
+): Pick<GatewayState, 'tlsContext' | 'trustBundle' | 'serverCertificate'> {
+  const read = material ?? readIdentityFiles(config, source);
+  const { certPem, keyPem } = read;
+  const certPath = material ? material.source : resolveConfigPath(config.identity.cert as string);
+  const trustBundle = compileTrust(config, source, material, read);
+  // OpenSSL is offered every domain's anchors; which one may end a given SVID's chain is the
+  // verifier's choice (identity/verify-svid.ts), by the SVID's trust domain.
+  const anchorsPem = [read.anchorsPem.trim(), ...[...read.federatedBundles.values()].map(toPem)]
+    .filter((p) => p !== '')
+    .join('\n');
   try {
     // parseCertificateBundle throws on an empty bundle, so the leaf is always there.
-    const [leaf] = parseCertificateBundle(certPem, resolveConfigPath(id.cert));
+    const [leaf] = parseCertificateBundle(certPem, certPath);
     const serverCertificate = certificateFacts(leaf as NonNullable<typeof leaf>);
     const tlsContext = createServerTlsContext({ certPem, keyPem, anchorsPem });
     return { tlsContext, trustBundle, serverCertificate };
   } catch (error) {
-    rethrowKeyed(source, 'identity.cert', error);
+    rethrowKeyed(source, material ? 'identity.workloadApi' : 'identity.cert', error);
+  }
+}
+
+/**
+ * identity.crls, read and signature-checked against the anchors just compiled, attached to the
+ * bundle. Read again on every rebuild (a Workload API update too), but an unchanged CRL is not parsed again.
+ */
+async function compileRevocation(
+  config: GatewayConfig,
+  source: string,
+  trustBundle: GatewayState['trustBundle'],
+): Promise<GatewayState['trustBundle']> {
+  const { crls, crlRequired } = config.identity;
+  if (crlRequired && crls.length === 0)
+    throw new GatewayError('EGW_CONFIG_INVALID', `${source}: identity.crlRequired: true needs identity.crls`);
+  try {
+    return withRevocation(trustBundle, await loadRevocation(crls.map(resolveConfigPath), trustBundle, crlRequired));
+  } catch (error) {
+    rethrowKeyed(source, 'identity.crls', error);
   }
 }
 
 function compileRules(config: GatewayConfig, source: string): GatewayState['policy'] {
   try {
+    // Workload API federation is decided by the agent at run time: a rule may name any trust domain.
+    const domains = config.identity.workloadApi ? 'any' : (config.identity.trustDomains ?? []).map((d) => d.name);
     return compilePolicy(
       config.rules,
       config.identity.trustDomain,
       config.listeners.map((l) => l.name),
+      domains,
     );
   } catch (error) {
     if (error instanceof PolicyCompileError)
@@ -108,19 +218,23 @@ function checkHostNames(config: GatewayConfig, source: string): void {
   });
 }
 
-/** Proves each SNAT address is bindable here, so a typo fails the start (or the reload), not a request. */
-async function checkSnatAddresses(config: GatewayConfig, source: string): Promise<void> {
-  const checks: Promise<void>[] = [];
-  config.listeners.forEach((l, i) => {
-    if (l.snat) checks.push(checkSnatAddress(l.snat, `${source}: listeners[${i}].snat`));
-  });
-  config.rules.forEach((r, i) => {
-    if (r.snat) checks.push(checkSnatAddress(r.snat, `${source}: rules[${i}].snat`));
-  });
-  await Promise.all(checks);
+/** The key path of each SNAT address, `listeners[0].snat` or `rules[2].snat[1]` for a pool. */
+function snatKeys(snat: string | readonly string[] | undefined, at: string): Array<[string, string]> {
+  if (snat === undefined) return [];
+  return typeof snat === 'string' ? [[snat, at]] : snat.map((address, i) => [address, `${at}[${i}]`]);
 }
 
-function listenerSettings(config: GatewayConfig): Map<string, ListenerSettings> {
+/** Proves every SNAT address (every member of a pool) is bindable here, so a typo fails the start or reload. */
+async function checkSnatAddresses(config: GatewayConfig, source: string): Promise<void> {
+  const keys = [
+    ...config.listeners.flatMap((l, i) => snatKeys(l.snat, `listeners[${i}].snat`)),
+    ...config.rules.flatMap((r, i) => snatKeys(r.snat, `rules[${i}].snat`)),
+  ];
+  await Promise.all(keys.map(([address, at]) => checkSnatAddress(address, `${source}: ${at}`)));
+}
+
+/** Each listener's settings as compiled from the config (a reload may change its limits, not its shape). */
+export function listenerSettings(config: GatewayConfig): Map<string, ListenerSettings> {
   return new Map(
     config.listeners.map((l) => {
       const { host, port } = splitHostPort(l.listen);
@@ -130,7 +244,10 @@ function listenerSettings(config: GatewayConfig): Map<string, ListenerSettings> 
         port,
         mode: l.mode,
         maxConnections: l.maxConnections,
-        ...(l.snat ? { snat: l.snat } : {}),
+        enforcement: l.enforcement,
+        ...(l.snat ? { snat: snatPool(l.snat, l.snatSelection) } : {}),
+        ...(l.proxyProtocol && l.proxyProtocolFrom ? { proxyProtocolFrom: new IpSet(l.proxyProtocolFrom) } : {}),
+        ...(l.upstreamProxyProtocol ? { upstreamProxyProtocol: l.upstreamProxyProtocol } : {}),
         ...(l.upstream ? { upstream: Object.freeze(canonicalUpstream(l.upstream)) } : {}),
       };
       return [l.name, Object.freeze(settings)];
@@ -141,15 +258,23 @@ function listenerSettings(config: GatewayConfig): Map<string, ListenerSettings> 
 /**
  * Compiles a validated configuration into the frozen state connections run on: TLS context,
  * trust bundle, policy matchers, resolver, listener settings. Every failure names the file and key.
+ * `identity` is the gateway's SVID and anchors when they come from the Workload API; without it
+ * the files named in `identity.cert/key/trustAnchors` are read.
  */
-export async function buildGatewayState(config: GatewayConfig, source: string): Promise<GatewayState> {
-  const identity = compileIdentity(config, source);
+export async function buildGatewayState(
+  config: GatewayConfig,
+  source: string,
+  identity?: IdentityMaterial,
+): Promise<GatewayState> {
+  const own = compileIdentity(config, source, identity);
+  const trustBundle = await compileRevocation(config, source, own.trustBundle);
   const policy = compileRules(config, source);
   checkHostNames(config, source);
   await checkSnatAddresses(config, source);
   const { limits } = config;
   return Object.freeze({
-    ...identity,
+    ...own,
+    trustBundle,
     policy,
     resolver: createHostResolver(config.resolver.hosts, {
       timeoutMs: config.resolver.timeout,
@@ -164,8 +289,10 @@ export async function buildGatewayState(config: GatewayConfig, source: string): 
       requestHeadMs: config.timeouts.requestHead,
       connectMs: config.timeouts.connect,
       idleMs: config.timeouts.idle,
+      connectionMaxAgeMs: config.timeouts.connectionMaxAge,
     }),
     maxHeaderBytes: limits.maxHeaderBytes,
+    maxRequestsPerConnection: limits.maxRequestsPerConnection,
     identityLimits: Object.freeze({
       maxConnectionsPerIdentity: limits.maxConnectionsPerIdentity,
       newConnectionsPerSecond: limits.newConnectionsPerSecondPerIdentity,

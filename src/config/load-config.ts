@@ -26,9 +26,64 @@ export function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/**
+ * Exactly one identity source: the three files, the cert/key files with `trustDomains` (each
+ * domain names its bundle), or the Workload API (the agent sends the bundles, federated ones too).
+ */
+function identitySourceProblems(id: GatewayConfig['identity']): string[] {
+  const files = (['cert', 'key', 'trustAnchors', 'trustDomains'] as const).filter((key) => id[key] !== undefined);
+  if (id.workloadApi)
+    return [...files, ...(id.devPki ? ['devPki'] : [])].map(
+      (key) => `identity.${key}: not allowed with identity.workloadApi (the agent provides the SVID and bundles)`,
+    );
+  if (id.trustDomains) {
+    const problems = (['cert', 'key'] as const)
+      .filter((key) => id[key] === undefined)
+      .map((key) => `identity.${key}: required unless identity.workloadApi is set`);
+    if (id.trustAnchors !== undefined)
+      problems.push('identity.trustAnchors: not allowed with identity.trustDomains (each domain names its bundle)');
+    return problems;
+  }
+  return (['cert', 'key', 'trustAnchors'] as const)
+    .filter((key) => id[key] === undefined)
+    .map((key) => `identity.${key}: required unless identity.workloadApi is set`);
+}
+
+/** Every file the identity is read from (the gateway watches them for changes). */
+export function identityFiles(id: GatewayConfig['identity']): string[] {
+  return [id.cert, id.key, id.trustAnchors, ...(id.trustDomains ?? []).map((d) => d.bundle), ...id.crls].flatMap((p) =>
+    p ? [resolveConfigPath(p)] : [],
+  );
+}
+
+type ParsedIdentity = z.output<typeof configSchema>['identity'];
+
+/** Exactly one way to name the trust domains: `trustDomain` (short form) or `trustDomains` (federation). */
+function trustFormProblems(id: ParsedIdentity): string[] {
+  const problems: string[] = [];
+  if (id.trustDomain !== undefined && id.trustDomains !== undefined)
+    problems.push(
+      'identity.trustDomains: use either identity.trustDomain (with trustAnchors) or identity.trustDomains, not both',
+    );
+  if (id.trustDomain === undefined && id.trustDomains === undefined)
+    problems.push(
+      'identity.trustDomain: required: identity.trustDomain (with trustAnchors or workloadApi) or identity.trustDomains',
+    );
+  const seen = new Set<string>();
+  id.trustDomains?.forEach((domain, index) => {
+    if (seen.has(domain.name))
+      problems.push(`identity.trustDomains[${index}].name: trust domain ${domain.name} is listed twice`);
+    seen.add(domain.name);
+  });
+  return problems;
+}
+
 /** Cross-field rules the schema cannot express. Each problem names its key path. */
 function crossCheck(config: GatewayConfig): string[] {
-  const problems: string[] = [];
+  const problems: string[] = identitySourceProblems(config.identity);
+  // Each worker would need its own agent streams and the primary a state without an SVID: not built yet.
+  if (config.identity.workloadApi && config.workers > 1)
+    problems.push('workers: must be 1 with identity.workloadApi (not supported with several workers yet)');
   const names = new Set<string>();
   const binds = new Set<string>();
   config.listeners.forEach((listener, i) => {
@@ -42,7 +97,21 @@ function crossCheck(config: GatewayConfig): string[] {
       problems.push(`listeners[${i}].upstream: required when mode is tcp`);
     if (listener.mode === 'connect' && listener.upstream)
       problems.push(`listeners[${i}].upstream: only valid when mode is tcp (connect mode dials the requested host)`);
+    problems.push(...proxyProtocolProblems(listener, i));
   });
+  return problems;
+}
+
+function proxyProtocolProblems(listener: GatewayConfig['listeners'][number], i: number): string[] {
+  const problems: string[] = [];
+  if (listener.proxyProtocol && !listener.proxyProtocolFrom)
+    problems.push(
+      `listeners[${i}].proxyProtocolFrom: required with proxyProtocol (the balancer addresses allowed to send it)`,
+    );
+  if (!listener.proxyProtocol && listener.proxyProtocolFrom)
+    problems.push(`listeners[${i}].proxyProtocolFrom: only valid with proxyProtocol: v2`);
+  if (listener.upstreamProxyProtocol && listener.mode !== 'tcp')
+    problems.push(`listeners[${i}].upstreamProxyProtocol: only valid when mode is tcp`);
   return problems;
 }
 
@@ -84,12 +153,16 @@ export function parseConfig(text: string, source: string): GatewayConfig {
       details: { issues },
     });
   }
-  const problems = crossCheck(result.data).map((p) => `${source}: ${p}`);
+  const parsed = result.data;
+  // The federation form's first domain is the gateway's own: every reader of trustDomain gets it.
+  const trustDomain = parsed.identity.trustDomain ?? parsed.identity.trustDomains?.[0]?.name ?? '';
+  const config: GatewayConfig = { ...parsed, identity: { ...parsed.identity, trustDomain } };
+  const problems = [...trustFormProblems(parsed.identity), ...crossCheck(config)].map((p) => `${source}: ${p}`);
   if (problems.length > 0)
     throw new GatewayError('EGW_CONFIG_INVALID', `invalid configuration\n  ${problems.join('\n  ')}`, {
       details: { issues: problems },
     });
-  return deepFreeze(result.data);
+  return deepFreeze(config);
 }
 
 export function loadConfig(path: string): LoadedConfig {

@@ -10,13 +10,23 @@ import type { ErrorCode } from './errors.ts';
  */
 export type AuditAction =
   | 'egress-permitted'
+  /** Report mode: let through although policy would refuse it (reason, rule: what would have). */
+  | 'egress-would-deny'
   | 'egress-rejected'
   | 'egress-closed'
   | 'identity-rejected'
   | 'handshake-refused-aggregate';
 
-/** Why the listener refused or closed a socket before its TLS handshake (see src/listener/pre-handshake-gate.ts). */
-export type PreHandshakeRefusal = 'first_byte_timeout' | 'source_limit' | 'listener_limit';
+/**
+ * Why the listener refused or closed a socket before its TLS handshake (see src/listener/pre-handshake-gate.ts).
+ * `proxy_header`: no valid PROXY v2 header in time; `proxy_untrusted`: a peer outside `proxyProtocolFrom`.
+ */
+export type PreHandshakeRefusal =
+  | 'first_byte_timeout'
+  | 'source_limit'
+  | 'listener_limit'
+  | 'proxy_header'
+  | 'proxy_untrusted';
 
 export interface AuditPeerCertificate {
   readonly serialNumber: string;
@@ -51,6 +61,8 @@ export interface AuditRecord {
   readonly destination?: { readonly domain?: string; readonly ip?: string; readonly port?: number };
   readonly snat?: { readonly ip: string; readonly port?: number };
   readonly rule?: { readonly name: string };
+  /** The parent proxy (rules[].via) the upstream connection went to: host as configured, its IP once dialled. */
+  readonly parent?: { readonly address: string; readonly ip?: string; readonly port: number };
   readonly http?: { readonly method: string; readonly url?: string; readonly statusCode?: number };
   readonly start?: string;
   readonly end?: string;

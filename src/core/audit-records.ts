@@ -17,6 +17,7 @@ export interface EgressFacts {
   readonly rule?: string;
   readonly snat?: Snat;
   readonly http?: Http;
+  readonly parent?: NonNullable<AuditRecord['parent']>;
 }
 
 /** The source address and port the upstream connection actually used, else the one chosen. */
@@ -29,6 +30,7 @@ function factFields(facts: EgressFacts, statusCode?: number) {
     ...(facts.destination ? { destination: facts.destination } : {}),
     ...(facts.rule !== undefined ? { rule: { name: facts.rule } } : {}),
     ...(facts.snat ? { snat: facts.snat } : {}),
+    ...(facts.parent ? { parent: facts.parent } : {}),
     ...(facts.http ? { http: { ...facts.http, ...(statusCode === undefined ? {} : { statusCode }) } } : {}),
   };
 }
@@ -56,16 +58,24 @@ export function auditEgressPermitted(base: AuditBase, reason: string, facts: Egr
   publishAudit({ ...base, action: 'egress-permitted', reason, ...factFields(facts, statusCode) });
 }
 
+/** Report mode: let through although policy would refuse it; `reason` and `rule` say what would have refused it. */
+export function auditEgressWouldDeny(base: AuditBase, reason: string, facts: EgressFacts, statusCode?: number): void {
+  publishAudit({ ...base, action: 'egress-would-deny', reason, ...factFields(facts, statusCode) });
+}
+
 export interface CloseFacts {
   readonly reason: string;
+  /**
+   * Set when the gateway ended the tunnel on purpose (reload, identity expiry: the refusal's code)
+   * or on a gateway fault (`EGW_INTERNAL`), not on a side closing.
+   */
+  readonly code?: ErrorCode;
   readonly startedAt: Date;
   /** process.hrtime.bigint() at the start, for a monotonic duration. */
   readonly startedNs: bigint;
   readonly bytesFromClient: number;
   readonly bytesToClient: number;
   readonly statusCode?: number;
-  /** Set when the tunnel ended on a gateway fault (`EGW_INTERNAL`), not on a side closing. */
-  readonly code?: ErrorCode;
 }
 
 export function auditEgressClosed(base: AuditBase, facts: EgressFacts, close: CloseFacts): void {

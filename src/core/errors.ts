@@ -27,8 +27,18 @@ export const ERROR_CODES = {
   EGW_IDENTITY_CHAIN_TOO_LARGE: 'the client chain exceeds a certificate size or count limit',
   EGW_IDENTITY_KEY_POLICY: 'a certificate in the client chain has a public key outside the key policy',
   EGW_IDENTITY_VERIFY_BUDGET: 'the client chain could not be verified within the verification work budget',
+  EGW_IDENTITY_REVOKED: 'a certificate in the client chain is revoked by a configured CRL',
+  EGW_IDENTITY_CRL_UNAVAILABLE:
+    'identity.crlRequired is set and an issuer in the client chain has no current, valid CRL',
+  EGW_IDENTITY_CRITICAL_EXTENSION:
+    'a certificate in the client chain has a critical extension the verifier does not process',
+  EGW_IDENTITY_NAME_CONSTRAINTS: 'a name in the client chain is outside a CA nameConstraints extension',
+  EGW_IDENTITY_NAME_CONSTRAINTS_UNSUPPORTED:
+    'a CA in the client chain has nameConstraints of a form the verifier does not enforce',
   EGW_TLS_HANDSHAKE: 'the TLS handshake failed',
   EGW_TLS_HANDSHAKE_TIMEOUT: 'the TLS handshake did not finish in time',
+  EGW_TLS_VERIFY_RESULT_UNAVAILABLE:
+    "OpenSSL's verify result cannot be read from a TLS connection (start-up self-check)",
   // policy
   EGW_POLICY_DENIED: 'the request was denied by policy',
   EGW_POLICY_DESTINATION_PROHIBITED: 'the destination IP is in a prohibited range',
@@ -41,13 +51,16 @@ export const ERROR_CODES = {
   EGW_UPSTREAM_REFUSED: 'the upstream refused the connection',
   EGW_UPSTREAM_UNREACHABLE: 'the upstream could not be reached',
   EGW_UPSTREAM_ERROR: 'the upstream connection failed',
+  EGW_UPSTREAM_PARENT_REFUSED: "the rule's parent proxy (rules[].via) answered the CONNECT with a non-2xx status",
+  EGW_UPSTREAM_PARENT_UNREACHABLE:
+    "the rule's parent proxy (rules[].via) could not be reached or gave no valid answer in time",
   // limits
   EGW_LIMIT_LISTENER_CONNECTIONS: 'the listener is at its maximum number of open connections',
   EGW_LIMIT_IDENTITY_CONNECTIONS: 'the caller identity is at its maximum number of open connections',
   EGW_LIMIT_IDENTITY_RATE: 'the caller identity exceeded its new-connection rate',
   EGW_DRAINING: 'the gateway is draining and accepts no new work',
   EGW_PREHANDSHAKE_REFUSED:
-    'sockets from one source were refused or closed before their TLS handshake (first-byte deadline, per-source or listener pre-handshake limit)',
+    'sockets from one source were refused or closed before their TLS handshake (first-byte deadline, per-source or listener pre-handshake limit, missing or untrusted PROXY header)',
   // internal
   EGW_INTERNAL: 'an unexpected error in the gateway closed this connection (the process keeps serving)',
   // operations
@@ -60,6 +73,10 @@ export const ERROR_CODES = {
   EGW_AUDIT_RECEIVER_REJECTED:
     'an audit receiver refused records permanently (e.g. HTTP 400/401/403); they are dropped',
   EGW_AUDIT_RECORDS_DROPPED: 'audit records were dropped (queue full, refused, too large or unconfirmed at shutdown)',
+  // SPIFFE Workload API identity source (src/sources/workload-api/): operational log lines carry these codes
+  EGW_WORKLOAD_API_INVALID: 'the Workload API sent an SVID or bundle that was refused; the last good identity is kept',
+  EGW_WORKLOAD_API_UNAVAILABLE:
+    'the Workload API agent cannot be reached or ended the stream; the last good identity is kept and it is re-dialled',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

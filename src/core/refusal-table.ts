@@ -77,6 +77,15 @@ export const REFUSALS: Readonly<Partial<Record<ErrorCode, Refusal>>> = Object.fr
     http: { status: 502, proxyStatus: 'destination_unavailable' },
     metric: { counter: 'dial', kind: 'other' },
   },
+  // The parent's own status goes into Proxy-Status as received-status (RFC 9209 §2.1.3).
+  EGW_UPSTREAM_PARENT_REFUSED: {
+    http: { status: 502, proxyStatus: 'destination_unavailable' },
+    metric: { counter: 'dial', kind: 'parent_refused' },
+  },
+  EGW_UPSTREAM_PARENT_UNREACHABLE: {
+    http: { status: 502, proxyStatus: 'destination_unavailable' },
+    metric: { counter: 'dial', kind: 'parent_unreachable' },
+  },
   EGW_LIMIT_LISTENER_CONNECTIONS: { metric: { counter: 'limit', limit: 'listener_connections' } },
   EGW_LIMIT_IDENTITY_CONNECTIONS: {
     http: { status: 429, proxyStatus: 'connection_limit_reached' },

@@ -14,7 +14,9 @@ export type RuntimeEvent =
     }
   /** A socket entered (+1) or left (-1) the listener's pre-handshake budget. */
   | { readonly type: 'prehandshake-sockets'; readonly listener: string; readonly delta: 1 | -1 }
-  | { readonly type: 'prehandshake-refused'; readonly listener: string; readonly reason: PreHandshakeRefusal };
+  | { readonly type: 'prehandshake-refused'; readonly listener: string; readonly reason: PreHandshakeRefusal }
+  /** A dial from this SNAT address failed with address or port exhaustion; the next one of the pool was tried. */
+  | { readonly type: 'snat-failover'; readonly listener: string; readonly address: string };
 
 export const RUNTIME_CHANNEL_NAME = 'mesh-egress-gateway:runtime';
 const channel = diagnosticsChannel.channel(RUNTIME_CHANNEL_NAME);

@@ -1,3 +1,4 @@
+import { allBundles } from '../identity/trust-bundle.ts';
 import type { GatewayState } from '../proxy/gateway-state.ts';
 
 /** A certificate whose expiry makes the replica unready and is exported as a metric. */
@@ -10,17 +11,27 @@ export interface WatchedCertificate {
   readonly notAfter: Date;
 }
 
-/** The gateway's own leaf and every trust anchor, from one state: readiness and metrics read the same list. */
+/**
+ * The gateway's own leaf and every trust anchor of every trust domain (federated ones too), from
+ * one state: readiness and metrics read the same list. A federated anchor's subject carries its
+ * trust domain, so two domains' CAs of the same name stay two metric series.
+ */
 export function watchedCertificates(state: GatewayState): WatchedCertificate[] {
   const leaf = state.serverCertificate;
+  const own = state.trustBundle.trustDomain;
   return [
     { role: 'gateway', subject: leaf.uris[0] ?? leaf.subject, label: 'gateway certificate', notAfter: leaf.notAfter },
-    ...state.trustBundle.anchors.map((anchor) => ({
-      role: 'anchor' as const,
-      subject: anchor.subject,
-      label: `trust anchor "${anchor.subject}"`,
-      notAfter: anchor.notAfter,
-    })),
+    ...allBundles(state.trustBundle).flatMap((bundle) =>
+      bundle.anchors.map((anchor) => {
+        const of = bundle.trustDomain === own ? '' : ` (trust domain ${bundle.trustDomain})`;
+        return {
+          role: 'anchor' as const,
+          subject: `${anchor.subject}${of}`,
+          label: `trust anchor "${anchor.subject}"${of}`,
+          notAfter: anchor.notAfter,
+        };
+      }),
+    ),
   ];
 }
 

@@ -3,7 +3,8 @@ import type { GatewayConfig } from '../config/config-schema.ts';
 import { deepFreeze, type LoadedConfig } from '../config/load-config.ts';
 import { GatewayError } from '../core/errors.ts';
 import type { GatewayState } from '../proxy/gateway-state.ts';
-import { effectiveConfig, listenerShapeChange, pendingRestart } from './restart-only.ts';
+import type { IdentityMaterial } from '../sources/identity-material.ts';
+import { effectiveConfig, identitySourceChange, listenerShapeChange, pendingRestart } from './restart-only.ts';
 
 /**
  * What the gateway runs on, as one value: the configuration in effect and the state compiled from
@@ -26,12 +27,21 @@ export async function bootSnapshot(loaded: LoadedConfig): Promise<GatewaySnapsho
   return Object.freeze({ config: loaded.config, state, pendingRestart: Object.freeze([]), source: loaded.path });
 }
 
-/** The snapshot a reload would swap in; throws (and changes nothing) when the file cannot be applied. */
-export async function reloadSnapshot(running: GatewaySnapshot, loaded: LoadedConfig): Promise<GatewaySnapshot> {
-  const change = listenerShapeChange(running.config, loaded.config);
+/**
+ * The snapshot a reload would swap in; throws (and changes nothing) when the file cannot be applied.
+ * `running` is the snapshot in effect, or the config as started when there is none yet. `identity`
+ * is the latest SVID and bundle from the Workload API (undefined: the files in the config are read).
+ */
+export async function reloadSnapshot(
+  running: Pick<GatewaySnapshot, 'config'>,
+  loaded: LoadedConfig,
+  identity?: IdentityMaterial,
+): Promise<GatewaySnapshot> {
+  const change =
+    listenerShapeChange(running.config, loaded.config) ?? identitySourceChange(running.config, loaded.config);
   if (change) throw new GatewayError('EGW_RELOAD_FAILED', `${loaded.path}: ${change}`);
   const config = deepFreeze(effectiveConfig(running.config, loaded.config));
-  const state = await buildGatewayState(config, loaded.path);
+  const state = await buildGatewayState(config, loaded.path, identity);
   return Object.freeze({
     config,
     state,

@@ -6,6 +6,8 @@ import { startAdminServer } from '../admin/admin-server.ts';
 import { redactSecrets } from '../admin/redact-secrets.ts';
 import type { AuditHub } from '../audit/audit-hub.ts';
 import type { GatewayConfig } from '../config/config-schema.ts';
+import { isGatewayError } from '../core/errors.ts';
+import { crlStatuses } from '../identity/revocation.ts';
 import type { TcpListener } from '../listener/tcp-listener.ts';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.ts';
 import type { ListenerStats } from '../metrics/listener-stats.ts';
@@ -17,7 +19,7 @@ import { waitForCloseRecords } from './drain.ts';
 import type { GatewaySnapshot } from './gateway-snapshot.ts';
 import type { DrainableRuntime } from './proxy-runtime.ts';
 import { readinessOf } from './readiness.ts';
-import type { ReloadResult } from './reloader.ts';
+import type { Reload, ReloadResult, ReloadTrigger } from './reloader.ts';
 import type { SnapshotStore } from './snapshot-store.ts';
 
 /** The parts `src/main.ts` composes; the gateway owns their lifecycle from here on. */
@@ -29,8 +31,10 @@ export interface GatewayParts {
   readonly listenerStats: ListenerStats;
   readonly listeners: readonly TcpListener[];
   readonly forwarder: HttpForwarder;
-  readonly reload: () => Promise<ReloadResult>;
+  readonly reload: Reload;
   readonly log: (message: string) => void;
+  /** The Workload API source, when it provides the identity: closed with the gateway. */
+  readonly identitySource?: { close(): void };
 }
 
 /**
@@ -44,14 +48,15 @@ export class Gateway implements AdminBackend {
   #admin: FastifyInstance | undefined;
   #watchers: FSWatcher[] = [];
   #closing: Promise<{ forcedClosed: number }> | undefined;
+  #binding: Promise<void> | undefined;
 
   constructor(parts: GatewayParts) {
     this.#parts = parts;
   }
 
-  /** The configuration in effect (restart-only sections as started). */
+  /** The configuration in effect (restart-only sections as started), also before the first state. */
   get config(): GatewayConfig {
-    return this.#parts.store.current.config;
+    return this.#parts.store.config;
   }
 
   snapshot(): GatewaySnapshot {
@@ -76,15 +81,34 @@ export class Gateway implements AdminBackend {
     return address && typeof address === 'object' ? { host: address.address, port: address.port } : undefined;
   }
 
-  /** Binds every listener; a failure leaves the ones bound so far to `abort()`. */
-  async bindListeners(): Promise<void> {
+  /**
+   * Binds every listener not bound yet; a failure leaves the ones bound so far to `abort()`. Without
+   * a state yet (Workload API: no SVID) none is bound: no client may meet a gateway without an
+   * identity, and reload() binds them on the first state. One bind runs at a time.
+   */
+  bindListeners(): Promise<void> {
+    this.#binding ??= this.#bindMissing().finally(() => {
+      this.#binding = undefined;
+    });
+    return this.#binding;
+  }
+
+  async #bindMissing(): Promise<void> {
+    if (!this.#parts.store.latest) return;
     for (const listener of this.#parts.listeners) {
+      if (listener.listening || this.#parts.runtime.isDraining()) continue;
       await listener.listen();
+      // A drain that began while this socket was being bound has already stopped the others.
+      if (this.#parts.runtime.isDraining()) {
+        await listener.stopAccepting();
+        continue;
+      }
       this.addresses.set(listener.name, listener.address);
       const settings = this.state().listeners.get(listener.name);
-      const snat = settings?.snat ? ` snat ${settings.snat}` : '';
+      const snat = settings?.snat ? ` snat ${settings.snat.addresses.join(',')}` : '';
+      const report = settings?.enforcement === 'report' ? ' enforcement report (would-deny let through)' : '';
       this.#parts.log(
-        `listener ${listener.name} (${settings?.mode}) on ${listener.address.host}:${listener.address.port}${snat}`,
+        `listener ${listener.name} (${settings?.mode}) on ${listener.address.host}:${listener.address.port}${snat}${report}`,
       );
     }
   }
@@ -102,18 +126,30 @@ export class Gateway implements AdminBackend {
     this.#watchers = watchers;
   }
 
-  reload(): Promise<ReloadResult> {
-    return this.#parts.reload();
+  /** Swaps in a new snapshot; the first one (after a start without a state) binds the listeners. */
+  async reload(trigger: ReloadTrigger = 'file'): Promise<ReloadResult> {
+    const result = await this.#parts.reload(trigger);
+    if (!result.ok || this.#parts.listeners.every((l) => l.listening)) return result;
+    try {
+      await this.bindListeners();
+      return result;
+    } catch (error) {
+      const message = isGatewayError(error) ? `${error.code}: ${error.message}` : String(error);
+      this.#parts.log(`binding the listeners failed (retried at the next update or reload): ${message}`);
+      return { ok: false, error: message };
+    }
   }
 
   async readiness(): Promise<Readiness> {
-    const { config, state } = this.snapshot();
-    const listeners = this.#parts.listeners;
+    const { store, listeners } = this.#parts;
+    const state = store.latest?.state;
     return readinessOf({
       draining: this.#parts.runtime.isDraining(),
-      listenersBound: listeners.length === state.listeners.size && listeners.every((l) => l.listening),
-      certificates: watchedCertificates(state),
-      expiryWindowMs: config.admin.certExpiryWindow,
+      waitingFor: store.waitingFor,
+      listenersBound: listeners.length === state?.listeners.size && listeners.every((l) => l.listening),
+      certificates: state ? watchedCertificates(state) : [],
+      crls: crlStatuses(state?.trustBundle.revocation),
+      expiryWindowMs: store.config.admin.certExpiryWindow,
       nowMs: Date.now(),
     });
   }
@@ -125,7 +161,7 @@ export class Gateway implements AdminBackend {
 
   async stats(): Promise<unknown> {
     return {
-      listeners: this.#parts.listenerStats.snapshot([...this.state().listeners.keys()]),
+      listeners: this.#parts.listenerStats.snapshot(this.config.listeners.map((l) => l.name)),
       activeTunnels: this.#parts.runtime.tunnels.size,
       audit: this.#parts.audit.stats(),
     };
@@ -137,6 +173,7 @@ export class Gateway implements AdminBackend {
       connectionId: t.connectionId,
       listener: t.listener,
       identity: t.spiffeId,
+      source: t.source ?? null,
       destination: t.destination,
       snat: t.snat ?? null,
       bytesFromClient: t.bytes.fromClient,
@@ -147,8 +184,8 @@ export class Gateway implements AdminBackend {
 
   /** The running configuration, secrets redacted, and which file changes wait for a restart. */
   async effectiveConfig(): Promise<unknown> {
-    const { config, pendingRestart } = this.snapshot();
-    return { ...(redactSecrets(config) as object), pendingRestart };
+    const pendingRestart = this.#parts.store.latest?.pendingRestart ?? [];
+    return { ...(redactSecrets(this.config) as object), pendingRestart };
   }
 
   policyCheck(input: PolicyCheckInput): Promise<PolicyCheckResult> {
@@ -184,6 +221,7 @@ export class Gateway implements AdminBackend {
 
   async #stopParts(): Promise<void> {
     for (const watcher of this.#watchers) watcher.close();
+    this.#parts.identitySource?.close();
     await Promise.all(this.#parts.listeners.map((l) => l.stopAccepting()));
     await this.#admin?.close();
     this.#parts.metrics.close();

@@ -51,3 +51,14 @@ export function listenerShapeChange(before: GatewayConfig, after: GatewayConfig)
     ? undefined
     : 'listeners were added, removed, renamed, moved or changed mode; restart the gateway to apply that';
 }
+
+/**
+ * The Workload API source (its socket and streams) is opened at start, and the state is built from
+ * what it sends: switching between it and the cert/key/trustAnchors files, or to another socket,
+ * needs a restart, or the state would silently keep the identity of the other source.
+ */
+export function identitySourceChange(before: GatewayConfig, after: GatewayConfig): string | undefined {
+  return before.identity.workloadApi?.socket === after.identity.workloadApi?.socket
+    ? undefined
+    : 'identity.workloadApi was added, removed or changed its socket; restart the gateway to apply that';
+}

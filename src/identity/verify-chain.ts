@@ -2,6 +2,7 @@ import { GatewayError } from '../core/errors.ts';
 import { type CertificateFacts, KeyUsage } from '../pki/certificate-facts.ts';
 import { DEFAULT_CHAIN_LIMITS } from './chain-limits.ts';
 import { verificationCost } from './key-policy.ts';
+import { checkCriticalExtensions, checkNameConstraints } from './path-constraints.ts';
 import type { TrustBundle } from './trust-bundle.ts';
 
 const MAX_PATH_DEPTH = 8;
@@ -28,7 +29,10 @@ export interface VerifyOptions {
  * `presented` are the untrusted certificates the peer sent after its leaf (in any order); their
  * keys must already have passed the key policy (verifyPeerSvid does that first). Every candidate
  * issuer is filtered by name, key identifier and the cheap CA rules before its signature is
- * checked, and signature checks are charged by key size against a work budget.
+ * checked, and signature checks are charged by key size against a work budget. Every certificate
+ * of the path must carry only critical extensions this verifier processes, and the path must
+ * satisfy every CA's name constraints (path-constraints.ts): RFC 5280 refusals that used to come
+ * only from OpenSSL's verdict, as reason "UNSPECIFIED".
  * Returns the validated path, leaf first, anchor last. Throws GatewayError with an EGW_IDENTITY_* code.
  */
 export function verifyChain(
@@ -40,6 +44,7 @@ export function verifyChain(
 ): CertificateFacts[] {
   const limits = bundle.limits ?? DEFAULT_CHAIN_LIMITS;
   checkValidity(leaf, now, 'leaf');
+  checkCriticalExtensions(leaf, 'leaf');
   if (presented.length + 1 > limits.maxChainCertificates) {
     throw new GatewayError(
       'EGW_IDENTITY_CHAIN_TOO_LARGE',
@@ -48,7 +53,10 @@ export function verifyChain(
   }
   const search = new PathSearch(bundle, presented, now, options.workBudget ?? limits.verifyWorkBudget, options.stats);
   const path = search.extend([leaf]);
-  if (path) return path;
+  if (path) {
+    checkNameConstraints(path);
+    return path;
+  }
   throw (
     search.lastProblem ??
     new GatewayError('EGW_IDENTITY_CHAIN_UNTRUSTED', `no trust anchor or presented certificate issued "${leaf.issuer}"`)
@@ -163,4 +171,5 @@ function checkIssuer(issuer: CertificateFacts, path: readonly CertificateFacts[]
     );
   }
   checkValidity(issuer, now, `issuer "${issuer.subject}"`);
+  checkCriticalExtensions(issuer, 'issuer');
 }

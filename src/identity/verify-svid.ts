@@ -3,8 +3,9 @@ import { GatewayError } from '../core/errors.ts';
 import { type CertificateFacts, certificateFacts, ExtendedKeyUsageOid, KeyUsage } from '../pki/certificate-facts.ts';
 import { checkChainSize, DEFAULT_CHAIN_LIMITS, type PresentedCertificate } from './chain-limits.ts';
 import { verificationCost } from './key-policy.ts';
+import { checkRevocation } from './revocation.ts';
 import { parseSpiffeId, type SpiffeId } from './spiffe-id.ts';
-import type { TrustBundle } from './trust-bundle.ts';
+import { bundleForDomain, type TrustBundle } from './trust-bundle.ts';
 import { type VerifyStats, verifyChain } from './verify-chain.ts';
 
 /** The authenticated caller: a SPIFFE ID and the facts of the certificate that proved it. */
@@ -49,10 +50,27 @@ export function verifySvidLeaf(leaf: CertificateFacts, trustDomain: string): Spi
 }
 
 /**
- * Verifies a peer's presented chain (leaf first, as TLS sends it) against the bundle and returns
- * its identity. Throws GatewayError with an EGW_IDENTITY_* code on any failure. Order matters:
- * sizes (DER lengths only), then every key against the key policy, then our ASN.1 parse, then
- * the budgeted path search; only a chain that passed everything is remembered.
+ * The bundle the leaf's chain must end in: the one of the trust domain its URI SAN names. The SAN
+ * is only read here, not trusted; choosing before the path search is what keeps a partner CA from
+ * vouching for a cluster identity. A leaf without one well-formed SPIFFE ID, or of a trust domain
+ * that is not configured, is checked against the gateway's own bundle, so it is refused exactly as
+ * with a single trust domain (chain untrusted, or not in the trust domain).
+ */
+function bundleOfLeaf(leaf: CertificateFacts, bundle: TrustBundle): TrustBundle {
+  if (!bundle.federated || leaf.uris.length !== 1) return bundle;
+  try {
+    return bundleForDomain(bundle, parseSpiffeId(leaf.uris[0] as string).trustDomain) ?? bundle;
+  } catch {
+    return bundle;
+  }
+}
+
+/**
+ * Verifies a peer's presented chain (leaf first, as TLS sends it) against the bundle of its trust
+ * domain and returns its identity. Throws GatewayError with an EGW_IDENTITY_* code on any failure.
+ * Order matters: sizes (DER lengths only), then every key against the key policy, then our ASN.1
+ * parse, then the budgeted path search, the SVID leaf rules, and revocation against the CRLs; only
+ * a chain that passed everything is remembered.
  */
 export function verifyPeerSvid(
   sent: readonly PresentedCertificate[],
@@ -68,8 +86,10 @@ export function verifyPeerSvid(
     verificationCost(cert.publicKey, index === 0 ? 'the leaf' : `certificate #${index + 1}`);
   }
   const leaf = factsOf(leafCert);
-  const path = verifyChain(leaf, rest.map(factsOf), bundle, now, { stats });
-  const spiffeId = verifySvidLeaf(leaf, bundle.trustDomain);
+  const domain = bundleOfLeaf(leaf, bundle);
+  const path = verifyChain(leaf, rest.map(factsOf), domain, now, { stats });
+  const spiffeId = verifySvidLeaf(leaf, domain.trustDomain);
+  checkRevocation(path, bundle.revocation, now);
   for (const cert of path.slice(0, -1)) remember(cert);
   return Object.freeze({ spiffeId, leaf, path: Object.freeze(path) });
 }

@@ -42,6 +42,12 @@ export function sourceKey(ip: string): string {
   return `${groups.slice(0, 4).join(':')}::/64`;
 }
 
+/** One admitted socket: the per-source key it counts under (none yet behind a balancer), its deadline. */
+interface GateEntry {
+  key: string | undefined;
+  timer: NodeJS.Timeout | undefined;
+}
+
 /** Sockets admitted by some gate and not yet through their handshake → the gate's release. */
 const pending = new WeakMap<Socket, () => void>();
 
@@ -64,6 +70,7 @@ export class PreHandshakeGate {
   readonly #limits: () => PreHandshakeLimits;
   readonly #report: RefusalReport;
   readonly #bySource = new Map<string, number>();
+  readonly #entries = new WeakMap<Socket, GateEntry>();
   #size = 0;
 
   constructor(listener: string, mode: 'connect' | 'tcp', limits: () => PreHandshakeLimits) {
@@ -77,14 +84,16 @@ export class PreHandshakeGate {
     return this.#size;
   }
 
-  /** Admits `socket` or says why not; a refused socket is left to the caller to reset. */
-  admit(socket: Socket): PreHandshakeRefusal | undefined {
+  /**
+   * Admits `socket` or says why not; a refused socket is left to the caller to reset. With
+   * `deferSource` (a PROXY protocol listener) the peer is a load balancer: the per-source cap waits
+   * for `attribute` with the client address the header carries.
+   */
+  admit(socket: Socket, deferSource = false): PreHandshakeRefusal | undefined {
     const limits = this.#limits();
     const ip = socket.remoteAddress ?? '';
-    const key = sourceKey(ip);
-    const fromSource = this.#bySource.get(key) ?? 0;
     const refusal =
-      limits.maxPerSource > 0 && fromSource >= limits.maxPerSource
+      !deferSource && this.#sourceFull(ip, limits)
         ? 'source_limit'
         : limits.maxSockets > 0 && this.#size >= limits.maxSockets
           ? 'listener_limit'
@@ -93,33 +102,75 @@ export class PreHandshakeGate {
       this.#refused(ip, refusal);
       return refusal;
     }
-    this.#bySource.set(key, fromSource + 1);
+    const entry: GateEntry = { key: deferSource ? undefined : this.#countSource(ip), timer: undefined };
     this.#size += 1;
     publishRuntimeEvent({ type: 'prehandshake-sockets', listener: this.#listener, delta: 1 });
-    // bytesRead counts at the TCP handle, so it sees the bytes the TLS layer reads too.
-    const timer = setTimeout(() => {
-      if (socket.bytesRead > 0 || socket.destroyed) return;
-      this.#refused(ip, 'first_byte_timeout');
-      resetSocket(socket);
-    }, limits.firstByteMs);
+    entry.timer = this.#firstByteTimer(socket, ip, 0, limits.firstByteMs);
     let released = false;
     const release = () => {
       if (released) return;
       released = true;
-      clearTimeout(timer);
+      clearTimeout(entry.timer);
       pending.delete(socket);
+      this.#entries.delete(socket);
       socket.removeListener('close', release);
-      this.#release(key);
+      this.#release(entry.key);
     };
     pending.set(socket, release);
+    this.#entries.set(socket, entry);
     socket.once('close', release);
     return undefined;
   }
 
-  #release(key: string): void {
-    const left = (this.#bySource.get(key) ?? 1) - 1;
-    if (left > 0) this.#bySource.set(key, left);
-    else this.#bySource.delete(key);
+  /**
+   * Counts a socket admitted with `deferSource` against the cap of `ip`, its PROXY source, and
+   * restarts the first-byte deadline after the `headerBytes` already read: the header alone must
+   * not let a silent client hold the socket until the handshake timeout.
+   */
+  attribute(socket: Socket, ip: string, headerBytes: number): PreHandshakeRefusal | undefined {
+    const entry = this.#entries.get(socket);
+    if (!entry || entry.key !== undefined) return undefined;
+    const limits = this.#limits();
+    if (this.#sourceFull(ip, limits)) {
+      this.#refused(ip, 'source_limit');
+      return 'source_limit';
+    }
+    entry.key = this.#countSource(ip);
+    clearTimeout(entry.timer);
+    entry.timer = this.#firstByteTimer(socket, ip, headerBytes, limits.firstByteMs);
+    return undefined;
+  }
+
+  /** Counts a refusal decided outside the gate (a missing PROXY header, an untrusted balancer). */
+  refuse(ip: string, reason: PreHandshakeRefusal): void {
+    this.#refused(ip, reason);
+  }
+
+  #sourceFull(ip: string, limits: PreHandshakeLimits): boolean {
+    return limits.maxPerSource > 0 && (this.#bySource.get(sourceKey(ip)) ?? 0) >= limits.maxPerSource;
+  }
+
+  #countSource(ip: string): string {
+    const key = sourceKey(ip);
+    this.#bySource.set(key, (this.#bySource.get(key) ?? 0) + 1);
+    return key;
+  }
+
+  #firstByteTimer(socket: Socket, ip: string, baseline: number, ms: number): NodeJS.Timeout {
+    // bytesRead counts at the TCP handle, so it sees the bytes the TLS layer reads too.
+    return setTimeout(() => {
+      if (socket.bytesRead > baseline || socket.destroyed) return;
+      this.#refused(ip, 'first_byte_timeout');
+      resetSocket(socket);
+    }, ms);
+  }
+
+  #release(key: string | undefined): void {
+    if (key !== undefined) {
+      const left = (this.#bySource.get(key) ?? 1) - 1;
+      if (left > 0) this.#bySource.set(key, left);
+      else this.#bySource.delete(key);
+    }
     this.#size -= 1;
     publishRuntimeEvent({ type: 'prehandshake-sockets', listener: this.#listener, delta: -1 });
   }

@@ -3,6 +3,13 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { publishAudit } from '../core/audit-event.ts';
 import { GatewayError } from '../core/errors.ts';
 import { PreHandshakeGate, type PreHandshakeLimits, resetSocket } from './pre-handshake-gate.ts';
+import { clientAddress, ProxyHeaderError, proxiedConnection, readProxyHeader } from './proxy-protocol-reader.ts';
+
+/** A listener behind an L4 balancer: every connection starts with a PROXY v2 header from a trusted peer. */
+export interface ProxyProtocolSettings {
+  /** True for a peer address allowed to send the header (`listeners[].proxyProtocolFrom`). */
+  readonly trusts: (ip: string) => boolean;
+}
 
 export interface TcpListenerOptions {
   readonly name: string;
@@ -16,6 +23,8 @@ export interface TcpListenerOptions {
   readonly maxConnections: () => number;
   /** Limits for sockets still before the end of their TLS handshake; read at each accept, so reloads apply. */
   readonly preHandshake: () => PreHandshakeLimits;
+  /** Read per accept, so a reload applies; undefined: no PROXY header is expected. */
+  readonly proxyProtocol?: () => ProxyProtocolSettings | undefined;
   readonly onConnection: (socket: Socket) => void;
 }
 
@@ -58,7 +67,15 @@ export class TcpListener {
       socket.resetAndDestroy();
       return;
     }
-    if (this.#gate.admit(socket) !== undefined) {
+    const proxy = this.#options.proxyProtocol?.();
+    if (proxy && !proxy.trusts(socket.remoteAddress ?? '')) {
+      // Anyone could otherwise claim any source address; the balancer is the only one who may.
+      this.#gate.refuse(socket.remoteAddress ?? '', 'proxy_untrusted');
+      socket.on('error', () => {});
+      resetSocket(socket);
+      return;
+    }
+    if (this.#gate.admit(socket, proxy !== undefined) !== undefined) {
       // Audited in aggregate by the gate, not per socket: these are the ones an attacker multiplies.
       socket.on('error', () => {});
       resetSocket(socket);
@@ -67,7 +84,25 @@ export class TcpListener {
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
     socket.on('error', () => {}); // errors are reported by the stage that owns the socket
-    this.#options.onConnection(socket);
+    if (proxy) this.#acceptProxied(socket);
+    else this.#options.onConnection(socket);
+  }
+
+  /** Reads the PROXY header within the first-byte deadline; its source then counts as the client. */
+  #acceptProxied(socket: Socket): void {
+    readProxyHeader(socket, this.#options.preHandshake().firstByteMs).then(
+      () => {
+        const headerBytes = proxiedConnection(socket)?.headerBytes ?? 0;
+        if (this.#gate.attribute(socket, clientAddress(socket).ip, headerBytes) !== undefined) resetSocket(socket);
+        else this.#options.onConnection(socket);
+      },
+      (error: unknown) => {
+        // Already reset by the gate's first-byte deadline, or a bare TCP probe: nothing to count.
+        const silent = error instanceof ProxyHeaderError && error.silent;
+        if (!socket.destroyed && !silent) this.#gate.refuse(socket.remoteAddress ?? '', 'proxy_header');
+        resetSocket(socket);
+      },
+    );
   }
 
   get listening(): boolean {

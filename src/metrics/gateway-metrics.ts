@@ -23,6 +23,8 @@ export interface MetricsSources {
   certificateExpiry(): ReadonlyArray<{ role: 'gateway' | 'anchor'; subject: string; secondsLeft: number }>;
   /** Open connections counted against per-identity limits, all identities together. */
   identityConnections?(): number;
+  /** identity.crls: each CRL's standing ('valid' or why not) and its nextUpdate. */
+  crls?(): ReadonlyArray<{ source: string; issuer: string; status: string; nextUpdate: Date | undefined }>;
 }
 
 /**
@@ -103,6 +105,12 @@ export class GatewayMetrics {
     labelNames: ['listener'],
     registers: [this.registry],
   });
+  readonly #snatFailovers = new Counter({
+    name: 'egw_snat_failovers_total',
+    help: 'Dials from a SNAT address that failed with address or port exhaustion, so the next address of the pool was tried',
+    labelNames: ['listener', 'address'],
+    registers: [this.registry],
+  });
   readonly #drainForced = new Counter({
     name: 'egw_drain_forced_closes_total',
     help: 'Connections closed at the drain deadline',
@@ -134,6 +142,9 @@ export class GatewayMetrics {
       case 'prehandshake-refused':
         this.#preHandshakeRejections.inc({ listener: event.listener, reason: event.reason });
         return;
+      case 'snat-failover':
+        this.#snatFailovers.inc({ listener: event.listener, address: event.address });
+        return;
     }
   }
 
@@ -148,6 +159,11 @@ export class GatewayMetrics {
       case 'egress-permitted':
         this.#connections.inc({ listener, decision: 'permitted' });
         this.#decisions.inc({ rule: record.rule?.name ?? '', decision: 'allow' });
+        return;
+      case 'egress-would-deny':
+        // Report mode: the traffic flowed (permitted) and the policy would have refused it.
+        this.#connections.inc({ listener, decision: 'permitted' });
+        this.#decisions.inc({ rule: record.rule?.name ?? '', decision: 'would_deny' });
         return;
       case 'egress-rejected':
         this.#connections.inc({ listener, decision: 'rejected' });

@@ -41,7 +41,7 @@ export class ListenerStats {
     // Pre-handshake refusals are counted by egw_prehandshake_rejections_total, not as connections.
     if (record.action === 'handshake-refused-aggregate') return;
     const entry = this.#entry(record.listener);
-    if (record.action === 'egress-permitted') entry.accepted += 1;
+    if (record.action === 'egress-permitted' || record.action === 'egress-would-deny') entry.accepted += 1;
     else if (record.action === 'egress-closed') {
       entry.closed += 1;
       entry.bytesIn += record.bytesFromClient ?? 0;

@@ -28,6 +28,7 @@ export function registerScrapeGauges(registry: Registry, sources: MetricsSources
         this.set({ role: cert.role, subject: cert.subject }, cert.secondsLeft);
     },
   });
+  registerCrlGauges(registry, sources);
   // The process-wide count, read at scrape time, from this registry's start.
   const subscriberErrorsAtStart = auditSubscriberErrors();
   new Counter({
@@ -92,6 +93,37 @@ function registerAuditSinkGauges(registry: Registry, sources: MetricsSources): v
     collect() {
       this.reset();
       for (const [sink, stats] of Object.entries(sources.auditSinks())) this.set({ sink }, stats.up ? 1 : 0);
+    },
+  });
+}
+
+/** identity.crls: whether each CRL is valid and current, and how long until its nextUpdate. */
+function registerCrlGauges(registry: Registry, sources: MetricsSources): void {
+  new Gauge({
+    name: 'egw_crl_status',
+    help: 'Whether a CRL of identity.crls is valid and current (1) or not (0: defective, stale or not yet valid)',
+    labelNames: ['issuer', 'source', 'status'],
+    registers: [registry],
+    aggregator: 'min',
+    collect() {
+      this.reset();
+      for (const crl of sources.crls?.() ?? [])
+        this.set({ issuer: crl.issuer, source: crl.source, status: crl.status }, crl.status === 'valid' ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'egw_crl_next_update_seconds',
+    help: "Seconds until a CRL's nextUpdate (negative: stale)",
+    labelNames: ['issuer', 'source'],
+    registers: [registry],
+    aggregator: 'min',
+    collect() {
+      this.reset();
+      const now = Date.now();
+      for (const crl of sources.crls?.() ?? []) {
+        if (crl.nextUpdate)
+          this.set({ issuer: crl.issuer, source: crl.source }, (crl.nextUpdate.getTime() - now) / 1000);
+      }
     },
   });
 }

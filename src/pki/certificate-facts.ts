@@ -28,6 +28,10 @@ export interface CertificateFacts {
   /** Hex keyIdentifier of the SubjectKeyIdentifier / AuthorityKeyIdentifier extensions, when present. */
   readonly subjectKeyId: string | undefined;
   readonly authorityKeyId: string | undefined;
+  /** OIDs of the extensions marked critical: the verifier refuses those it does not process. */
+  readonly criticalExtensions: readonly string[];
+  /** DER of the NameConstraints extension value (parsed by the identity stage), when present. */
+  readonly nameConstraints: Uint8Array<ArrayBuffer> | undefined;
 }
 
 function dn(nodeDn: string | undefined): string {
@@ -66,7 +70,16 @@ export function certificateFacts(cert: NodeCertificate): CertificateFacts {
     notAfter: new Date(cert.validTo),
     subjectKeyId: ski?.keyId?.toLowerCase(),
     authorityKeyId: aki?.keyId?.toLowerCase(),
+    criticalExtensions: Object.freeze(parsed.extensions.filter((ext) => ext.critical).map((ext) => ext.type)),
+    nameConstraints: nameConstraintsValue(parsed),
   });
+}
+
+const NAME_CONSTRAINTS_OID = '2.5.29.30';
+
+function nameConstraintsValue(parsed: x509.X509Certificate): Uint8Array<ArrayBuffer> | undefined {
+  const ext = parsed.extensions.find((e) => e.type === NAME_CONSTRAINTS_OID);
+  return ext ? new Uint8Array(ext.value) : undefined;
 }
 
 export const KeyUsage = x509.KeyUsageFlags;

@@ -1,5 +1,7 @@
+import { canonicalHost } from '../core/host-name.ts';
 import { IpSet } from '../core/ip-set.ts';
-import { parseSpiffeId } from '../identity/spiffe-id.ts';
+import { type SnatPool, type SnatSelection, snatPool } from '../core/snat-pool.ts';
+import { parseSpiffeId, parseTrustDomain } from '../identity/spiffe-id.ts';
 import { compileHostGlob, compileSpiffeGlob, type SegmentGlob } from './glob.ts';
 
 /** One allow/deny rule as written in the configuration (`rules[]`). */
@@ -10,6 +12,7 @@ export interface RuleSpec {
     readonly namespaces?: readonly string[];
     readonly serviceAccounts?: readonly string[];
     readonly spiffeIds?: readonly string[];
+    readonly trustDomains?: readonly string[];
   };
   readonly to?: {
     readonly hosts?: readonly string[];
@@ -17,7 +20,19 @@ export interface RuleSpec {
     readonly cidrs?: readonly string[];
   };
   readonly action: 'allow' | 'deny';
-  readonly snat?: string;
+  readonly enforce?: 'always';
+  readonly snat?: string | readonly string[];
+  readonly snatSelection?: SnatSelection;
+  /** `http://host:port` of a parent proxy (connect mode). */
+  readonly via?: string;
+}
+
+/** A parent proxy a rule's traffic goes through; `host` is canonical (an IP or a name to resolve). */
+export interface ParentProxy {
+  readonly host: string;
+  readonly port: number;
+  /** As written, for audit records and messages. */
+  readonly url: string;
 }
 
 export interface CompiledRule {
@@ -29,16 +44,21 @@ export interface CompiledRule {
     readonly namespaces?: ReadonlySet<string>;
     readonly serviceAccounts?: ReadonlySet<string>;
     readonly spiffeIds?: readonly SegmentGlob[];
+    readonly trustDomains?: ReadonlySet<string>;
   };
   readonly to?: {
     readonly hosts?: readonly SegmentGlob[];
     readonly ports?: ReadonlySet<number>;
     readonly cidrs?: IpSet;
   };
-  readonly snat?: string;
+  /** `always`: the deny holds on report listeners too. */
+  readonly enforce?: 'always';
+  readonly snat?: SnatPool;
+  readonly via?: ParentProxy;
 }
 
 export interface CompiledPolicy {
+  /** The gateway's own trust domain: the one `from.namespaces` and `from.serviceAccounts` mean. */
   readonly trustDomain: string;
   readonly rules: readonly CompiledRule[];
 }
@@ -62,7 +82,31 @@ function compileHost(pattern: string, path: string): SegmentGlob {
   return result.glob;
 }
 
-function compileSpiffe(pattern: string, trustDomain: string, path: string): SegmentGlob {
+/**
+ * The trust domains a rule may name: every configured one, or `undefined` when they arrive at run
+ * time (Workload API federation), where only the syntax can be checked.
+ */
+type KnownDomains = ReadonlySet<string> | undefined;
+
+function checkDomain(domain: string, known: KnownDomains, path: string, what: string): void {
+  if (known && !known.has(domain))
+    throw new PolicyCompileError(
+      path,
+      `${what} is outside the configured trust domains (${[...known].join(', ')}); it could never match`,
+    );
+}
+
+function compileTrustDomain(domain: string, known: KnownDomains, path: string): string {
+  try {
+    parseTrustDomain(domain);
+  } catch (error) {
+    throw new PolicyCompileError(path, (error as Error).message);
+  }
+  checkDomain(domain, known, path, `trust domain ${domain}`);
+  return domain;
+}
+
+function compileSpiffe(pattern: string, known: KnownDomains, path: string): SegmentGlob {
   // Validate the glob by substituting a legal segment for each wildcard and parsing the result.
   const probe = pattern.replace(/\/\*\*?(?=\/|$)/g, '/x');
   let id: ReturnType<typeof parseSpiffeId>;
@@ -71,12 +115,7 @@ function compileSpiffe(pattern: string, trustDomain: string, path: string): Segm
   } catch (error) {
     throw new PolicyCompileError(path, (error as Error).message);
   }
-  if (id.trustDomain !== trustDomain) {
-    throw new PolicyCompileError(
-      path,
-      `${pattern} is outside the configured trust domain ${trustDomain}; it could never match`,
-    );
-  }
+  checkDomain(id.trustDomain, known, path, pattern);
   const glob = compileSpiffeGlob(pattern);
   const doubleStar = glob.indexOf('**');
   if (doubleStar !== -1 && doubleStar !== glob.length - 1)
@@ -84,11 +123,30 @@ function compileSpiffe(pattern: string, trustDomain: string, path: string): Segm
   return glob;
 }
 
+function compileVia(url: string, action: RuleSpec['action'], path: string): ParentProxy {
+  if (action !== 'allow') throw new PolicyCompileError(path, 'only an allow rule can name a parent proxy');
+  const match = /^http:\/\/(\[[^\]]+\]|[^:/@]+):(\d{1,5})\/?$/.exec(url);
+  const host = match?.[1] ? canonicalHost(match[1]) : undefined;
+  const port = Number(match?.[2]);
+  if (!host || !(port >= 1 && port <= 65535))
+    throw new PolicyCompileError(
+      path,
+      `expected http://host:port with a valid host name or IP, got ${JSON.stringify(url)}`,
+    );
+  return Object.freeze({ host, port, url });
+}
+
+/**
+ * Compiles `rules`. `trustDomains` lists every configured trust domain (the own one is added);
+ * `'any'` accepts every syntactically valid one (trust domains that come from a Workload API agent).
+ */
 export function compilePolicy(
   rules: readonly RuleSpec[],
   trustDomain: string,
   listenerNames: readonly string[],
+  trustDomains: readonly string[] | 'any' = [],
 ): CompiledPolicy {
+  const known: KnownDomains = trustDomains === 'any' ? undefined : new Set([trustDomain, ...trustDomains]);
   const seen = new Set<string>();
   const compiled = rules.map((rule, index): CompiledRule => {
     const at = `rules[${index}]`;
@@ -138,8 +196,13 @@ export function compilePolicy(
               ...(from.serviceAccounts ? { serviceAccounts: new Set(from.serviceAccounts) } : {}),
               ...(from.spiffeIds
                 ? {
-                    spiffeIds: from.spiffeIds.map((p, i) =>
-                      compileSpiffe(p, trustDomain, `${at}.from.spiffeIds[${i}]`),
+                    spiffeIds: from.spiffeIds.map((p, i) => compileSpiffe(p, known, `${at}.from.spiffeIds[${i}]`)),
+                  }
+                : {}),
+              ...(from.trustDomains
+                ? {
+                    trustDomains: new Set(
+                      from.trustDomains.map((d, i) => compileTrustDomain(d, known, `${at}.from.trustDomains[${i}]`)),
                     ),
                   }
                 : {}),
@@ -155,7 +218,9 @@ export function compilePolicy(
             }),
           }
         : {}),
-      ...(rule.snat ? { snat: rule.snat } : {}),
+      ...(rule.enforce ? { enforce: rule.enforce } : {}),
+      ...(rule.snat ? { snat: snatPool(rule.snat, rule.snatSelection) } : {}),
+      ...(rule.via ? { via: compileVia(rule.via, rule.action, `${at}.via`) } : {}),
     });
   });
   return Object.freeze({ trustDomain, rules: Object.freeze(compiled) });

@@ -25,16 +25,18 @@ export interface Decision {
 
 export const DEFAULT_DENY_REASON = 'no rule matched (default deny)';
 
-function fromMatches(rule: CompiledRule, id: SpiffeId): boolean {
+/**
+ * Namespaces and service accounts are the gateway's own trust domain's: `ns/default` of a partner
+ * is another organisation's namespace. Other trust domains are selected by `trustDomains` or a
+ * SPIFFE ID glob, which always name their trust domain.
+ */
+function fromMatches(rule: CompiledRule, id: SpiffeId, ownDomain: string): boolean {
   const from = rule.from;
   if (!from) return true;
-  if (from.namespaces && id.namespace !== undefined && from.namespaces.has(id.namespace)) return true;
-  if (
-    from.serviceAccounts &&
-    id.namespace !== undefined &&
-    from.serviceAccounts.has(`${id.namespace}/${id.serviceAccount}`)
-  )
-    return true;
+  const own = id.trustDomain === ownDomain && id.namespace !== undefined;
+  if (own && from.namespaces?.has(id.namespace as string)) return true;
+  if (own && from.serviceAccounts?.has(`${id.namespace}/${id.serviceAccount}`)) return true;
+  if (from.trustDomains?.has(id.trustDomain)) return true;
   if (from.spiffeIds?.some((glob) => spiffeIdMatches(glob, id.uri))) return true;
   return false;
 }
@@ -68,7 +70,7 @@ function destinationHost(input: DecisionInput): string | undefined | Decision {
 /**
  * Pure, first-match-wins evaluation (the F5 iRule model: allow what matches, reset all else).
  * Matching rules: `listeners` (if given) contains the listener; `from` (if given) matches by
- * namespace, service account or SPIFFE ID glob (any of them); `to` (if given) matches port and
+ * namespace or service account (own trust domain), trust domain or SPIFFE ID glob (any of them); `to` (if given) matches port and
  * then host glob (names only, canonical form) or resolved IP in `cidrs`.
  */
 export function decide(policy: CompiledPolicy, input: DecisionInput): Decision {
@@ -76,7 +78,7 @@ export function decide(policy: CompiledPolicy, input: DecisionInput): Decision {
   if (typeof host === 'object') return host;
   for (const rule of policy.rules) {
     if (rule.listeners && !rule.listeners.has(input.listener)) continue;
-    if (!fromMatches(rule, input.identity)) continue;
+    if (!fromMatches(rule, input.identity, policy.trustDomain)) continue;
     if (!toMatches(rule, input.destination, host)) continue;
     return rule.action === 'allow'
       ? { allow: true, reason: `allowed by rule ${rule.name}`, rule }
@@ -93,9 +95,14 @@ function needsIp(rule: CompiledRule, port: number | undefined): boolean {
   return to?.cidrs !== undefined && (!to.ports || (port !== undefined && to.ports.has(port)));
 }
 
-function couldAllow(rule: CompiledRule, input: DecisionInput, host: string | undefined): boolean {
+function couldAllow(
+  policy: CompiledPolicy,
+  rule: CompiledRule,
+  input: DecisionInput,
+  host: string | undefined,
+): boolean {
   if (rule.action !== 'allow' || (rule.listeners && !rule.listeners.has(input.listener))) return false;
-  if (!fromMatches(rule, input.identity)) return false;
+  if (!fromMatches(rule, input.identity, policy.trustDomain)) return false;
   return toMatches(rule, input.destination, host) || needsIp(rule, input.destination?.port);
 }
 
@@ -111,7 +118,7 @@ export function decideByName(policy: CompiledPolicy, input: DecisionInput): Deci
   if (typeof host === 'object') return host;
   for (const [index, rule] of policy.rules.entries()) {
     if (rule.listeners && !rule.listeners.has(input.listener)) continue;
-    if (!fromMatches(rule, input.identity)) continue;
+    if (!fromMatches(rule, input.identity, policy.trustDomain)) continue;
     if (toMatches(rule, byName.destination, host)) {
       return rule.action === 'allow'
         ? { allow: true, reason: `allowed by rule ${rule.name}`, rule }
@@ -119,7 +126,7 @@ export function decideByName(policy: CompiledPolicy, input: DecisionInput): Deci
     }
     if (needsIp(rule, input.destination?.port)) {
       const rest = policy.rules.slice(index);
-      return rest.some((later) => couldAllow(later, byName, host))
+      return rest.some((later) => couldAllow(policy, later, byName, host))
         ? undefined
         : { allow: false, reason: UNRESOLVED_DENY_REASON };
     }

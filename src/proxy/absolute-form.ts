@@ -4,15 +4,17 @@ import { pipeline } from 'node:stream/promises';
 import {
   type AuditBase,
   auditEgressClosed,
-  auditEgressPermitted,
   auditEgressRejected,
   type EgressFacts,
   snatOf,
 } from '../core/audit-records.ts';
-import type { ForwardResponse, HttpForwarder } from '../upstream/http-forwarder.ts';
+import { GatewayError } from '../core/errors.ts';
+import { authorityOf, parentAddress } from '../upstream/dial-via-parent.ts';
+import type { ForwardRequest, ForwardResponse, HttpForwarder } from '../upstream/http-forwarder.ts';
 import type { ConnectionContext } from './connection-context.ts';
-import { decideDestination, factsOf } from './decide-destination.ts';
+import { auditAdmitted, type DestinationVerdict, decideDestination, factsOf } from './decide-destination.ts';
 import { dialFailure, type HttpAnswer, httpAnswer, limitRefusal, refuseOnResponse } from './http-refusal.ts';
+import { closeReason } from './redecide-tunnels.ts';
 import { auditUrl, parseRequestTarget } from './request-target.ts';
 
 /** RFC 7230 §6.1 hop-by-hop headers, plus the proxy-only ones, never forwarded either way. */
@@ -88,9 +90,25 @@ async function relayResponse(
   }
 }
 
+/** For a rule with `via`: the parent's address and the destination's authority, else undefined. */
+async function parentOf(
+  ctx: ConnectionContext,
+  verdict: Extract<DestinationVerdict, { allow: true }>,
+): Promise<NonNullable<ForwardRequest['viaParent']> | undefined | GatewayError> {
+  const via = verdict.rule?.via;
+  if (!via) return undefined;
+  try {
+    const ip = await parentAddress(via, (host) => ctx.state.resolver.resolve(host, { key: ctx.peer.spiffeId.uri }));
+    return { ip, port: via.port, authority: authorityOf(verdict) };
+  } catch (error) {
+    return error as GatewayError;
+  }
+}
+
 /**
- * Absolute-form `http://` requests: decide per request, forward with undici to exactly the
- * checked IP from the chosen SNAT address, relay the response.
+ * Absolute-form `http://` requests: decide per request (on the state `ctx` carries, the current
+ * one: see connect-mode.ts), forward with undici to exactly the checked IP from the chosen SNAT
+ * address over a pool of this identity's own, relay the response.
  */
 export async function handleAbsoluteForm(
   ctx: ConnectionContext,
@@ -111,12 +129,17 @@ export async function handleAbsoluteForm(
   const verdict = await decideDestination(ctx.state, ctx.listener, ctx.peer.spiffeId, target);
   if (!verdict.allow)
     return refuse(res, ctx.auditBase, httpAnswer(verdict.code, verdict.reason), { ...factsOf(verdict), http });
+  const parent = await parentOf(ctx, verdict);
+  if (parent instanceof GatewayError)
+    return refuse(res, ctx.auditBase, dialFailure(parent), { ...factsOf(verdict), http });
   const startedNs = process.hrtime.bigint();
   const startedAt = new Date();
   const requestBody = countingBody(req);
   let response: ForwardResponse;
   try {
     response = await forwarder.forward({
+      // Pooled upstream connections are never shared across identities (nor SNAT addresses).
+      identity: ctx.peer.spiffeId.uri,
       connectTimeoutMs: ctx.state.timeouts.connectMs,
       ip: verdict.ip,
       port: verdict.port,
@@ -126,15 +149,16 @@ export async function handleAbsoluteForm(
       headers: stripHopByHop(req.headers),
       ...(requestBody.body ? { body: requestBody.body } : {}),
       ...(verdict.snat ? { localAddress: verdict.snat } : {}),
+      ...(parent ? { viaParent: parent } : {}),
     });
   } catch (error) {
-    return refuse(res, ctx.auditBase, dialFailure(error), { ...factsOf(verdict), http });
+    return refuse(res, ctx.auditBase, dialFailure(error), { ...factsOf(verdict, parent?.ip), http });
   }
-  const facts: EgressFacts = { ...factsOf(verdict), snat: snatOf(verdict.snat, response), http };
-  auditEgressPermitted(ctx.auditBase, verdict.reason, facts, response.statusCode);
+  const facts: EgressFacts = { ...factsOf(verdict, parent?.ip), snat: snatOf(verdict.snat, response), http };
+  auditAdmitted(ctx.auditBase, verdict, facts, response.statusCode);
   const relayed = await relayResponse(response, res);
   auditEgressClosed(ctx.auditBase, facts, {
-    reason: relayed.error ?? 'closed',
+    ...closeReason(ctx, relayed.error),
     startedAt,
     startedNs,
     bytesFromClient: requestBody.bytes(),

@@ -23,6 +23,10 @@ export interface PolicyCheckResult {
   readonly status?: number;
   readonly ip?: string;
   readonly snat?: string;
+  /** Report mode: let through, although the policy would refuse it (`rule`, `reason`). */
+  readonly wouldDeny?: true;
+  /** The allowing rule's parent proxy (connect mode), as configured. */
+  readonly via?: string;
   /** One line for humans, as the CLI prints it. */
   readonly summary: string;
 }
@@ -48,6 +52,8 @@ function resultOf(listener: ListenerSettings, verdict: DestinationVerdict): Poli
   const head = `listener=${listener.name} rule=${rule ?? '(default deny)'}`;
   if (verdict.allow) {
     const snat = verdict.snat ? ` snat=${verdict.snat}` : '';
+    const word = verdict.wouldDeny ? 'WOULD-DENY (report mode, let through)' : 'ALLOW';
+    const via = listener.mode === 'connect' ? verdict.rule?.via?.url : undefined;
     return {
       allow: true,
       listener: listener.name,
@@ -55,7 +61,9 @@ function resultOf(listener: ListenerSettings, verdict: DestinationVerdict): Poli
       reason: verdict.reason,
       ip: verdict.ip,
       ...(verdict.snat ? { snat: verdict.snat } : {}),
-      summary: `ALLOW ${head} ip=${verdict.ip}${snat}: ${verdict.reason}`,
+      ...(verdict.wouldDeny ? { wouldDeny: true } : {}),
+      ...(via ? { via } : {}),
+      summary: `${word} ${head} ip=${verdict.ip}${snat}${via ? ` via=${via}` : ''}: ${verdict.reason}`,
     };
   }
   const status = listener.mode === 'connect' ? httpRefusalFor(verdict.code).status : undefined;

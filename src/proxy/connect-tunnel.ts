@@ -1,29 +1,65 @@
 import type { IncomingMessage } from 'node:http';
-import { Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { auditEgressRejected, snatOf } from '../core/audit-records.ts';
-import { dialUpstream } from '../upstream/dial-upstream.ts';
+import { type PipeCounters, upstreamCounters } from '../pipe/pipe-sockets.ts';
+import { dialFromSnatPool } from '../upstream/dial-snat-pool.ts';
+import { dialViaParent, type ParentTunnel } from '../upstream/dial-via-parent.ts';
 import type { ConnectionContext } from './connection-context.ts';
 import { type DestinationVerdict, decideDestination, factsOf } from './decide-destination.ts';
 import { dialFailure, type HttpAnswer, httpAnswer, limitRefusal, refuseOnSocket } from './http-refusal.ts';
 import { auditUrl, parseRequestTarget } from './request-target.ts';
 import { runTunnel } from './tunnel-lifecycle.ts';
 
-/** Dials exactly the checked IP from the chosen SNAT address; a failure comes back as its refusal. */
+interface Dialled {
+  readonly socket: Socket;
+  /** Set when the rule's parent proxy carries the tunnel (rules[].via). */
+  readonly parent?: ParentTunnel;
+}
+
+/**
+ * Dials exactly the checked IP from the chosen SNAT address, or, for a rule with `via`, the
+ * parent proxy from that address with a CONNECT of its own; a failure comes back as its refusal.
+ */
 async function dialChecked(
   ctx: ConnectionContext,
   verdict: Extract<DestinationVerdict, { allow: true }>,
-): Promise<Socket | HttpAnswer> {
+): Promise<Dialled | HttpAnswer> {
+  const timeoutMs = ctx.state.timeouts.connectMs;
+  const local = verdict.snat ? { localAddress: verdict.snat } : {};
   try {
-    return await dialUpstream({
-      ip: verdict.ip,
-      port: verdict.port,
-      timeoutMs: ctx.state.timeouts.connectMs,
-      ...(verdict.snat ? { localAddress: verdict.snat } : {}),
-    });
+    const via = verdict.rule?.via;
+    if (!via) {
+      const socket = await dialFromSnatPool({
+        ip: verdict.ip,
+        port: verdict.port,
+        timeoutMs,
+        listener: ctx.listener.name,
+        ...local,
+        ...(verdict.snatFallbacks ? { fallbacks: verdict.snatFallbacks } : {}),
+      });
+      return { socket };
+    }
+    const resolve = (host: string) => ctx.state.resolver.resolve(host, { key: ctx.peer.spiffeId.uri });
+    const parent = await dialViaParent({ parent: via, target: verdict, timeoutMs, resolve, ...local });
+    return { socket: parent.socket, parent };
   } catch (error) {
     return dialFailure(error);
   }
+}
+
+/** Tunnel byte counts without the gateway's own CONNECT exchange with a parent proxy. */
+function tunnelCounters(upstream: Socket, parent: ParentTunnel | undefined): PipeCounters {
+  const counters = upstreamCounters(upstream);
+  const handshake = parent?.handshake ?? { written: 0, read: 0 };
+  return {
+    get fromClient() {
+      return Math.max(0, counters.fromClient - handshake.written);
+    },
+    get toClient() {
+      return Math.max(0, counters.toClient - handshake.read);
+    },
+  };
 }
 
 /**
@@ -53,18 +89,20 @@ export async function handleConnect(
     auditEgressRejected(ctx.auditBase, { code: answer.code, reason: answer.reason }, factsOf(verdict));
     return refuseOnSocket(socket, answer);
   }
-  const upstream = await dialChecked(ctx, verdict);
-  if (!(upstream instanceof Socket)) {
-    auditEgressRejected(ctx.auditBase, { code: upstream.code, reason: upstream.reason }, factsOf(verdict));
-    return refuseOnSocket(socket, upstream);
+  const dialled = await dialChecked(ctx, verdict);
+  if (!('socket' in dialled)) {
+    auditEgressRejected(ctx.auditBase, { code: dialled.code, reason: dialled.reason }, factsOf(verdict));
+    return refuseOnSocket(socket, dialled);
   }
-  // runTunnel owns the upstream from here: one egress-closed per egress-permitted on every path,
-  // including a client that reset while the dial was in flight.
+  // runTunnel owns the upstream (a parent's tunnel too) from here: one egress-closed per admitted
+  // record on every path, including a client that reset while the dial was in flight.
+  const upstream = dialled.socket;
   await runTunnel(ctx, socket, upstream, {
-    reason: verdict.reason,
-    facts: { ...factsOf(verdict), snat: snatOf(verdict.snat, upstream) },
+    verdict,
+    facts: { ...factsOf(verdict, dialled.parent?.parentIp), snat: snatOf(verdict.snat, upstream) },
     http: { method: 'CONNECT', url: req.url ?? '' },
     target: `${verdict.host}:${verdict.port}`,
+    bytes: tunnelCounters(upstream, dialled.parent),
     start: () => {
       socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
       if (head.length > 0) upstream.write(head);

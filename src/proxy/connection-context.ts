@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { AuditBase } from '../core/audit-records.ts';
 import type { PeerIdentity } from '../identity/verify-svid.ts';
+import { clientAddress } from '../listener/proxy-protocol-reader.ts';
 import type { FaultPoint } from './error-boundary.ts';
 import type { GatewayState, ListenerSettings } from './gateway-state.ts';
 import type { IdentityLimiter, LimitVerdict } from './identity-limiter.ts';
@@ -25,7 +26,7 @@ export interface ProxyRuntime {
 export interface ConnectionContext {
   readonly id: string;
   readonly listener: ListenerSettings;
-  /** The state snapshot the connection started with; a reload does not change it. */
+  /** The state the handshake ran on; connect mode hands each request a copy with the current one. */
   readonly state: GatewayState;
   readonly raw: Socket;
   readonly tls: TLSSocket;
@@ -44,8 +45,9 @@ export function newConnectionId(): string {
   return randomUUID();
 }
 
+/** The client: the PROXY v2 header's source on a listener behind a balancer, else the socket's peer. */
 export function sourceOf(raw: Socket): { ip: string; port: number } {
-  return { ip: raw.remoteAddress ?? '', port: raw.remotePort ?? 0 };
+  return { ...clientAddress(raw) };
 }
 
 export function auditBaseFor(

@@ -1,7 +1,14 @@
 import { isIP } from 'node:net';
-import { type EgressFacts, snatOf } from '../core/audit-records.ts';
+import {
+  type AuditBase,
+  auditEgressPermitted,
+  auditEgressWouldDeny,
+  type EgressFacts,
+  snatOf,
+} from '../core/audit-records.ts';
 import { type ErrorCode, GatewayError } from '../core/errors.ts';
 import { canonicalHost } from '../core/host-name.ts';
+import { type SnatPool, snatOrder } from '../core/snat-pool.ts';
 import type { SpiffeId } from '../identity/spiffe-id.ts';
 import type { CompiledRule } from '../policy/compile-policy.ts';
 import { type Decision, decide, decideByName } from '../policy/decide.ts';
@@ -20,6 +27,13 @@ export type DestinationVerdict =
       readonly reason: string;
       /** The source address to dial from: the rule's, else the listener's; undefined lets the OS choose. */
       readonly snat?: string;
+      /** The rest of the SNAT pool, in the order a dial tries them when `snat` is exhausted. */
+      readonly snatFallbacks?: readonly string[];
+      /**
+       * Report mode: the policy would refuse this (`rule` and `reason` say why) and the listener
+       * lets it through; audited as egress-would-deny instead of egress-permitted.
+       */
+      readonly wouldDeny?: true;
     }
   | {
       readonly allow: false;
@@ -65,8 +79,27 @@ async function resolveOnce(
  */
 function lookupContext(listener: ListenerSettings, identity: SpiffeId, byName: Decision | undefined): LookupContext {
   const snat = byName ? (byName.rule?.snat ?? listener.snat) : undefined;
-  const family = snat ? isIP(snat) : 0;
+  // A pool is of one family (checked at load), so its first address speaks for all.
+  const family = snat ? isIP(snat.addresses[0] ?? '') : 0;
   return { key: identity.uri, ...(family === 4 || family === 6 ? { family } : {}) };
+}
+
+/**
+ * On a report listener a policy deny is let through (and audited as a would-deny), unless the
+ * deciding rule says `enforce: always`. The default deny has no rule, so it is reported through too.
+ */
+function reportsThrough(listener: ListenerSettings, decision: Decision): boolean {
+  return listener.enforcement === 'report' && !decision.allow && decision.rule?.enforce !== 'always';
+}
+
+/**
+ * The SNAT helper, the one place the source address is chosen: the rule's pool, else the
+ * listener's; the pool's selection picks the first address, the rest are the failover order.
+ */
+function snatChoice(pool: SnatPool | undefined, identity: SpiffeId): { snat?: string; snatFallbacks?: string[] } {
+  if (!pool) return {};
+  const [snat, ...rest] = snatOrder(pool, identity.uri);
+  return { ...(snat ? { snat } : {}), ...(rest.length > 0 ? { snatFallbacks: rest } : {}) };
 }
 
 /**
@@ -90,30 +123,78 @@ export async function decideDestination(
   const input = { listener: listener.name, identity, destination: { host, port } };
   // An IP literal is its own address: every rule can decide on it before any resolver work.
   const literal = isIP(host) === 0 ? undefined : host;
-  const byName = literal
+  let byName = literal
     ? decide(state.policy, { ...input, destination: { host, port, ip: literal } })
     : decideByName(state.policy, input);
-  if (byName && !byName.allow) return policyDeny(byName, host, port, literal);
+  if (byName && !byName.allow) {
+    if (!reportsThrough(listener, byName)) return policyDeny(byName, host, port, literal);
+    // Report mode dials what enforce mode would refuse, so the name is resolved even for an
+    // identity no rule could allow; a deny without a rule is then decided again on the IP, so
+    // the would-deny names the rule (a `to.cidrs` deny, maybe `enforce: always`) that refuses it.
+    if (!byName.rule) byName = undefined;
+  }
   const { ip, error } = await resolveOnce(state, host, lookupContext(listener, identity, byName));
   const decision = byName ?? decide(state.policy, { ...input, destination: { host, port, ...(ip ? { ip } : {}) } });
-  if (!decision.allow) return policyDeny(decision, host, port, ip);
+  if (!decision.allow && !reportsThrough(listener, decision)) return policyDeny(decision, host, port, ip);
   const rule = decision.rule ? { rule: decision.rule } : {};
-  // Reported only to a client the rules allow: everyone else got the policy deny above.
+  // Reported only to a client the rules allow (or a report listener lets through): everyone
+  // else got the policy deny above.
   if (error || ip === undefined)
     return deny(error?.code ?? 'EGW_UPSTREAM_DNS', error?.message ?? `cannot resolve ${host}`, { host, port, ...rule });
+  return guardAllowed(listener, identity, decision, { host, port, ip });
+}
+
+/** After an allow: the SSRF guard for client-chosen destinations, then the SNAT address. */
+function guardAllowed(
+  listener: ListenerSettings,
+  identity: SpiffeId,
+  decision: Decision,
+  { host, port, ip }: { readonly host: string; readonly port: number; readonly ip: string },
+): DestinationVerdict {
+  const rule = decision.rule ? { rule: decision.rule } : {};
   if (listener.mode === 'connect' && prohibitedDestinations.has(ip) && !decision.rule?.to?.cidrs?.has(ip)) {
     return deny(
       'EGW_POLICY_DESTINATION_PROHIBITED',
-      `destination ${ip} is in a prohibited range (loopback, private, link-local, ...); rule ${decision.rule?.name} must list it in to.cidrs`,
+      `destination ${ip} is in a prohibited range (loopback, private, link-local, ...); ${decision.rule ? `rule ${decision.rule.name}` : 'a rule'} must list it in to.cidrs`,
       { host, port, ip, ...rule },
     );
   }
-  const snat = decision.rule?.snat ?? listener.snat;
-  return { allow: true, host, port, ip, reason: decision.reason, ...rule, ...(snat ? { snat } : {}) };
+  const snat = snatChoice(decision.rule?.snat ?? listener.snat, identity);
+  const report = decision.allow ? {} : { wouldDeny: true as const };
+  return { allow: true, host, port, ip, reason: decision.reason, ...rule, ...snat, ...report };
 }
 
-/** The audit fields of a verdict: destination as decided, rule, chosen SNAT address. */
-export function factsOf(verdict: DestinationVerdict): EgressFacts {
+/** The audit record of a verdict let through: egress-permitted, or egress-would-deny on a report listener. */
+export function auditAdmitted(
+  base: AuditBase,
+  verdict: Extract<DestinationVerdict, { allow: true }>,
+  facts: EgressFacts,
+  statusCode?: number,
+): void {
+  (verdict.wouldDeny ? auditEgressWouldDeny : auditEgressPermitted)(base, verdict.reason, facts, statusCode);
+}
+
+/**
+ * The same decision for a destination already resolved and dialled (an open tunnel re-decided on
+ * reload): the rules on its host, port and the IP it is connected to, then the SSRF guard. No
+ * DNS: a tunnel is judged on where it goes, not on where the name points now.
+ */
+export function decideDialled(
+  state: GatewayState,
+  listener: ListenerSettings,
+  identity: SpiffeId,
+  dialled: { readonly host: string; readonly port: number; readonly ip: string },
+): DestinationVerdict {
+  const decision = decide(state.policy, { listener: listener.name, identity, destination: dialled });
+  // A report listener keeps letting through what it reported when the tunnel opened.
+  if (!decision.allow && !reportsThrough(listener, decision))
+    return policyDeny(decision, dialled.host, dialled.port, dialled.ip);
+  return guardAllowed(listener, identity, decision, dialled);
+}
+
+/** The audit fields of a verdict: destination as decided, rule, chosen SNAT address, parent proxy. */
+export function factsOf(verdict: DestinationVerdict, parentIp?: string): EgressFacts {
+  const via = verdict.rule?.via;
   const destination = {
     ...(verdict.host ? { domain: verdict.host } : {}),
     ...(verdict.ip ? { ip: verdict.ip } : {}),
@@ -124,5 +205,6 @@ export function factsOf(verdict: DestinationVerdict): EgressFacts {
     ...(verdict.rule ? { rule: verdict.rule.name } : {}),
     // The chosen source address, until a dial reports the one (and the port) actually used.
     ...(verdict.allow && verdict.snat ? { snat: snatOf(verdict.snat, {}) } : {}),
+    ...(via ? { parent: { address: via.host, port: via.port, ...(parentIp ? { ip: parentIp } : {}) } } : {}),
   };
 }

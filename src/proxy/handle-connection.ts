@@ -3,6 +3,7 @@ import type { TLSSocket } from 'node:tls';
 import { type AuditBase, auditIdentityRejected } from '../core/audit-records.ts';
 import { GatewayError } from '../core/errors.ts';
 import { type PeerIdentity, verifyPeerSvid } from '../identity/verify-svid.ts';
+import { proxiedConnection } from '../listener/proxy-protocol-reader.ts';
 import { whenClosed } from '../pipe/pipe-sockets.ts';
 import { acceptTls, opensslVerifyError, presentedChain } from '../tls/accept-tls.ts';
 import {
@@ -72,9 +73,10 @@ function identified(accepted: Accepted, tls: TLSSocket, handler: ModeHandler, ru
 }
 
 function handshakeFailed(accepted: Accepted, base: AuditBase, error: GatewayError): void {
-  // A TCP connect without a single byte (port scan, TCP health check) is not a decision.
+  // A TCP connect without a single byte (port scan, TCP health check; behind a balancer, one
+  // that sent only its PROXY header, e.g. a LOCAL health check) is not a decision.
   const silent = error.code === 'EGW_TLS_HANDSHAKE' || error.code === 'EGW_TLS_HANDSHAKE_TIMEOUT';
-  if (accepted.raw.bytesRead === 0 && silent) return;
+  if (accepted.raw.bytesRead <= (proxiedConnection(accepted.raw)?.headerBytes ?? 0) && silent) return;
   auditIdentityRejected(base, error.code, error.message);
   resetConnection(accepted.raw);
 }

@@ -1,3 +1,4 @@
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import { Agent, errors as undiciErrors } from 'undici';
@@ -5,6 +6,8 @@ import { type ErrorCode, GatewayError } from '../core/errors.ts';
 import { upstreamErrorCode } from './dial-upstream.ts';
 
 export interface ForwardRequest {
+  /** The caller's SPIFFE ID: its requests get upstream connections of their own. */
+  readonly identity: string;
   readonly connectTimeoutMs: number;
   readonly ip: string;
   readonly port: number;
@@ -15,6 +18,8 @@ export interface ForwardRequest {
   readonly headers: Record<string, string | string[]>;
   readonly body?: Readable;
   readonly localAddress?: string;
+  /** A parent proxy (rules[].via): dialled instead of `ip`, sent the absolute-form target `http://authority/path`. */
+  readonly viaParent?: { readonly ip: string; readonly port: number; readonly authority: string };
 }
 
 export interface ForwardResponse {
@@ -35,72 +40,157 @@ function codeFor(error: unknown): ErrorCode {
   return upstreamErrorCode(code.startsWith('E') ? code : causeCode);
 }
 
+/** Where a request's upstream connection left from, filled in as undici writes the request head. */
+interface LocalEnd {
+  localAddress?: string;
+  localPort?: number;
+}
+
+// undici does not tell a request which socket carried it. Its diagnostics channels do: the
+// internal request object is created synchronously inside Agent.request (tagged below), and the
+// socket is published when its head is written. Process-wide, so subscribed once.
+let tagging: LocalEnd | undefined;
+const tagged = new WeakMap<object, LocalEnd>();
+diagnosticsChannel.subscribe('undici:request:create', (message) => {
+  if (!tagging) return;
+  tagged.set((message as { request: object }).request, tagging);
+  tagging = undefined;
+});
+diagnosticsChannel.subscribe('undici:client:sendHeaders', (message) => {
+  const { request, socket } = message as { request: object; socket: { localAddress?: string; localPort?: number } };
+  const end = tagged.get(request);
+  if (!end) return;
+  end.localAddress = socket.localAddress;
+  end.localPort = socket.localPort;
+});
+
+interface PoolEntry {
+  readonly agent: Agent;
+  lastUsedMs: number;
+  inFlight: number;
+}
+
+/** A pool with nothing in flight for this long is closed (undici's keep-alive is 4 s anyway). */
+const POOL_IDLE_MS = 30_000;
+
 /**
- * Forwards absolute-form HTTP requests with undici, one keep-alive Agent per SNAT address so
- * pooled connections never mix source addresses. The caller has already resolved and checked
- * the destination IP; undici dials that IP and sends the original Host header.
+ * Forwards absolute-form HTTP requests with undici. One keep-alive Agent per caller identity and
+ * SNAT address (and connect timeout), so a pooled upstream connection never carries requests of
+ * two SPIFFE IDs (an origin must not see one identity's request on another's connection) nor
+ * mixes source addresses. Memory is bounded: at most `maxPools()` Agents, least recently used
+ * out first, and an Agent idle for POOL_IDLE_MS is closed. The caller has already resolved and
+ * checked the destination IP; undici dials that IP and sends the original Host header.
  */
 export class HttpForwarder {
-  readonly #agents = new Map<string, Agent>();
+  readonly #pools = new Map<string, PoolEntry>();
   readonly #responseTimeoutMs: number;
+  readonly #maxPools: () => number;
+  readonly #sweeper: NodeJS.Timeout;
 
-  constructor(options: { responseTimeoutMs: number }) {
+  constructor(options: { responseTimeoutMs: number; maxPools?: () => number }) {
     this.#responseTimeoutMs = options.responseTimeoutMs;
+    this.#maxPools = options.maxPools ?? (() => 1024);
+    this.#sweeper = setInterval(() => this.#sweep(Date.now()), POOL_IDLE_MS);
+    this.#sweeper.unref();
   }
 
-  /** Keyed by source address and connect timeout, so a reload that changes either takes effect. */
-  #agentFor(localAddress: string | undefined, connectTimeoutMs: number): Agent {
-    const key = `${localAddress ?? ''}|${connectTimeoutMs}`;
-    let agent = this.#agents.get(key);
-    if (!agent) {
-      agent = new Agent({
-        // undici's Client owns the source address (its connector overrides connect.localAddress).
-        ...(localAddress ? { localAddress } : {}),
-        connect: { timeout: connectTimeoutMs },
-        headersTimeout: this.#responseTimeoutMs,
-        bodyTimeout: this.#responseTimeoutMs,
-        keepAliveTimeout: 4_000,
-      });
-      this.#agents.set(key, agent);
+  /** Pools open now (tests, /stats). */
+  get pools(): number {
+    return this.#pools.size;
+  }
+
+  #poolFor(request: ForwardRequest): PoolEntry {
+    const parent = request.viaParent ? `${request.viaParent.ip}:${request.viaParent.port}` : '';
+    const key = JSON.stringify([request.identity, request.localAddress ?? '', request.connectTimeoutMs, parent]);
+    let entry = this.#pools.get(key);
+    if (entry) {
+      this.#pools.delete(key); // re-inserted below: Map order is least recently used first
+    } else {
+      this.#evictFor(this.#maxPools());
+      entry = { agent: this.#newAgent(request.localAddress, request.connectTimeoutMs), lastUsedMs: 0, inFlight: 0 };
     }
-    return agent;
+    entry.lastUsedMs = Date.now();
+    this.#pools.set(key, entry);
+    return entry;
+  }
+
+  #newAgent(localAddress: string | undefined, connectTimeoutMs: number): Agent {
+    return new Agent({
+      // undici's Client owns the source address (its connector overrides connect.localAddress).
+      ...(localAddress ? { localAddress } : {}),
+      connect: { timeout: connectTimeoutMs },
+      headersTimeout: this.#responseTimeoutMs,
+      bodyTimeout: this.#responseTimeoutMs,
+      keepAliveTimeout: 4_000,
+    });
+  }
+
+  /** Makes room for one more pool; an evicted Agent finishes its in-flight requests, then closes. */
+  #evictFor(max: number): void {
+    for (const [key, entry] of this.#pools) {
+      if (this.#pools.size < max) return;
+      this.#pools.delete(key);
+      void entry.agent.close();
+    }
+  }
+
+  #sweep(nowMs: number): void {
+    for (const [key, entry] of this.#pools) {
+      if (entry.inFlight > 0 || nowMs - entry.lastUsedMs < POOL_IDLE_MS) continue;
+      this.#pools.delete(key);
+      void entry.agent.close();
+    }
   }
 
   async forward(request: ForwardRequest): Promise<ForwardResponse> {
-    const host = isIP(request.ip) === 6 ? `[${request.ip}]` : request.ip;
-    let localAddress: string | undefined;
-    let localPort: number | undefined;
+    const via = request.viaParent;
+    const dialled = via ?? request;
+    const host = isIP(dialled.ip) === 6 ? `[${dialled.ip}]` : dialled.ip;
+    const pool = this.#poolFor(request);
+    const local: LocalEnd = {};
+    pool.inFlight += 1;
     try {
-      const response = await this.#agentFor(request.localAddress, request.connectTimeoutMs).request({
-        origin: `http://${host}:${request.port}`,
-        path: request.path,
+      tagging = local;
+      const pending = pool.agent.request({
+        origin: `http://${host}:${dialled.port}`,
+        path: via ? `http://${via.authority}${request.path}` : request.path,
         method: request.method as 'GET',
         headers: { ...request.headers, host: request.hostHeader },
         ...(request.body ? { body: request.body } : {}),
       });
-      const socketInfo = (
-        response as unknown as { context?: { socket?: { localAddress?: string; localPort?: number } } }
-      ).context;
-      localAddress = socketInfo?.socket?.localAddress;
-      localPort = socketInfo?.socket?.localPort;
+      tagging = undefined;
+      const response = await pending;
       return {
         statusCode: response.statusCode,
         headers: response.headers,
         body: response.body,
-        ...(localAddress ? { localAddress } : request.localAddress ? { localAddress: request.localAddress } : {}),
-        ...(localPort ? { localPort } : {}),
+        ...(local.localAddress
+          ? { localAddress: local.localAddress }
+          : request.localAddress
+            ? { localAddress: request.localAddress }
+            : {}),
+        ...(local.localPort ? { localPort: local.localPort } : {}),
       };
     } catch (cause) {
+      const code = codeFor(cause);
+      // A parent that cannot be dialled is the parent's failure, not the destination's.
+      const parentDown = via && (cause instanceof undiciErrors.ConnectTimeoutError || code !== 'EGW_UPSTREAM_ERROR');
+      const where = via ? `parent proxy ${host}:${via.port} for ${via.authority}` : `${request.ip}:${request.port}`;
       throw new GatewayError(
-        codeFor(cause),
-        `forwarding to ${request.ip}:${request.port} failed: ${(cause as Error).message}`,
+        parentDown ? 'EGW_UPSTREAM_PARENT_UNREACHABLE' : code,
+        `forwarding to ${where} failed: ${(cause as Error).message}`,
         { cause },
       );
+    } finally {
+      tagging = undefined;
+      pool.inFlight -= 1;
+      pool.lastUsedMs = Date.now();
     }
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.#agents.values()].map((agent) => agent.close()));
-    this.#agents.clear();
+    clearInterval(this.#sweeper);
+    await Promise.all([...this.#pools.values()].map((entry) => entry.agent.close()));
+    this.#pools.clear();
   }
 }

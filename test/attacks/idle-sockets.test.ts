@@ -97,6 +97,9 @@ describe('attack: idle sockets from one source (issue 9, found 5)', () => {
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect', maxConnections: 50 }],
       rules: [{ name: 'local', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
       limits: { preHandshakeAuditInterval: '1s' },
+      // A handshake timeout far above the 2 s first-byte deadline, so the two are told apart by a
+      // wide margin even on a loaded machine (the attacker shares this process's event loop).
+      timeouts: { handshake: '60s' },
       admin: { listen: '127.0.0.1:0', watch: false },
     });
   });
@@ -140,7 +143,7 @@ describe('attack: idle sockets from one source (issue 9, found 5)', () => {
         assert.match(during.stdout, /GET/);
         t.diagnostic(`CONNECT under attack ${i + 1}: ${/time_total=(\S+)/.exec(during.stdout)?.[1]} s`);
       }
-      // The held sockets are closed at the 2 s first-byte deadline, long before the 10 s handshake timeout.
+      // The held sockets are closed at the 2 s first-byte deadline, long before the 60 s handshake timeout.
       const timedOut = await pollUntil(
         () => metric(gw, 'egw_prehandshake_rejections_total{listener="egress",reason="first_byte_timeout"}'),
         (n) => n >= 64,
@@ -149,7 +152,7 @@ describe('attack: idle sockets from one source (issue 9, found 5)', () => {
       assert.ok(timedOut >= 64, `closed at the first-byte deadline: ${timedOut}`);
       const heldLifetimes = attack.lifetimes.filter((ms) => ms >= 1000);
       assert.ok(heldLifetimes.length >= 64, `${heldLifetimes.length} sockets were held, then closed`);
-      assert.ok(Math.max(...heldLifetimes) < 8000, `longest idle socket lived ${Math.max(...heldLifetimes)} ms`);
+      assert.ok(Math.max(...heldLifetimes) < 30_000, `longest idle socket lived ${Math.max(...heldLifetimes)} ms`);
       assert.ok(attack.opened() > 1000, 'the attacker re-opened closed sockets');
     } finally {
       await attack.stop();

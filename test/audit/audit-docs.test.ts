@@ -13,6 +13,7 @@ import {
   identityRejectedRecord,
   permittedRecord,
   rejectedRecord,
+  wouldDenyRecord,
 } from './helpers/sample-records.ts';
 
 const doc = readFileSync(new URL('../../docs/audit.md', import.meta.url), 'utf8');
@@ -25,7 +26,9 @@ const records: AuditRecord[] = [
     certificate: { ...permittedRecord().certificate, subject: 'CN=legacy-client' } as AuditRecord['certificate'],
   }),
   closedRecord(),
+  closedRecord({ parent: { address: 'proxy.corp.example', ip: '10.0.0.8', port: 3128 } }),
   rejectedRecord(),
+  wouldDenyRecord(),
   identityRejectedRecord(),
   handshakeRefusedAggregateRecord(),
 ];

@@ -82,11 +82,14 @@ describe('hot reload', () => {
       });
     for (let round = 0; round < CHUNKS / 2; round++) sendRound(round);
 
-    // Rotate: the gateway's own SVID and the anchors now come from another CA, in place.
+    // Rotate: the gateway's own SVID now comes from another CA, in place, and the anchors are
+    // the old and the new CA together (an anchor removed ends its tunnels: redecide.test.ts).
     const config = readFileSync(gw.configPath, 'utf8');
+    const bothAnchors = join(newPki.dir, 'old-and-new.pem');
+    writeFileSync(bothAnchors, `${oldPki.intermediate.certPem}\n${newPki.intermediate.certPem}`);
     writeFileSync(oldPki.gateway.certPath, readFileSync(newPki.gateway.certPath));
     writeFileSync(oldPki.gateway.keyPath, await exportPrivateKeyPem(newPki.gateway.leaf.keys.privateKey));
-    writeFileSync(gw.configPath, config.replace(oldPki.intermediatePath, newPki.intermediatePath));
+    writeFileSync(gw.configPath, config.replace(oldPki.intermediatePath, bothAnchors));
     const reload = await request(`http://127.0.0.1:${gw.gateway.adminAddress?.port}/reload`, { method: 'POST' });
     assert.equal(reload.statusCode, 200, await reload.body.text());
 
@@ -113,6 +116,10 @@ describe('hot reload', () => {
     const newFingerprint = await servedFingerprint(gw.port('egress'), newClient, newPki.rootPath);
     assert.notEqual(newFingerprint, oldFingerprint, 'new clients see the new certificate');
     assert.equal(newFingerprint, new X509Certificate(newPki.gateway.leaf.certPem).fingerprint256);
+    // Retire the old CA: only the new anchor stays.
+    writeFileSync(gw.configPath, config.replace(oldPki.intermediatePath, newPki.intermediatePath));
+    const retire = await request(`http://127.0.0.1:${gw.gateway.adminAddress?.port}/reload`, { method: 'POST' });
+    assert.equal(retire.statusCode, 200, await retire.body.text());
     await assert.rejects(
       openTunnel(gw.port('egress'), oldClient, newPki.rootPath, `127.0.0.1:${echo.port}`),
       'a workload of the retired CA is refused',

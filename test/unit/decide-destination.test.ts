@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { snatPool } from '../../src/core/snat-pool.ts';
 import { parseSpiffeId } from '../../src/identity/spiffe-id.ts';
 import { compilePolicy, type RuleSpec } from '../../src/policy/compile-policy.ts';
 import { decideDestination } from '../../src/proxy/decide-destination.ts';
@@ -13,7 +14,7 @@ const egress: ListenerSettings = {
   host: '127.0.0.1',
   port: 0,
   mode: 'connect',
-  snat: '127.0.0.2',
+  snat: snatPool('127.0.0.2'),
   maxConnections: 0,
 };
 const legacy: ListenerSettings = {

@@ -36,7 +36,7 @@ describe('decide (first match wins, default deny)', () => {
     });
     assert.equal(d.allow, true);
     assert.equal(d.rule?.name, 'bookinfo-https');
-    assert.equal(d.rule?.snat, '127.0.0.3');
+    assert.deepEqual(d.rule?.snat?.addresses, ['127.0.0.3']);
   });
 
   it('denies by an earlier deny rule even when a later rule would allow', () => {

@@ -77,6 +77,7 @@ describe('readiness', () => {
     draining: false,
     listenersBound: true,
     certificates: [cert('leaf', 24)],
+    crls: [],
     expiryWindowMs: 3_600_000,
     nowMs: now,
   };
@@ -97,6 +98,14 @@ describe('readiness', () => {
   it('with a window of 0 fails on expiry only', () => {
     assert.equal(readinessOf({ ...facts, expiryWindowMs: 0, certificates: [cert('soon', 0.5)] }).ready, true);
     assert.equal(readinessOf({ ...facts, expiryWindowMs: 0, certificates: [cert('gone', -0.1)] }).ready, false);
+  });
+
+  it('names each CRL that is not valid, with its state and why', () => {
+    const crl = (status: 'valid' | 'stale', reason: string | undefined) =>
+      ({ source: `/crl/${status}.pem`, issuer: 'CN=Mesh CA', status, reason, nextUpdate: undefined }) as const;
+    assert.equal(readinessOf({ ...facts, crls: [crl('valid', undefined)] }).ready, true, 'positive control');
+    const result = readinessOf({ ...facts, crls: [crl('valid', undefined), crl('stale', 'past its nextUpdate X')] });
+    assert.deepEqual(result.reasons, ['CRL /crl/stale.pem of "CN=Mesh CA" is stale: past its nextUpdate X']);
   });
 
   it('reports draining instead of the listeners it closed on purpose', () => {
@@ -148,7 +157,7 @@ describe('snapshot', () => {
     const first = await bootSnapshot(loadConfig(path));
     const second = await reloadSnapshot(first, loadConfig(path));
     const store = new SnapshotStore(first);
-    const seen: Array<[GatewaySnapshot, GatewaySnapshot]> = [];
+    const seen: Array<[GatewaySnapshot, GatewaySnapshot | undefined]> = [];
     const stop = store.onSwap((next, previous) => seen.push([next, previous]));
     store.swap(second);
     stop();

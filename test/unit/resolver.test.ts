@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { parseConfig } from '../../src/config/load-config.ts';
 import { GatewayError, isGatewayError } from '../../src/core/errors.ts';
+import { snatPool } from '../../src/core/snat-pool.ts';
 import { parseSpiffeId } from '../../src/identity/spiffe-id.ts';
 import { compilePolicy } from '../../src/policy/compile-policy.ts';
 import { decideDestination } from '../../src/proxy/decide-destination.ts';
@@ -162,7 +163,7 @@ describe('decideDestination and the resolver', () => {
     host: '127.0.0.1',
     port: 0,
     mode: 'connect',
-    snat: '127.0.0.2',
+    snat: snatPool('127.0.0.2'),
     maxConnections: 0,
   } as const;
 

@@ -9,6 +9,7 @@ import { recordFailed, recordSeverity } from './record-severity.ts';
  */
 const NAME: Record<AuditRecord['action'], string> = {
   'egress-permitted': 'Egress connection permitted',
+  'egress-would-deny': 'Egress connection let through in report mode (policy would deny)',
   'egress-closed': 'Egress connection closed',
   'egress-rejected': 'Egress connection rejected',
   'identity-rejected': 'Client identity rejected',
@@ -17,6 +18,7 @@ const NAME: Record<AuditRecord['action'], string> = {
 
 const ACT: Record<AuditRecord['action'], string> = {
   'egress-permitted': 'permit',
+  'egress-would-deny': 'would-deny',
   'egress-closed': 'close',
   'egress-rejected': 'reject',
   'identity-rejected': 'reject',
@@ -92,6 +94,9 @@ export function formatCef(record: AuditRecord): string {
     ['dhost', dest?.domain, 1023],
     ['dst', dest?.ip],
     ['dpt', dest?.port],
+    // A parent proxy (rules[].via): where the upstream connection actually went.
+    ['destinationTranslatedAddress', record.parent?.ip],
+    ['destinationTranslatedPort', record.parent?.port],
     ['proto', 'TCP', 31],
     ['app', record.http && record.http.method !== 'CONNECT' ? 'HTTP' : undefined, 31],
     ['requestMethod', record.http?.method, 1023],

@@ -5,6 +5,8 @@ import { recordFailed } from './record-severity.ts';
 
 const EVENT_TYPE: Record<AuditRecord['action'], string[]> = {
   'egress-permitted': ['connection', 'allowed', 'start'],
+  // Report mode: the connection starts (allowed) although policy would deny it; event.reason and rule.name say why.
+  'egress-would-deny': ['connection', 'allowed', 'start'],
   'egress-closed': ['connection', 'allowed', 'end'],
   'egress-rejected': ['connection', 'denied'],
   'identity-rejected': ['connection', 'denied'],
@@ -159,12 +161,19 @@ export function toEcs(record: AuditRecord): Record<string, unknown> {
     rule: record.rule ? { name: record.rule.name } : undefined,
     observer: { ...OBSERVER, ingress: { zone: record.listener } },
     labels: { listener: record.listener, mode: record.mode, connection_id: record.connectionId },
-    egress_gateway: record.refusals
-      ? { prehandshake: { refused: record.refusals.total, ...record.refusals.byReason } }
-      : undefined,
+    egress_gateway: {
+      prehandshake: record.refusals ? { refused: record.refusals.total, ...record.refusals.byReason } : undefined,
+      parent: record.parent
+        ? { address: record.parent.address, ip: record.parent.ip, port: record.parent.port }
+        : undefined,
+    },
     related: {
       ip: [
-        ...new Set([record.source.ip, record.destination?.ip, record.snat?.ip].filter((v): v is string => Boolean(v))),
+        ...new Set(
+          [record.source.ip, record.destination?.ip, record.snat?.ip, record.parent?.ip].filter((v): v is string =>
+            Boolean(v),
+          ),
+        ),
       ],
       user: record.identity ? [record.identity.spiffeId] : undefined,
       hosts: destinationDomain ? [destinationDomain] : undefined,

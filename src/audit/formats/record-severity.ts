@@ -20,6 +20,8 @@ export function recordSeverity(record: AuditRecord): RecordSeverity {
       return { cef: 7, syslog: 4 }; // warning
     case 'handshake-refused-aggregate':
       return { cef: 5, syslog: 5 }; // notice: many sockets from one source that never authenticated
+    case 'egress-would-deny':
+      return { cef: 5, syslog: 5 }; // notice: traffic the policy being rolled out would break
     case 'egress-rejected':
       return POLICY_CODES.has(record.code ?? '') ? { cef: 6, syslog: 5 } : { cef: 4, syslog: 5 }; // notice
     default:

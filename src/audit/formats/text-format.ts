@@ -2,6 +2,7 @@ import type { AuditRecord } from '../../core/audit-event.ts';
 
 const WORD: Record<AuditRecord['action'], string> = {
   'egress-permitted': 'PERMITTED',
+  'egress-would-deny': 'WOULD-DENY',
   'egress-rejected': 'REJECTED',
   'egress-closed': 'CLOSED',
   'identity-rejected': 'IDENTITY-REJECTED',
@@ -29,6 +30,7 @@ export function formatText(record: AuditRecord): string {
   ];
   if (record.rule) parts.push(`rule=${token(record.rule.name)}`);
   if (record.snat?.ip) parts.push(`snat=${token(record.snat.ip)}`);
+  if (record.parent) parts.push(`via=${token(`${record.parent.address}:${record.parent.port}`)}`);
   if (record.code) parts.push(`code=${record.code}`);
   if (record.refusals) parts.push(`count=${record.refusals.total}`);
   if (record.bytesFromClient !== undefined)

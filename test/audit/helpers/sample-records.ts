@@ -36,6 +36,18 @@ export function permittedRecord(overrides: Partial<AuditRecord> = {}): AuditReco
   };
 }
 
+/** Report mode: let through, with the rule and reason that would have refused it. */
+export function wouldDenyRecord(overrides: Partial<AuditRecord> = {}): AuditRecord {
+  return permittedRecord({
+    action: 'egress-would-deny',
+    reason: 'denied by rule stage-no-pastebin',
+    rule: { name: 'stage-no-pastebin' },
+    destination: { domain: 'pastebin.com', ip: '198.51.100.9', port: 443 },
+    http: { method: 'CONNECT', url: 'pastebin.com:443' },
+    ...overrides,
+  });
+}
+
 /** A policy refusal: no SNAT, no bytes, a stable error code. */
 export function rejectedRecord(overrides: Partial<AuditRecord> = {}): AuditRecord {
   const { snat: _snat, ...base } = permittedRecord();
