@@ -1,6 +1,6 @@
 import type { AuditHub } from './audit/audit-hub.ts';
 import { buildAuditHub } from './audit/build-audit-hub.ts';
-import { listenerSettings } from './config/build-state.ts';
+import { listenerSettings } from './config/listener-settings.ts';
 import {
   adminToken,
   identityFiles,

@@ -1,4 +1,4 @@
-import { splitHostPort } from '../config/build-state.ts';
+import { splitHostPort } from '../config/listener-settings.ts';
 
 /** `admin.listen` as a bind address (brackets of an IPv6 literal removed); undefined for "off". */
 export function adminListenAddress(listen: string): { host: string; port: number } | undefined {

@@ -1,11 +1,12 @@
 import { hostname } from 'node:os';
+import { VERSION } from '../core/version.ts';
 
 /** Describes the gateway itself in every record (ECS `observer.*`). */
 export const OBSERVER = Object.freeze({
   type: 'proxy',
   vendor: 'mesh-egress-gateway',
   product: 'mesh-egress-gateway',
-  version: '0.1.0',
+  version: VERSION,
   hostname: hostname(),
 });
 

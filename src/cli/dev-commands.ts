@@ -1,4 +1,4 @@
-import { splitHostPort } from '../config/build-state.ts';
+import { splitHostPort } from '../config/listener-settings.ts';
 import { startEchoServer } from '../devtools/echo-server.ts';
 
 export async function runDevEchoServer(listen: string): Promise<void> {

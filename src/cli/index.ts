@@ -1,17 +1,19 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
-import { runDevEchoServer } from './dev-commands.ts';
-import { runConfigValidate, runPolicyCheck, runServe } from './gateway-commands.ts';
-import { runMeshManifests } from './mesh-commands.ts';
-import { runPkiInit, runPkiInspect, runPkiIssue } from './pki-commands.ts';
+import { VERSION } from '../core/version.ts';
 import { failWith } from './report.ts';
+
+// Each command's module is imported only when that command runs: `--version` and `--help` then
+// load commander alone, and `serve` does not pay for the PKI, mesh and dev tooling.
+const gateway = () => import('./gateway-commands.ts');
+const pkiCommands = () => import('./pki-commands.ts');
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 /** The CLI only parses arguments and calls into commands; it holds no gateway logic. */
 const program = new Command('egress-gateway')
   .description('mTLS identity-aware egress gateway for Kubernetes service meshes')
-  .version('0.1.0')
+  .version(VERSION)
   .showHelpAfterError();
 
 program
@@ -19,7 +21,7 @@ program
   .description('start the gateway')
   .requiredOption('-c, --config <file>', 'configuration file (YAML)')
   .option('--workers <n>', 'worker processes sharing the listeners (default: config `workers`, 1)')
-  .action((opts) => runServe(opts.config, { workers: opts.workers }));
+  .action(async (opts) => (await gateway()).runServe(opts.config, { workers: opts.workers }));
 
 program
   .command('config')
@@ -27,7 +29,7 @@ program
   .command('validate')
   .description('validate a configuration file and its certificates, then exit')
   .requiredOption('-c, --config <file>', 'configuration file (YAML)')
-  .action((opts) => runConfigValidate(opts.config));
+  .action(async (opts) => (await gateway()).runConfigValidate(opts.config));
 
 program
   .command('policy')
@@ -38,7 +40,7 @@ program
   .requiredOption('--spiffe-id <id>', 'caller SPIFFE ID, e.g. spiffe://cluster.local/ns/bookinfo/sa/productpage')
   .option('--listener <name>', 'listener name (default: the first listener)')
   .option('--dest <host:port>', 'destination (connect mode); omitted for tcp listeners')
-  .action((opts) => runPolicyCheck(opts));
+  .action(async (opts) => (await gateway()).runPolicyCheck(opts));
 
 const pki = program.command('pki').description('mint and inspect mesh certificates');
 pki
@@ -48,7 +50,7 @@ pki
   .option('--trust-domain <td>', 'trust domain', 'cluster.local')
   .addOption(new Option('--key-type <type>', 'key algorithm').choices(['ecdsa', 'rsa']).default('ecdsa'))
   .option('--force', 'replace an existing CA')
-  .action((opts) => runPkiInit(opts));
+  .action(async (opts) => (await pkiCommands()).runPkiInit(opts));
 pki
   .command('issue')
   .description('issue an X.509-SVID signed by the CA in --ca-dir')
@@ -60,14 +62,14 @@ pki
   .option('--ttl <duration>', 'validity, e.g. 24h, 90d', '24h')
   .addOption(new Option('--key-type <type>', 'key algorithm').choices(['ecdsa', 'rsa']).default('ecdsa'))
   .option('--include-root', 'append cert-chain.pem (intermediate + root) instead of the intermediate only')
-  .action((opts) => runPkiIssue(opts));
+  .action(async (opts) => (await pkiCommands()).runPkiIssue(opts));
 pki
   .command('inspect')
   .description('print identity, validity, SANs and X.509-SVID rule violations of a certificate')
   .argument('<file>', 'PEM file; the first certificate is the leaf, the rest its chain')
   .option('--trust-domain <td>', 'expected trust domain (default: the one in the SPIFFE ID)')
   .option('--anchors <file>', 'also verify the chain against these trust anchors')
-  .action((file, opts) => runPkiInspect(file, opts));
+  .action(async (file, opts) => (await pkiCommands()).runPkiInspect(file, opts));
 
 program
   .command('mesh')
@@ -90,7 +92,7 @@ program
   .option('--trust-domain <td>', 'SPIFFE trust domain', 'cluster.local')
   .option('--host <name>', 'ServiceEntry/DestinationRule host (default <name>.<namespace>.svc.<cluster domain>)')
   .option('--cluster-domain <domain>', 'Kubernetes DNS domain', 'cluster.local')
-  .action((opts) => runMeshManifests(opts));
+  .action(async (opts) => (await import('./mesh-commands.ts')).runMeshManifests(opts));
 
 program
   .command('dev')
@@ -98,6 +100,6 @@ program
   .command('echo-server')
   .description('HTTP target that answers with the address it was reached from (shows the SNAT address)')
   .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8080')
-  .action((opts) => runDevEchoServer(opts.listen));
+  .action(async (opts) => (await import('./dev-commands.ts')).runDevEchoServer(opts.listen));
 
 program.parseAsync(process.argv).catch(failWith);

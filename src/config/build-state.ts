@@ -2,31 +2,18 @@ import type { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { GatewayError, isGatewayError } from '../core/errors.ts';
 import { canonicalHost } from '../core/host-name.ts';
-import { IpSet } from '../core/ip-set.ts';
-import { snatPool } from '../core/snat-pool.ts';
 import { loadRevocation, withRevocation } from '../identity/revocation.ts';
 import { parseBundleText, trustBundleFromCertificates, withFederated } from '../identity/trust-bundle.ts';
 import { certificateFacts } from '../pki/certificate-facts.ts';
 import { parseCertificateBundle } from '../pki/pem-bundle.ts';
 import { compilePolicy, PolicyCompileError } from '../policy/compile-policy.ts';
-import type { GatewayState, ListenerSettings } from '../proxy/gateway-state.ts';
+import type { GatewayState } from '../proxy/gateway-state.ts';
 import type { IdentityMaterial } from '../sources/identity-material.ts';
 import { createServerTlsContext } from '../tls/server-tls-context.ts';
-import { checkSnatAddress } from '../upstream/check-snat-address.ts';
 import { createHostResolver } from '../upstream/resolve-host.ts';
 import type { GatewayConfig } from './config-schema.ts';
+import { checkSnatAddresses, listenerSettings, splitHostPort } from './listener-settings.ts';
 import { resolveConfigPath } from './load-config.ts';
-
-export function splitHostPort(value: string): { host: string; port: number } {
-  const index = value.lastIndexOf(':');
-  const host = value.slice(0, index);
-  return { host: host.startsWith('[') ? host.slice(1, -1) : host, port: Number(value.slice(index + 1)) };
-}
-
-function canonicalUpstream(value: string): { host: string; port: number } {
-  const { host, port } = splitHostPort(value);
-  return { host: canonicalHost(host) as string, port };
-}
 
 function readKeyed(source: string, key: string, path: string): string {
   try {
@@ -216,43 +203,6 @@ function checkHostNames(config: GatewayConfig, source: string): void {
       );
     }
   });
-}
-
-/** The key path of each SNAT address, `listeners[0].snat` or `rules[2].snat[1]` for a pool. */
-function snatKeys(snat: string | readonly string[] | undefined, at: string): Array<[string, string]> {
-  if (snat === undefined) return [];
-  return typeof snat === 'string' ? [[snat, at]] : snat.map((address, i) => [address, `${at}[${i}]`]);
-}
-
-/** Proves every SNAT address (every member of a pool) is bindable here, so a typo fails the start or reload. */
-async function checkSnatAddresses(config: GatewayConfig, source: string): Promise<void> {
-  const keys = [
-    ...config.listeners.flatMap((l, i) => snatKeys(l.snat, `listeners[${i}].snat`)),
-    ...config.rules.flatMap((r, i) => snatKeys(r.snat, `rules[${i}].snat`)),
-  ];
-  await Promise.all(keys.map(([address, at]) => checkSnatAddress(address, `${source}: ${at}`)));
-}
-
-/** Each listener's settings as compiled from the config (a reload may change its limits, not its shape). */
-export function listenerSettings(config: GatewayConfig): Map<string, ListenerSettings> {
-  return new Map(
-    config.listeners.map((l) => {
-      const { host, port } = splitHostPort(l.listen);
-      const settings: ListenerSettings = {
-        name: l.name,
-        host,
-        port,
-        mode: l.mode,
-        maxConnections: l.maxConnections,
-        enforcement: l.enforcement,
-        ...(l.snat ? { snat: snatPool(l.snat, l.snatSelection) } : {}),
-        ...(l.proxyProtocol && l.proxyProtocolFrom ? { proxyProtocolFrom: new IpSet(l.proxyProtocolFrom) } : {}),
-        ...(l.upstreamProxyProtocol ? { upstreamProxyProtocol: l.upstreamProxyProtocol } : {}),
-        ...(l.upstream ? { upstream: Object.freeze(canonicalUpstream(l.upstream)) } : {}),
-      };
-      return [l.name, Object.freeze(settings)];
-    }),
-  );
 }
 
 /**

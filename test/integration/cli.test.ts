@@ -1,10 +1,20 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
-import { runCli } from '../helpers/run-command.ts';
+import { runCli, runCommand } from '../helpers/run-command.ts';
 import { createTestPki, type TestPki } from '../helpers/test-pki.ts';
 
 describe('egress-gateway CLI', () => {
@@ -227,5 +237,49 @@ describe('egress-gateway CLI', () => {
     ]);
     assert.equal(result.code, 2);
     assert.match(result.stderr, /EGW_PKI_ARGUMENT.*non-root path/);
+  });
+});
+
+describe('bin/egress-gateway.js', () => {
+  const repo = new URL('../..', import.meta.url).pathname;
+  let dir: string;
+
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'egw-bin-'));
+    mkdirSync(join(dir, 'bin'));
+    copyFileSync(join(repo, 'bin/egress-gateway.js'), join(dir, 'bin/egress-gateway.js'));
+    copyFileSync(join(repo, 'package.json'), join(dir, 'package.json'));
+    mkdirSync(join(dir, 'dist/cli'), { recursive: true });
+    writeFileSync(join(dir, 'dist/cli/index.js'), "console.log('compiled');\n");
+    mkdirSync(join(dir, 'src/cli'), { recursive: true });
+    writeFileSync(join(dir, 'src/cli/index.ts'), "const from: string = 'source';\nconsole.log(from);\n");
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const run = () => runCommand(process.execPath, [join(dir, 'bin/egress-gateway.js')]);
+  const age = (path: string, seconds: number) => {
+    const when = new Date(Date.now() - seconds * 1000);
+    utimesSync(join(dir, path), when, when);
+  };
+
+  it('--version prints the version from package.json', async () => {
+    const result = await runCli(['--version']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.trim(), JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')).version);
+  });
+
+  it('runs dist/ when it is newer than src/, and src/ through tsx when dist/ is stale', async () => {
+    age('src/cli/index.ts', 60);
+    assert.equal((await run()).stdout, 'compiled\n');
+    age('dist/cli/index.js', 120);
+    const noTsx = await run();
+    assert.equal(noTsx.stdout, 'compiled\n', 'without tsx (a production install) the older build still runs');
+    symlinkSync(join(repo, 'node_modules'), join(dir, 'node_modules'));
+    assert.equal((await run()).stdout, 'source\n', 'in a checkout the current sources win over a stale build');
+    rmSync(join(dir, 'node_modules'));
+    rmSync(join(dir, 'dist'), { recursive: true });
+    const missing = await run();
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /dist\/ is missing; run `npm run build`/);
   });
 });

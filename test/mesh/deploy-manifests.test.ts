@@ -49,6 +49,7 @@ describe('deploy/kubernetes', () => {
       'HorizontalPodAutoscaler',
       'Secret',
       'DestinationRule',
+      'NetworkPolicy',
     ]) {
       assert.ok(kinds.has(kind), `missing ${kind}`);
     }
@@ -154,6 +155,36 @@ describe('deploy/kubernetes', () => {
     });
     assert.ok(hpa.spec.minReplicas >= 2);
     assert.ok(hpa.spec.maxReplicas > hpa.spec.minReplicas);
+  });
+
+  it('hardened like the restricted Pod Security Standard: read-only root, no capabilities, RuntimeDefault seccomp', () => {
+    assert.equal(pod.spec.securityContext.seccompProfile.type, 'RuntimeDefault');
+    assert.equal(pod.spec.automountServiceAccountToken, false);
+    assert.equal(pod.spec.hostNetwork ?? false, false);
+    for (const c of pod.spec.containers) {
+      assert.equal(c.securityContext.readOnlyRootFilesystem, true, c.name);
+      assert.equal(c.securityContext.allowPrivilegeEscalation, false, c.name);
+      assert.deepEqual(c.securityContext.capabilities, { drop: ['ALL'] }, c.name);
+    }
+    const keys = pod.spec.topologySpreadConstraints.map((c: JsonDoc) => c.topologyKey);
+    assert.deepEqual(keys, ['kubernetes.io/hostname', 'topology.kubernetes.io/zone']);
+    for (const c of pod.spec.topologySpreadConstraints)
+      assert.ok(matches(c.labelSelector.matchLabels, pod.metadata.labels), 'each spread constraint counts these pods');
+  });
+
+  it('the NetworkPolicy admits mesh clients on the proxy port only and lets out DNS and the allowed destinations', () => {
+    const policy = one('NetworkPolicy');
+    assert.ok(matches(policy.spec.podSelector.matchLabels, pod.metadata.labels));
+    assert.deepEqual(policy.spec.policyTypes, ['Ingress', 'Egress']);
+    const containerPorts = new Set(container.ports.map((p: { name: string }) => p.name));
+    const ingressPorts = policy.spec.ingress.flatMap((r: JsonDoc) => r.ports.map((p: JsonDoc) => p.port));
+    for (const port of ingressPorts) assert.ok(containerPorts.has(port), `ingress port ${port} names a container port`);
+    const proxyRule = policy.spec.ingress.find((r: JsonDoc) => r.ports.some((p: JsonDoc) => p.port === 'tcp-proxy'));
+    assert.deepEqual(proxyRule.from, [{ namespaceSelector: {} }], 'clients from every namespace; rules decide');
+    const egressPorts = new Set(policy.spec.egress.flatMap((r: JsonDoc) => r.ports.map((p: JsonDoc) => p.port)));
+    assert.ok(egressPorts.has(53), 'cluster DNS');
+    for (const rule of gatewayConfig.rules)
+      for (const port of rule.to?.ports ?? []) assert.ok(egressPorts.has(port), `rule ${rule.name} port ${port}`);
   });
 
   it('the DestinationRule makes client sidecars originate ISTIO_MUTUAL to the Service', () => {
