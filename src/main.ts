@@ -23,6 +23,7 @@ import { TcpListener } from './listener/tcp-listener.ts';
 import { GatewayMetrics } from './metrics/gateway-metrics.ts';
 import { ListenerStats } from './metrics/listener-stats.ts';
 import { createConnectModeHandler } from './proxy/connect-mode.ts';
+import type { ProxyRuntime } from './proxy/connection-context.ts';
 import type { ListenerSettings } from './proxy/gateway-state.ts';
 import { createConnectionPipeline } from './proxy/handle-connection.ts';
 import { LiveConnections } from './proxy/live-connections.ts';
@@ -45,6 +46,8 @@ export interface StartOptions {
   readonly adminListen?: string;
   /** Collect Node process metrics (default true). */
   readonly processMetrics?: boolean;
+  /** Test-only fault injection for the per-connection error boundary (no CLI flag, no config key). */
+  readonly faultProbe?: ProxyRuntime['faultProbe'];
 }
 
 /**
@@ -66,8 +69,8 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
   await checkVerifyResultReadable();
   const audit = options.auditHub ?? buildAuditHub(boot.config.audit, { log });
   audit.start();
-  const runtime = createProxyRuntime();
-  const metrics = new GatewayMetrics(metricsSources(store, runtime.tunnels, audit), {
+  const runtime = createProxyRuntime(options.faultProbe);
+  const metrics = new GatewayMetrics(metricsSources(store, runtime, audit), {
     defaultMetrics: options.processMetrics ?? true,
   });
   const forwarder = new HttpForwarder({

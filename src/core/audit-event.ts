@@ -4,8 +4,9 @@ import type { ErrorCode } from './errors.ts';
 
 /**
  * The format-neutral audit record. The data path builds these and publishes them on a
- * diagnostics_channel; sinks subscribe (src/audit/). Publishing never blocks and never throws
- * into the data path, and nothing is built when no sink listens.
+ * diagnostics_channel; sinks subscribe (src/audit/) through subscribeAudit. Publishing never
+ * blocks and never throws into the data path (nor, through a subscriber, into the process), and
+ * nothing is built when no sink listens.
  */
 export type AuditAction =
   | 'egress-permitted'
@@ -94,8 +95,26 @@ export function publishAudit(record: Omit<AuditRecord, 'id' | 'timestamp'> & { t
   channel.publish({ id: randomUUID(), timestamp: new Date().toISOString(), ...record } satisfies AuditRecord);
 }
 
+let subscriberErrors = 0;
+
+/** How many times an audit subscriber threw, process-wide (egw_audit_subscriber_errors_total). */
+export function auditSubscriberErrors(): number {
+  return subscriberErrors;
+}
+
+/**
+ * A subscriber that throws is counted and otherwise ignored: diagnostics_channel would rethrow
+ * the error on the next tick as an uncaught exception, ending the process for one bad record, and
+ * the data path that published it must not see it either.
+ */
 export function subscribeAudit(listener: (record: AuditRecord) => void): () => void {
-  const handler = (message: unknown) => listener(message as AuditRecord);
+  const handler = (message: unknown) => {
+    try {
+      listener(message as AuditRecord);
+    } catch {
+      subscriberErrors += 1;
+    }
+  };
   channel.subscribe(handler);
   return () => channel.unsubscribe(handler);
 }

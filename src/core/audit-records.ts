@@ -65,7 +65,10 @@ export function auditEgressWouldDeny(base: AuditBase, reason: string, facts: Egr
 
 export interface CloseFacts {
   readonly reason: string;
-  /** Set when the gateway ended the tunnel on purpose (reload, identity expiry): the refusal's code. */
+  /**
+   * Set when the gateway ended the tunnel on purpose (reload, identity expiry: the refusal's code)
+   * or on a gateway fault (`EGW_INTERNAL`), not on a side closing.
+   */
   readonly code?: ErrorCode;
   readonly startedAt: Date;
   /** process.hrtime.bigint() at the start, for a monotonic duration. */

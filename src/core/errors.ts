@@ -61,6 +61,8 @@ export const ERROR_CODES = {
   EGW_DRAINING: 'the gateway is draining and accepts no new work',
   EGW_PREHANDSHAKE_REFUSED:
     'sockets from one source were refused or closed before their TLS handshake (first-byte deadline, per-source or listener pre-handshake limit, missing or untrusted PROXY header)',
+  // internal
+  EGW_INTERNAL: 'an unexpected error in the gateway closed this connection (the process keeps serving)',
   // operations
   EGW_RELOAD_FAILED: 'a configuration reload failed; the running state is kept',
   EGW_ADMIN_UNAUTHORIZED: 'the admin request lacks a valid bearer token',

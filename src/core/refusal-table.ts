@@ -17,12 +17,14 @@ export type ProxyStatusError =
  * Which counter an `egress-rejected` record with this code feeds, besides egw_connections_total:
  * a limit (egw_limit_rejections_total{limit}), a dial failure after an allow
  * (egw_upstream_dial_errors_total{kind} and egw_policy_decisions_total{decision="allow"}), or a
- * policy deny (egw_policy_decisions_total{decision="deny"}).
+ * policy deny (egw_policy_decisions_total{decision="deny"}), or a gateway fault
+ * (egw_internal_errors_total, on the egress-rejected or egress-closed record that carries it).
  */
 export type MetricKind =
   | { readonly counter: 'limit'; readonly limit: string }
   | { readonly counter: 'dial'; readonly kind: string }
-  | { readonly counter: 'policy-deny' };
+  | { readonly counter: 'policy-deny' }
+  | { readonly counter: 'internal' };
 
 /** The HTTP answer a connect-mode client gets; tcp mode always resets. */
 export interface HttpRefusal {
@@ -97,6 +99,8 @@ export const REFUSALS: Readonly<Partial<Record<ErrorCode, Refusal>>> = Object.fr
     http: { status: 503, proxyStatus: 'connection_limit_reached' },
     metric: { counter: 'limit', limit: 'draining' },
   },
+  // A bug, not a refusal: this connection is reset, the process keeps serving.
+  EGW_INTERNAL: { metric: { counter: 'internal' } },
 });
 
 /** An unexpected failure (no refusal entry) is the gateway's fault, not the client's. */
@@ -119,6 +123,8 @@ export function metricName(metric: MetricKind | undefined): string | undefined {
       return `egw_upstream_dial_errors_total{kind="${metric.kind}"}`;
     case 'policy-deny':
       return 'egw_policy_decisions_total{decision="deny"}';
+    case 'internal':
+      return 'egw_internal_errors_total';
     default:
       return undefined;
   }

@@ -1,12 +1,13 @@
 import type { AuditHub } from '../audit/audit-hub.ts';
 import { crlStatuses } from '../identity/revocation.ts';
 import type { MetricsSources } from '../metrics/gateway-metrics.ts';
-import type { LiveTunnels } from '../proxy/live-tunnels.ts';
+import type { ProxyRuntime } from '../proxy/connection-context.ts';
 import { secondsUntilExpiry, watchedCertificates } from './certificate-list.ts';
 import type { SnapshotStore } from './snapshot-store.ts';
 
 /** What the metrics read at scrape time, always from the current snapshot (no certificates before the first). */
-export function metricsSources(store: SnapshotStore, tunnels: LiveTunnels, audit: AuditHub): MetricsSources {
+export function metricsSources(store: SnapshotStore, runtime: ProxyRuntime, audit: AuditHub): MetricsSources {
+  const { tunnels, limiter } = runtime;
   return {
     activeTunnels: () => {
       const counts = new Map<string, number>(store.config.listeners.map((l) => [l.name, 0]));
@@ -14,6 +15,7 @@ export function metricsSources(store: SnapshotStore, tunnels: LiveTunnels, audit
       return counts;
     },
     auditSinks: () => audit.stats(),
+    identityConnections: () => limiter.totalOpen(),
     certificateExpiry: () => {
       const snapshot = store.latest;
       return snapshot ? secondsUntilExpiry(watchedCertificates(snapshot.state), Date.now()) : [];

@@ -7,7 +7,8 @@ export interface DrainableRuntime extends ProxyRuntime {
   startDraining(): void;
 }
 
-export function createProxyRuntime(): DrainableRuntime {
+/** `faultProbe` is test-only (startGateway's option; no config key, no CLI flag). */
+export function createProxyRuntime(faultProbe?: ProxyRuntime['faultProbe']): DrainableRuntime {
   let draining = false;
   return {
     tunnels: new LiveTunnels(),
@@ -16,5 +17,6 @@ export function createProxyRuntime(): DrainableRuntime {
     startDraining: () => {
       draining = true;
     },
+    ...(faultProbe ? { faultProbe } : {}),
   };
 }

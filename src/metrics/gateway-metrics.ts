@@ -2,6 +2,7 @@ import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { type AuditRecord, subscribeAudit } from '../core/audit-event.ts';
 import { metricKindFor } from '../core/refusal-table.ts';
 import { type RuntimeEvent, subscribeDnsInflight, subscribeRuntimeEvents } from '../core/runtime-event.ts';
+import { registerScrapeGauges } from './scrape-gauges.ts';
 
 /** What the metrics read at scrape time rather than count as events. */
 export interface MetricsSources {
@@ -20,6 +21,8 @@ export interface MetricsSources {
   >;
   /** Seconds until expiry, by certificate role and subject. */
   certificateExpiry(): ReadonlyArray<{ role: 'gateway' | 'anchor'; subject: string; secondsLeft: number }>;
+  /** Open connections counted against per-identity limits, all identities together. */
+  identityConnections?(): number;
   /** identity.crls: each CRL's standing ('valid' or why not) and its nextUpdate. */
   crls?(): ReadonlyArray<{ source: string; issuer: string; status: string; nextUpdate: Date | undefined }>;
 }
@@ -96,6 +99,12 @@ export class GatewayMetrics {
     labelNames: ['listener', 'reason'],
     registers: [this.registry],
   });
+  readonly #internalErrors = new Counter({
+    name: 'egw_internal_errors_total',
+    help: 'Connections closed by an unexpected error in the gateway (EGW_INTERNAL); the process kept serving',
+    labelNames: ['listener'],
+    registers: [this.registry],
+  });
   readonly #snatFailovers = new Counter({
     name: 'egw_snat_failovers_total',
     help: 'Dials from a SNAT address that failed with address or port exhaustion, so the next address of the pool was tried',
@@ -113,84 +122,13 @@ export class GatewayMetrics {
     this.#reloads.inc({ result: 'ok' }, 0);
     this.#reloads.inc({ result: 'failed' }, 0);
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'egw_process_' });
-    new Gauge({
-      name: 'egw_active_tunnels',
-      help: 'Open tunnels by listener',
-      labelNames: ['listener'],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const [listener, count] of sources.activeTunnels()) this.set({ listener }, count);
-      },
-    });
-    this.#auditGauges(sources);
-    new Gauge({
-      name: 'egw_certificate_expiry_seconds',
-      // Workers hold the same certificates: aggregate across a cluster with min, not sum.
-      aggregator: 'min',
-      help: "Seconds until the gateway's certificate or a trust anchor expires",
-      labelNames: ['role', 'subject'],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const cert of sources.certificateExpiry())
-          this.set({ role: cert.role, subject: cert.subject }, cert.secondsLeft);
-      },
-    });
-    this.#crlGauges(sources);
+    registerScrapeGauges(this.registry, sources);
     this.#unsubscribe.push(subscribeAudit((record) => this.#onAudit(record)));
     this.#unsubscribe.push(subscribeRuntimeEvents((event) => this.#onRuntime(event)));
     this.#dnsInflight.set(0);
     this.#unsubscribe.push(
       subscribeDnsInflight((delta) => (delta > 0 ? this.#dnsInflight.inc() : this.#dnsInflight.dec())),
     );
-  }
-
-  /** Per audit sink: records received, delivered, retried, queued and dropped, and whether it is up. */
-  #auditGauges(sources: MetricsSources): void {
-    const sinkGauge = (name: string, help: string, key: 'received' | 'delivered' | 'retried' | 'queued') =>
-      new Gauge({
-        name,
-        help,
-        labelNames: ['sink'],
-        registers: [this.registry],
-        collect() {
-          this.reset();
-          for (const [sink, stats] of Object.entries(sources.auditSinks())) this.set({ sink }, stats[key]);
-        },
-      });
-    sinkGauge(
-      'egw_audit_records_received',
-      'Audit records handed to a sink (monotonic; = delivered + dropped + queued)',
-      'received',
-    );
-    sinkGauge('egw_audit_records_delivered', 'Audit records delivered, per sink (monotonic)', 'delivered');
-    sinkGauge('egw_audit_records_retried', 'Audit record delivery retries, per sink (monotonic)', 'retried');
-    sinkGauge('egw_audit_queue_depth', 'Audit records waiting in a sink queue or in flight', 'queued');
-    new Gauge({
-      name: 'egw_audit_records_dropped',
-      help: 'Audit records dropped, per sink and reason (monotonic)',
-      labelNames: ['sink', 'reason'],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const [sink, stats] of Object.entries(sources.auditSinks())) {
-          for (const [reason, count] of Object.entries(stats.droppedBy)) this.set({ sink, reason }, count ?? 0);
-        }
-      },
-    });
-    new Gauge({
-      name: 'egw_audit_sink_up',
-      help: 'Whether the last attempt to reach the audit receiver worked (1) or not (0)',
-      labelNames: ['sink'],
-      registers: [this.registry],
-      // Across cluster workers the group is up only if every worker's sink is.
-      aggregator: 'min',
-      collect() {
-        this.reset();
-        for (const [sink, stats] of Object.entries(sources.auditSinks())) this.set({ sink }, stats.up ? 1 : 0);
-      },
-    });
   }
 
   #onRuntime(event: RuntimeEvent): void {
@@ -210,38 +148,9 @@ export class GatewayMetrics {
     }
   }
 
-  #crlGauges(sources: MetricsSources): void {
-    new Gauge({
-      name: 'egw_crl_status',
-      help: 'Whether a CRL of identity.crls is valid and current (1) or not (0: defective, stale or not yet valid)',
-      labelNames: ['issuer', 'source', 'status'],
-      registers: [this.registry],
-      aggregator: 'min',
-      collect() {
-        this.reset();
-        for (const crl of sources.crls?.() ?? [])
-          this.set({ issuer: crl.issuer, source: crl.source, status: crl.status }, crl.status === 'valid' ? 1 : 0);
-      },
-    });
-    new Gauge({
-      name: 'egw_crl_next_update_seconds',
-      help: "Seconds until a CRL's nextUpdate (negative: stale)",
-      labelNames: ['issuer', 'source'],
-      registers: [this.registry],
-      aggregator: 'min',
-      collect() {
-        this.reset();
-        const now = Date.now();
-        for (const crl of sources.crls?.() ?? []) {
-          if (crl.nextUpdate)
-            this.set({ issuer: crl.issuer, source: crl.source }, (crl.nextUpdate.getTime() - now) / 1000);
-        }
-      },
-    });
-  }
-
   #onAudit(record: AuditRecord): void {
     const listener = record.listener;
+    if (metricKindFor(record.code)?.counter === 'internal') this.#internalErrors.inc({ listener });
     switch (record.action) {
       case 'identity-rejected':
         this.#connections.inc({ listener, decision: 'identity_rejected' });

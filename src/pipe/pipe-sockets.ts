@@ -19,9 +19,16 @@ export interface PipeCounters {
 export interface PipeOptions {
   /** Close both sides after this long without a byte in either direction (0 = never). */
   readonly idleTimeoutMs: number;
-  /** Lets the caller end the tunnel (drain deadline); resolves the same promise. */
-  readonly signal?: AbortSignal;
+  /** Once one side has closed, how long the other may go without progress before it is destroyed. */
+  readonly lingerMs?: number;
 }
+
+/**
+ * Once one side is gone, the other only has buffered bytes left to flush. A TLS socket whose peer
+ * vanished without close_notify can keep such a write pending for ever (no error, no 'close'), so
+ * the flush gets this long without progress, capped by the idle timeout.
+ */
+export const CLOSE_LINGER_MS = 5_000;
 
 /**
  * Counters that read the upstream socket's own byte counts: every byte of the tunnel crosses the
@@ -40,45 +47,86 @@ export function upstreamCounters(upstream: Socket): PipeCounters {
 }
 
 /**
- * Relays bytes both ways until both directions are done. Half-close is honoured: when one side
+ * Calls `fn` once when `stream` has closed, including when it closed before this was called (a
+ * client that reset while the upstream was being dialled): 'close' is emitted only once.
+ */
+export function whenClosed(stream: Duplex, fn: () => void): void {
+  let called = false;
+  const once = () => {
+    if (called) return;
+    called = true;
+    fn();
+  };
+  stream.once('close', once);
+  if (stream.destroyed || stream.closed) setImmediate(once);
+}
+
+/** What a stream has handed on so far: a stalled flush leaves this unchanged. */
+function flushProgress(stream: Duplex): string {
+  return `${(stream as Partial<Socket>).bytesWritten ?? 0}/${stream.writableLength}`;
+}
+
+/**
+ * Relays bytes both ways until both sides have closed. Half-close is honoured: when one side
  * ends its writes, the other side's writes are ended and data still flows the other way. The
  * idle timer is the upstream socket's own timeout, which every byte in either direction resets.
+ * Every path ends in both sockets closed: a side already gone when the pipe is attached, a reset,
+ * the idle timer, or the linger after the other side closed.
  */
 export function pipeSockets(client: Duplex, upstream: Socket, options: PipeOptions): Promise<PipeResult> {
   return new Promise((resolve) => {
     let error: string | undefined;
     let closed = 0;
     const counters = upstreamCounters(upstream);
+    const idleMs = options.idleTimeoutMs;
+    const lingerMs = Math.min(options.lingerMs ?? CLOSE_LINGER_MS, idleMs > 0 ? idleMs : Number.POSITIVE_INFINITY);
+    let lingerTimer: NodeJS.Timeout | undefined;
 
-    const finish = () => {
-      closed += 1;
-      if (closed < 2) return;
-      options.signal?.removeEventListener('abort', onAbort);
-      resolve({ bytesFromClient: counters.fromClient, bytesToClient: counters.toClient, ...(error ? { error } : {}) });
-    };
     const abortBoth = (why: string) => {
       error ??= why;
       client.destroy();
       upstream.destroy();
     };
-    const onAbort = () => abortBoth(String(options.signal?.reason ?? 'aborted'));
+    const onTimeout = () => abortBoth(`idle for ${idleMs} ms`);
+    const finish = () => {
+      closed += 1;
+      if (closed < 2) return;
+      clearTimeout(lingerTimer);
+      upstream.removeListener('timeout', onTimeout);
+      resolve({ bytesFromClient: counters.fromClient, bytesToClient: counters.toClient, ...(error ? { error } : {}) });
+    };
+    // The other side may flush what it holds, then closes; it is destroyed once it stops making
+    // progress. (The socket's own inactivity timeout does not fire while a TLS write is pending.)
+    const linger = (survivor: Duplex) => {
+      if (survivor.destroyed) return;
+      survivor.end();
+      let last = flushProgress(survivor);
+      const check = () => {
+        if (survivor.destroyed) return;
+        const now = flushProgress(survivor);
+        if (now === last) return abortBoth(`peer closed; no progress for ${lingerMs} ms while flushing`);
+        last = now;
+        lingerTimer = setTimeout(check, lingerMs);
+      };
+      lingerTimer = setTimeout(check, lingerMs);
+    };
 
-    client.pipe(upstream);
-    upstream.pipe(client);
     client.on('error', (e: NodeJS.ErrnoException) => abortBoth(`client: ${e.code ?? e.message}`));
     upstream.on('error', (e: NodeJS.ErrnoException) => abortBoth(`upstream: ${e.code ?? e.message}`));
-    client.once('close', () => {
-      if (!upstream.writableEnded) upstream.end();
-      finish();
-    });
-    upstream.once('close', () => {
-      if (!client.writableEnded) client.end();
-      finish();
-    });
-    if (options.idleTimeoutMs > 0) {
-      upstream.setTimeout(options.idleTimeoutMs, () => abortBoth(`idle for ${options.idleTimeoutMs} ms`));
+    upstream.on('timeout', onTimeout);
+    if (idleMs > 0) upstream.setTimeout(idleMs);
+    if (client.destroyed) abortBoth('client closed before the tunnel was attached');
+    else {
+      client.pipe(upstream);
+      upstream.pipe(client);
     }
-    if (options.signal?.aborted) onAbort();
-    else options.signal?.addEventListener('abort', onAbort, { once: true });
+    whenClosed(client, () => {
+      linger(upstream);
+      finish();
+    });
+    whenClosed(upstream, () => {
+      linger(client);
+      finish();
+    });
   });
 }

@@ -77,11 +77,15 @@ async function relayResponse(
   response.body.on('data', (chunk: Buffer) => {
     bytes += chunk.length;
   });
-  res.writeHead(response.statusCode, stripHopByHop(response.headers));
   try {
+    // Inside the try: node:http can still refuse headers an upstream sent.
+    res.writeHead(response.statusCode, stripHopByHop(response.headers));
     await pipeline(response.body, res);
     return { bytes };
   } catch (cause) {
+    // Neither side may be left half-open: the upstream body holds an undici socket.
+    response.body.destroy();
+    res.destroy();
     return { error: `response relay failed: ${(cause as Error).message}`, bytes };
   }
 }

@@ -6,6 +6,7 @@ import { handleAbsoluteForm } from './absolute-form.ts';
 import { handleConnect } from './connect-tunnel.ts';
 import type { ConnectionContext } from './connection-context.ts';
 import { trustOf } from './connection-trust.ts';
+import { guardConnection } from './error-boundary.ts';
 import type { GatewayState } from './gateway-state.ts';
 import type { ModeHandler } from './handle-connection.ts';
 import { httpAnswer, refuseOnSocket } from './http-refusal.ts';
@@ -79,6 +80,13 @@ function isLastRequest(ctx: ConnectionContext, served: number): boolean {
   return connectionMaxAgeMs > 0 && Date.now() - ctx.startedAt.getTime() >= connectionMaxAgeMs;
 }
 
+/** Counts a connection's requests; the last one it may serve is answered with `Connection: close`. */
+function countRequest(served: WeakMap<Duplex, number>, ctx: ConnectionContext, socket: Duplex, res: ServerResponse) {
+  const count = (served.get(socket) ?? 0) + 1;
+  served.set(socket, count);
+  if (isLastRequest(ctx, count)) res.setHeader('connection', 'close');
+}
+
 /**
  * connect mode: an HTTPS forward proxy. node:http parses each authenticated TLS socket (without
  * listening itself), so header limits and keep-alive are node's; the gateway answers CONNECT
@@ -102,27 +110,31 @@ export function createConnectModeHandler(options: ConnectModeOptions): ModeHandl
     server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       const ctx = contexts.get(socket);
       if (!ctx) return void socket.destroy();
-      heads.arrived(socket);
-      const current = live(ctx);
-      if (current) void handleConnect(current, req, socket, head);
+      guardConnection(ctx, () => {
+        heads.arrived(socket);
+        const current = live(ctx);
+        return current ? handleConnect(current, req, socket, head) : undefined;
+      });
     });
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       const ctx = contexts.get(req.socket);
       if (!ctx) return void res.destroy();
-      heads.arrived(req.socket);
-      const current = live(ctx);
-      if (!current) return void res.destroy();
-      const count = (served.get(req.socket) ?? 0) + 1;
-      served.set(req.socket, count);
-      if (isLastRequest(current, count)) res.setHeader('connection', 'close');
-      res.once('finish', () => {
-        if (!req.socket.destroyed) heads.arm(ctx);
+      guardConnection(ctx, () => {
+        heads.arrived(req.socket);
+        const current = live(ctx);
+        if (!current) return void res.destroy();
+        countRequest(served, current, req.socket, res);
+        res.once('finish', () => {
+          if (!req.socket.destroyed) heads.arm(ctx);
+        });
+        return handleAbsoluteForm(current, req, res, options.forwarder);
       });
-      void handleAbsoluteForm(current, req, res, options.forwarder);
     });
-    server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) =>
-      onClientError(contexts.get(socket), error, socket),
-    );
+    server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+      const ctx = contexts.get(socket);
+      if (!ctx) return void onClientError(undefined, error, socket);
+      guardConnection(ctx, () => onClientError(ctx, error, socket));
+    });
     servers.set(maxHeaderBytes, server);
     return server;
   };

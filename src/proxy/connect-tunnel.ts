@@ -1,15 +1,15 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { auditEgressClosed, auditEgressRejected, type EgressFacts, snatOf } from '../core/audit-records.ts';
-import { type PipeCounters, pipeSockets, upstreamCounters } from '../pipe/pipe-sockets.ts';
+import { auditEgressRejected, snatOf } from '../core/audit-records.ts';
+import { type PipeCounters, upstreamCounters } from '../pipe/pipe-sockets.ts';
 import { dialFromSnatPool } from '../upstream/dial-snat-pool.ts';
 import { dialViaParent, type ParentTunnel } from '../upstream/dial-via-parent.ts';
 import type { ConnectionContext } from './connection-context.ts';
-import { auditAdmitted, type DestinationVerdict, decideDestination, factsOf } from './decide-destination.ts';
+import { type DestinationVerdict, decideDestination, factsOf } from './decide-destination.ts';
 import { dialFailure, type HttpAnswer, httpAnswer, limitRefusal, refuseOnSocket } from './http-refusal.ts';
-import { closeReason, tunnelRecheck } from './redecide-tunnels.ts';
 import { auditUrl, parseRequestTarget } from './request-target.ts';
+import { runTunnel } from './tunnel-lifecycle.ts';
 
 interface Dialled {
   readonly socket: Socket;
@@ -64,7 +64,7 @@ function tunnelCounters(upstream: Socket, parent: ParentTunnel | undefined): Pip
 
 /**
  * CONNECT: decide, dial exactly the checked IP from the chosen SNAT address, answer 200 and
- * relay bytes until either side ends. Every outcome is audited once.
+ * relay bytes until both sides have closed. Every outcome is audited once.
  */
 export async function handleConnect(
   ctx: ConnectionContext,
@@ -94,35 +94,18 @@ export async function handleConnect(
     auditEgressRejected(ctx.auditBase, { code: dialled.code, reason: dialled.reason }, factsOf(verdict));
     return refuseOnSocket(socket, dialled);
   }
+  // runTunnel owns the upstream (a parent's tunnel too) from here: one egress-closed per admitted
+  // record on every path, including a client that reset while the dial was in flight.
   const upstream = dialled.socket;
-  const bytes = tunnelCounters(upstream, dialled.parent);
-  const facts: EgressFacts = {
-    ...factsOf(verdict, dialled.parent?.parentIp),
-    snat: snatOf(verdict.snat, upstream),
-  };
-  auditAdmitted(ctx.auditBase, verdict, { ...facts, http: { method: 'CONNECT', url: req.url ?? '' } });
-  socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-  if (head.length > 0) upstream.write(head);
-  const startedNs = process.hrtime.bigint();
-  const startedAt = new Date();
-  const untrack = ctx.runtime.tunnels.add({
-    connectionId: ctx.id,
-    listener: ctx.listener.name,
-    spiffeId: ctx.peer.spiffeId.uri,
-    source: `${ctx.source.ip}:${ctx.source.port}`,
-    destination: `${verdict.host}:${verdict.port}`,
-    ...(facts.snat?.ip ? { snat: facts.snat.ip } : {}),
-    startedAt,
-    bytes,
-    recheck: tunnelRecheck(ctx, verdict, upstream),
-  });
-  const result = await pipeSockets(socket, upstream, { idleTimeoutMs: ctx.state.timeouts.idleMs });
-  untrack();
-  auditEgressClosed(ctx.auditBase, facts, {
-    ...closeReason(ctx, result.error),
-    startedAt,
-    startedNs,
-    bytesFromClient: bytes.fromClient,
-    bytesToClient: bytes.toClient,
+  await runTunnel(ctx, socket, upstream, {
+    verdict,
+    facts: { ...factsOf(verdict, dialled.parent?.parentIp), snat: snatOf(verdict.snat, upstream) },
+    http: { method: 'CONNECT', url: req.url ?? '' },
+    target: `${verdict.host}:${verdict.port}`,
+    bytes: tunnelCounters(upstream, dialled.parent),
+    start: () => {
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length > 0) upstream.write(head);
+    },
   });
 }

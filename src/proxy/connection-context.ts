@@ -4,6 +4,7 @@ import type { TLSSocket } from 'node:tls';
 import type { AuditBase } from '../core/audit-records.ts';
 import type { PeerIdentity } from '../identity/verify-svid.ts';
 import { clientAddress } from '../listener/proxy-protocol-reader.ts';
+import type { FaultPoint } from './error-boundary.ts';
 import type { GatewayState, ListenerSettings } from './gateway-state.ts';
 import type { IdentityLimiter, LimitVerdict } from './identity-limiter.ts';
 import type { LiveTunnels } from './live-tunnels.ts';
@@ -14,6 +15,11 @@ export interface ProxyRuntime {
   readonly limiter: IdentityLimiter;
   /** True once SIGTERM started the drain: no new requests on kept-alive connections. */
   isDraining(): boolean;
+  /**
+   * Test-only: called at named points of every connection so an in-process test can throw into
+   * one and prove the error boundary. Set only through startGateway's options, never by config.
+   */
+  readonly faultProbe?: (point: FaultPoint, ctx: ConnectionContext) => void;
 }
 
 /** The one object passed down the data path for an authenticated client connection. */

@@ -74,4 +74,11 @@ export class IdentityLimiter {
       },
     };
   }
+
+  /** Open connections of all identities together (a leak shows here first). */
+  totalOpen(): number {
+    let total = 0;
+    for (const count of this.#open.values()) total += count;
+    return total;
+  }
 }

@@ -1,22 +1,21 @@
-import { auditEgressClosed, auditEgressRejected, type EgressFacts, snatOf } from '../core/audit-records.ts';
+import { auditEgressRejected, snatOf } from '../core/audit-records.ts';
 import { GatewayError } from '../core/errors.ts';
-import { pipeSockets, upstreamCounters } from '../pipe/pipe-sockets.ts';
 import { dialFromSnatPool } from '../upstream/dial-snat-pool.ts';
 import type { ConnectionContext } from './connection-context.ts';
-import { auditAdmitted, decideDestination, factsOf } from './decide-destination.ts';
-import { type ModeHandler, resetConnection } from './handle-connection.ts';
-import { closeAtExpiry, closeReason, tunnelRecheck } from './redecide-tunnels.ts';
+import { decideDestination, factsOf } from './decide-destination.ts';
+import type { ModeHandler } from './handle-connection.ts';
+import { closeAtExpiry } from './redecide-tunnels.ts';
+import { resetConnection } from './reset-connection.ts';
+import { runTunnel } from './tunnel-lifecycle.ts';
 import { upstreamProxyHeader } from './upstream-proxy-header.ts';
 
 /**
  * tcp mode: the decrypted stream goes to one fixed upstream (a BIG-IP virtual server in front of
  * tinyproxy). Every refusal is a TCP reset, like the iRule `reject`; the decision is the same
- * decideDestination that `policy check` runs.
+ * decideDestination that `policy check` runs. The returned promise is the error boundary's.
  */
 export function createTcpModeHandler(): ModeHandler {
-  return (ctx) => {
-    void handleTcp(ctx);
-  };
+  return (ctx) => handleTcp(ctx);
 }
 
 async function handleTcp(ctx: ConnectionContext): Promise<void> {
@@ -46,29 +45,17 @@ async function handleTcp(ctx: ConnectionContext): Promise<void> {
     auditEgressRejected(ctx.auditBase, { code: gatewayError.code, reason: gatewayError.message }, factsOf(verdict));
     return resetConnection(ctx.raw);
   }
-  // Written before any client byte is piped, so the upstream reads it first.
-  if (ctx.listener.upstreamProxyProtocol === 'v2') socket.write(upstreamProxyHeader(ctx));
-  const facts: EgressFacts = { ...factsOf(verdict), snat: snatOf(verdict.snat, socket) };
-  auditAdmitted(ctx.auditBase, verdict, facts);
-  closeAtExpiry(ctx);
-  const untrack = ctx.runtime.tunnels.add({
-    connectionId: ctx.id,
-    listener: ctx.listener.name,
-    spiffeId: ctx.peer.spiffeId.uri,
-    source: `${ctx.source.ip}:${ctx.source.port}`,
-    destination: `${upstream.host}:${upstream.port}`,
-    ...(facts.snat?.ip ? { snat: facts.snat.ip } : {}),
-    startedAt: ctx.startedAt,
-    bytes: upstreamCounters(socket),
-    recheck: tunnelRecheck(ctx, verdict, socket),
-  });
-  const result = await pipeSockets(ctx.tls, socket, { idleTimeoutMs: ctx.state.timeouts.idleMs });
-  untrack();
-  auditEgressClosed(ctx.auditBase, facts, {
-    ...closeReason(ctx, result.error),
-    startedAt: ctx.startedAt,
-    startedNs: ctx.startedNs,
-    bytesFromClient: result.bytesFromClient,
-    bytesToClient: result.bytesToClient,
+  // runTunnel owns the upstream from here: one egress-closed per admitted record on every path,
+  // including a client that reset while the dial was in flight.
+  await runTunnel(ctx, ctx.tls, socket, {
+    verdict,
+    facts: { ...factsOf(verdict), snat: snatOf(verdict.snat, socket) },
+    target: `${upstream.host}:${upstream.port}`,
+    since: { at: ctx.startedAt, ns: ctx.startedNs },
+    start: () => {
+      closeAtExpiry(ctx);
+      // Written before any client byte is piped, so the upstream reads it first.
+      if (ctx.listener.upstreamProxyProtocol === 'v2') socket.write(upstreamProxyHeader(ctx));
+    },
   });
 }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { type AuditRecord, subscribeAudit } from '../../src/core/audit-event.ts';
-import { type Gateway, startGateway } from '../../src/main.ts';
+import { type Gateway, type StartOptions, startGateway } from '../../src/main.ts';
 import type { TestPki } from './test-pki.ts';
 
 export interface TestGateway {
@@ -47,7 +47,7 @@ export function writeTestConfig(
 export async function startTestGateway(
   pki: TestPki,
   config: Record<string, unknown>,
-  options: { anchors?: string } = {},
+  options: { anchors?: string; faultProbe?: StartOptions['faultProbe'] } = {},
 ): Promise<TestGateway> {
   const configPath = writeTestConfig(pki, config, options);
   const dir = dirname(configPath);
@@ -62,7 +62,13 @@ export async function startTestGateway(
       }
     }
   });
-  const gateway = await startGateway({ configPath, log: () => {}, adminListen: '127.0.0.1:0', processMetrics: false });
+  const gateway = await startGateway({
+    configPath,
+    log: () => {},
+    adminListen: '127.0.0.1:0',
+    processMetrics: false,
+    ...(options.faultProbe ? { faultProbe: options.faultProbe } : {}),
+  });
   return {
     gateway,
     configPath,
