@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import { publishAudit } from '../core/audit-event.ts';
 import { GatewayError } from '../core/errors.ts';
 import { verifyPeerSvid } from '../identity/verify-svid.ts';
+import { recordHandshakeFailure } from '../listener/pre-handshake-gate.ts';
 import { proxiedConnection } from '../listener/proxy-protocol-reader.ts';
 import { acceptTls, opensslVerifyError, presentedChain } from '../tls/accept-tls.ts';
 import {
@@ -60,6 +61,7 @@ export function createConnectionPipeline(
             reason: gatewayError.message,
             code: gatewayError.code,
           });
+          recordHandshakeFailure(raw);
           resetConnection(raw);
           return;
         }
@@ -96,6 +98,7 @@ export function createConnectionPipeline(
           reason: error.message,
           code: error.code,
         });
+        recordHandshakeFailure(raw);
         resetConnection(raw);
       },
     );
