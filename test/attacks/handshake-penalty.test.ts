@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect as tcpConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { connect } from 'node:tls';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
@@ -26,10 +26,10 @@ async function metric(gw: TestGateway, series: string): Promise<number> {
 function handshakeFrom(port: number, source: string, leaf: WrittenLeaf): Promise<{ secure: boolean; end: string }> {
   return new Promise((resolve) => {
     let secure = false;
+    // tls.connect has no localAddress: bind the TCP socket first.
+    const tcp = tcpConnect({ host: '127.0.0.1', port, localAddress: source });
     const socket = connect({
-      host: '127.0.0.1',
-      port,
-      localAddress: source,
+      socket: tcp,
       cert: readFileSync(leaf.certPath),
       key: readFileSync(leaf.keyPath),
       rejectUnauthorized: false,
@@ -38,6 +38,7 @@ function handshakeFrom(port: number, source: string, leaf: WrittenLeaf): Promise
     const finish = (end: string) => {
       clearTimeout(timer);
       socket.destroy();
+      tcp.destroy();
       resolve({ secure, end });
     };
     socket.once('secureConnect', () => {
