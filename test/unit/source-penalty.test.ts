@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
+import { createServer, type Socket, connect as tcpConnect } from 'node:net';
 import { describe, it } from 'node:test';
-import { sourceKey } from '../../src/listener/pre-handshake-gate.ts';
+import { PreHandshakeGate, recordHandshakeFailure, sourceKey } from '../../src/listener/pre-handshake-gate.ts';
 import { MAX_PENALTY_SOURCES, SourcePenalty } from '../../src/listener/source-penalty.ts';
 
 const limits = { failures: 3, windowMs: 10_000, penaltyMs: 30_000, maxPenaltyMs: 100_000 };
@@ -71,5 +72,53 @@ describe('SourcePenalty', () => {
     penalty.fail(sourceKey('2001:db8:1:2:ffff:ffff:ffff:ffff'));
     assert.equal(penalty.penalised(sourceKey('2001:db8:1:2::99')), true);
     assert.equal(penalty.penalised(sourceKey('2001:db8:1:3::1')), false);
+  });
+});
+
+/** A connected loopback pair: the server side is what a listener would hand to the gate. */
+async function acceptedSocket(): Promise<{ accepted: Socket; close(): void }> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  const accepted = new Promise<Socket>((r) => server.once('connection', r));
+  const client = tcpConnect({ host: '127.0.0.1', port });
+  const socket = await accepted;
+  return {
+    accepted: socket,
+    close() {
+      socket.destroy();
+      client.destroy();
+      server.close();
+    },
+  };
+}
+
+describe('PreHandshakeGate with a SourcePenalty', () => {
+  it('penalises by the PROXY source behind a balancer, not by the balancer address', async () => {
+    const gateLimits = { maxSockets: 0, maxPerSource: 0, firstByteMs: 60_000, auditIntervalMs: 60_000 };
+    const penalty = new SourcePenalty(() => ({ ...limits, failures: 2 }));
+    const gate = new PreHandshakeGate('egress', 'connect', () => gateLimits, penalty);
+    const pairs = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        const pair = await acceptedSocket();
+        pairs.push(pair);
+        assert.equal(gate.admit(pair.accepted, true), undefined, 'the balancer is admitted');
+        assert.equal(gate.attribute(pair.accepted, '10.9.9.9', 28), undefined, `client attempt ${i + 1} admitted`);
+        recordHandshakeFailure(pair.accepted);
+        recordHandshakeFailure(pair.accepted); // reported twice, counted once
+      }
+      const next = await acceptedSocket();
+      pairs.push(next);
+      assert.equal(gate.admit(next.accepted, true), undefined, 'the balancer itself is not penalised');
+      assert.equal(gate.attribute(next.accepted, '10.9.9.9', 28), 'source_penalty');
+      const other = await acceptedSocket();
+      pairs.push(other);
+      assert.equal(gate.admit(other.accepted, true), undefined);
+      assert.equal(gate.attribute(other.accepted, '10.9.9.10', 28), undefined, 'another client is unaffected');
+    } finally {
+      for (const pair of pairs) pair.close();
+      gate.close();
+    }
   });
 });
