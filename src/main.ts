@@ -19,6 +19,7 @@ import { createReloader } from './gateway/reloader.ts';
 import { SnapshotStore } from './gateway/snapshot-store.ts';
 import { watchFiles } from './gateway/watch-files.ts';
 import { checkVerifyResultReadable } from './identity/verify-result-canary.ts';
+import { SourcePenalty } from './listener/source-penalty.ts';
 import { TcpListener } from './listener/tcp-listener.ts';
 import { GatewayMetrics } from './metrics/gateway-metrics.ts';
 import { ListenerStats } from './metrics/listener-stats.ts';
@@ -78,8 +79,18 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
     maxPools: () => store.current.config.limits.maxUpstreamPools,
   });
   const connections = new LiveConnections();
+  // One for every listener: a source that fails on one listener is penalised on all of them.
+  const penalty = new SourcePenalty(() => {
+    const { limits } = store.current.config;
+    return {
+      failures: limits.handshakeFailuresPerSource,
+      windowMs: limits.handshakeFailureWindow,
+      penaltyMs: limits.handshakeFailurePenalty,
+      maxPenaltyMs: Math.max(limits.handshakeFailurePenalty, limits.handshakeFailurePenaltyMax),
+    };
+  });
   const listeners = [...listenerSettings(boot.config).values()].map((s) =>
-    listenerFor(s, store, runtime, { forwarder, connections }),
+    listenerFor(s, store, runtime, { forwarder, connections, penalty }),
   );
   store.onSwap((next) => redecideOnSwap(next, { tunnels: runtime.tunnels, connections }, log));
   const reload = createReloader(store, options.configPath, {
@@ -126,7 +137,7 @@ function listenerFor(
   settings: ListenerSettings,
   store: SnapshotStore,
   runtime: DrainableRuntime,
-  shared: { forwarder: HttpForwarder; connections: LiveConnections },
+  shared: { forwarder: HttpForwarder; connections: LiveConnections; penalty: SourcePenalty },
 ): TcpListener {
   const current = () => store.current.state.listeners.get(settings.name) ?? settings;
   const handler =
@@ -148,6 +159,7 @@ function listenerFor(
         auditIntervalMs: limits.preHandshakeAuditInterval,
       };
     },
+    penalty: shared.penalty,
     proxyProtocol: () => {
       const from = current().proxyProtocolFrom;
       return from ? { trusts: (ip: string) => from.has(ip) } : undefined;

@@ -212,6 +212,12 @@ export const configSchema = z.strictObject({
       maxPreHandshakeSocketsPerSource: z.number().int().min(0).default(64),
       /** Pre-handshake refusals are audited as one record per source and listener per interval. */
       preHandshakeAuditInterval: duration.pipe(z.number().min(100, 'expected at least 100ms')).default(10_000),
+      /** Failed handshakes or identity refusals from one source within the window that start a penalty (0 = off). */
+      handshakeFailuresPerSource: z.number().int().min(0).default(8),
+      handshakeFailureWindow: duration.pipe(z.number().min(1, 'expected at least 1ms')).default(10_000),
+      /** The first penalty (new sockets of the source reset at accept); each further one doubles, up to the max. */
+      handshakeFailurePenalty: duration.pipe(z.number().min(1, 'expected at least 1ms')).default(30_000),
+      handshakeFailurePenaltyMax: duration.pipe(z.number().min(1, 'expected at least 1ms')).default(600_000),
       /** connect mode: requests on one kept-alive connection before it is closed (0 = unlimited). */
       maxRequestsPerConnection: z.number().int().min(0).default(1_000),
       /** Pooled upstream connection sets (one per SPIFFE ID and SNAT address) kept at once; least recently used out. */
@@ -224,6 +230,10 @@ export const configSchema = z.strictObject({
       maxPreHandshakeSockets: 1_000,
       maxPreHandshakeSocketsPerSource: 64,
       preHandshakeAuditInterval: 10_000,
+      handshakeFailuresPerSource: 8,
+      handshakeFailureWindow: 10_000,
+      handshakeFailurePenalty: 30_000,
+      handshakeFailurePenaltyMax: 600_000,
       maxRequestsPerConnection: 1_000,
       maxUpstreamPools: 1_024,
     }),

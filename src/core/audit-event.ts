@@ -24,6 +24,7 @@ export type AuditAction =
 export type PreHandshakeRefusal =
   | 'first_byte_timeout'
   | 'source_limit'
+  | 'source_penalty'
   | 'listener_limit'
   | 'proxy_header'
   | 'proxy_untrusted';

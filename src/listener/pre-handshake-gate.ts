@@ -3,6 +3,7 @@ import type { PreHandshakeRefusal } from '../core/audit-event.ts';
 import { canonicalIp, embeddedIpv4 } from '../core/ip-set.ts';
 import { publishRuntimeEvent } from '../core/runtime-event.ts';
 import { RefusalReport } from './refusal-report.ts';
+import type { SourcePenalty } from './source-penalty.ts';
 
 export interface PreHandshakeLimits {
   /** Sockets of this listener still before the end of their TLS handshake (0 = unlimited). */
@@ -51,6 +52,21 @@ interface GateEntry {
 /** Sockets admitted by some gate and not yet through their handshake → the gate's release. */
 const pending = new WeakMap<Socket, () => void>();
 
+/** Admitted sockets → where a failure of theirs counts: kept past the handshake, for identity refusals. */
+const penaltyOf = new WeakMap<Socket, { penalty: SourcePenalty; key: string }>();
+
+/**
+ * Called by the stages after the listener when the handshake or the identity on `raw` failed: the
+ * failure counts towards its source's penalty (by the PROXY source behind a balancer). A no-op
+ * for sockets no gate with a penalty admitted.
+ */
+export function recordHandshakeFailure(raw: Socket): void {
+  const owner = penaltyOf.get(raw);
+  if (!owner) return;
+  penaltyOf.delete(raw); // once per socket, however many stages report it
+  owner.penalty.fail(owner.key);
+}
+
 /**
  * Called by the TLS stage once the handshake on `raw` is complete: the socket leaves the
  * pre-handshake budget and counts as established. A no-op for sockets no gate admitted.
@@ -71,11 +87,13 @@ export class PreHandshakeGate {
   readonly #report: RefusalReport;
   readonly #bySource = new Map<string, number>();
   readonly #entries = new WeakMap<Socket, GateEntry>();
+  readonly #penalty: SourcePenalty | undefined;
   #size = 0;
 
-  constructor(listener: string, mode: 'connect' | 'tcp', limits: () => PreHandshakeLimits) {
+  constructor(listener: string, mode: 'connect' | 'tcp', limits: () => PreHandshakeLimits, penalty?: SourcePenalty) {
     this.#listener = listener;
     this.#limits = limits;
+    this.#penalty = penalty;
     this.#report = new RefusalReport(listener, mode, () => limits().auditIntervalMs);
   }
 
@@ -92,17 +110,14 @@ export class PreHandshakeGate {
   admit(socket: Socket, deferSource = false): PreHandshakeRefusal | undefined {
     const limits = this.#limits();
     const ip = socket.remoteAddress ?? '';
-    const refusal =
-      !deferSource && this.#sourceFull(ip, limits)
-        ? 'source_limit'
-        : limits.maxSockets > 0 && this.#size >= limits.maxSockets
-          ? 'listener_limit'
-          : undefined;
+    const refusal = deferSource
+      ? this.#listenerFull(limits)
+      : (this.#sourceRefusal(ip, limits) ?? this.#listenerFull(limits));
     if (refusal) {
       this.#refused(ip, refusal);
       return refusal;
     }
-    const entry: GateEntry = { key: deferSource ? undefined : this.#countSource(ip), timer: undefined };
+    const entry: GateEntry = { key: deferSource ? undefined : this.#countSource(socket, ip), timer: undefined };
     this.#size += 1;
     publishRuntimeEvent({ type: 'prehandshake-sockets', listener: this.#listener, delta: 1 });
     entry.timer = this.#firstByteTimer(socket, ip, 0, limits.firstByteMs);
@@ -131,11 +146,12 @@ export class PreHandshakeGate {
     const entry = this.#entries.get(socket);
     if (!entry || entry.key !== undefined) return undefined;
     const limits = this.#limits();
-    if (this.#sourceFull(ip, limits)) {
-      this.#refused(ip, 'source_limit');
-      return 'source_limit';
+    const refusal = this.#sourceRefusal(ip, limits);
+    if (refusal) {
+      this.#refused(ip, refusal);
+      return refusal;
     }
-    entry.key = this.#countSource(ip);
+    entry.key = this.#countSource(socket, ip);
     clearTimeout(entry.timer);
     entry.timer = this.#firstByteTimer(socket, ip, headerBytes, limits.firstByteMs);
     return undefined;
@@ -146,13 +162,22 @@ export class PreHandshakeGate {
     this.#refused(ip, reason);
   }
 
-  #sourceFull(ip: string, limits: PreHandshakeLimits): boolean {
-    return limits.maxPerSource > 0 && (this.#bySource.get(sourceKey(ip)) ?? 0) >= limits.maxPerSource;
+  /** A penalised source first: it is refused even when it holds no socket at all. */
+  #sourceRefusal(ip: string, limits: PreHandshakeLimits): PreHandshakeRefusal | undefined {
+    const key = sourceKey(ip);
+    if (this.#penalty?.penalised(key)) return 'source_penalty';
+    if (limits.maxPerSource > 0 && (this.#bySource.get(key) ?? 0) >= limits.maxPerSource) return 'source_limit';
+    return undefined;
   }
 
-  #countSource(ip: string): string {
+  #listenerFull(limits: PreHandshakeLimits): PreHandshakeRefusal | undefined {
+    return limits.maxSockets > 0 && this.#size >= limits.maxSockets ? 'listener_limit' : undefined;
+  }
+
+  #countSource(socket: Socket, ip: string): string {
     const key = sourceKey(ip);
     this.#bySource.set(key, (this.#bySource.get(key) ?? 0) + 1);
+    if (this.#penalty) penaltyOf.set(socket, { penalty: this.#penalty, key });
     return key;
   }
 

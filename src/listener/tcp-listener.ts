@@ -4,6 +4,7 @@ import { publishAudit } from '../core/audit-event.ts';
 import { GatewayError } from '../core/errors.ts';
 import { PreHandshakeGate, type PreHandshakeLimits, resetSocket } from './pre-handshake-gate.ts';
 import { clientAddress, ProxyHeaderError, proxiedConnection, readProxyHeader } from './proxy-protocol-reader.ts';
+import type { SourcePenalty } from './source-penalty.ts';
 
 /** A listener behind an L4 balancer: every connection starts with a PROXY v2 header from a trusted peer. */
 export interface ProxyProtocolSettings {
@@ -25,6 +26,8 @@ export interface TcpListenerOptions {
   readonly preHandshake: () => PreHandshakeLimits;
   /** Read per accept, so a reload applies; undefined: no PROXY header is expected. */
   readonly proxyProtocol?: () => ProxyProtocolSettings | undefined;
+  /** Sources with repeated failed handshakes, reset at accept; may be shared by every listener. */
+  readonly penalty?: SourcePenalty;
   readonly onConnection: (socket: Socket) => void;
 }
 
@@ -43,7 +46,7 @@ export class TcpListener {
   constructor(options: TcpListenerOptions) {
     this.name = options.name;
     this.#options = options;
-    this.#gate = new PreHandshakeGate(options.name, options.mode, options.preHandshake);
+    this.#gate = new PreHandshakeGate(options.name, options.mode, options.preHandshake, options.penalty);
     // allowHalfOpen: a client that shuts down its write side may still receive the response.
     this.#server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.#accept(socket));
   }

@@ -3,6 +3,7 @@ import type { TLSSocket } from 'node:tls';
 import { type AuditBase, auditIdentityRejected } from '../core/audit-records.ts';
 import { GatewayError } from '../core/errors.ts';
 import { type PeerIdentity, verifyPeerSvid } from '../identity/verify-svid.ts';
+import { recordHandshakeFailure } from '../listener/pre-handshake-gate.ts';
 import { proxiedConnection } from '../listener/proxy-protocol-reader.ts';
 import { whenClosed } from '../pipe/pipe-sockets.ts';
 import { acceptTls, opensslVerifyError, presentedChain, rememberVerifiedChain } from '../tls/accept-tls.ts';
@@ -56,6 +57,7 @@ function identified(accepted: Accepted, tls: TLSSocket, handler: ModeHandler, ru
   } catch (error) {
     const refusal = error as GatewayError;
     auditIdentityRejected(auditBaseFor(id, listener, source, tls, undefined), refusal.code, refusal.message);
+    recordHandshakeFailure(raw);
     resetConnection(raw);
     return;
   }
@@ -81,6 +83,7 @@ function handshakeFailed(accepted: Accepted, base: AuditBase, error: GatewayErro
   const silent = error.code === 'EGW_TLS_HANDSHAKE' || error.code === 'EGW_TLS_HANDSHAKE_TIMEOUT';
   if (accepted.raw.bytesRead <= (proxiedConnection(accepted.raw)?.headerBytes ?? 0) && silent) return;
   auditIdentityRejected(base, error.code, error.message);
+  recordHandshakeFailure(accepted.raw);
   resetConnection(accepted.raw);
 }
 

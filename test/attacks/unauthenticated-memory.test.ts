@@ -43,6 +43,8 @@ describe('attack: large junk client certificates (unauthenticated memory)', () =
       rules: [{ name: 'all', action: 'allow', to: { cidrs: ['127.0.0.0/8'] } }],
       admin: { listen: 'off', watch: false },
       audit: { sinks: [{ type: 'file', path: auditPath, format: 'ecs' }] },
+      // Measures what each refused handshake costs: the source penalty would cut the attack short.
+      limits: { handshakeFailuresPerSource: 0 },
     });
     const gateway = await startGatewayChild(configPath);
     try {

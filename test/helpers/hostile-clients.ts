@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { webcrypto } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 import * as x509 from '@peculiar/x509';
@@ -82,14 +83,26 @@ export function lookAlikeChain(dir: string, caKeyPath: string, count = 8): { cha
   return { chainPath, leafKeyPath };
 }
 
-/** One TLS client handshake with this certificate chain; resolves when the gateway closes it (bounded). */
-export function hostileHandshake(port: number, certPem: string | Buffer, keyPem: string | Buffer): Promise<string> {
+/**
+ * One TLS client handshake with this certificate chain, from `localAddress` if given (a loopback
+ * alias such as 127.0.0.11); resolves when the gateway closes it (bounded).
+ */
+export function hostileHandshake(
+  port: number,
+  certPem: string | Buffer,
+  keyPem: string | Buffer,
+  localAddress?: string,
+): Promise<string> {
   return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port, cert: certPem, key: keyPem, rejectUnauthorized: false });
+    // tls.connect has no localAddress option: bind the TCP socket first when one is asked for.
+    const tcp = localAddress ? tcpConnect({ host: '127.0.0.1', port, localAddress }) : undefined;
+    const target = tcp ? { socket: tcp } : { host: '127.0.0.1', port };
+    const socket = connect({ ...target, cert: certPem, key: keyPem, rejectUnauthorized: false });
     const timer = setTimeout(() => finish('timeout'), 15_000);
     const finish = (how: string) => {
       clearTimeout(timer);
       socket.destroy();
+      tcp?.destroy();
       resolve(how);
     };
     socket.once('error', (error: NodeJS.ErrnoException) => finish(error.code ?? 'error'));

@@ -29,6 +29,8 @@ describe('client identity (mTLS with an intermediate-only trust anchor)', () => 
     gw = await startTestGateway(pki, {
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
       rules: [{ name: 'any-workload', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
+      // A table of refusals from one source: the source penalty (test/attacks/handshake-penalty) would end it early.
+      limits: { handshakeFailuresPerSource: 0 },
     });
   });
   after(async () => {
