@@ -31,6 +31,8 @@ for run in $(seq 1 "$runs"); do
     i=$((i + 1)); [ "$i" -lt 3000 ] || { kill "$pid"; echo "serve never got ready" >&2; exit 1; }; sleep 0.01
   done
   t2="$(now)"
-  echo "run $run: --version $(ms "$t0" "$t1") ms, serve ready $(ms "$t1" "$t2") ms"
+  # user+sys CPU of serve until ready (fields 14, 15 of /proc/PID/stat, in clock ticks): less load-sensitive.
+  cpu="$(awk -v hz="$(getconf CLK_TCK)" '{ print int(($14 + $15) * 1000 / hz) }' "/proc/$pid/stat" 2>/dev/null || echo '?')"
+  echo "run $run: --version $(ms "$t0" "$t1") ms, serve ready $(ms "$t1" "$t2") ms, cpu $cpu ms"
   kill -TERM "$pid"; wait "$pid" || true
 done

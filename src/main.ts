@@ -30,7 +30,7 @@ import { createConnectionPipeline } from './proxy/handle-connection.ts';
 import { LiveConnections } from './proxy/live-connections.ts';
 import { redecideOpen } from './proxy/redecide-tunnels.ts';
 import { createTcpModeHandler } from './proxy/tcp-mode.ts';
-import { WorkloadApiSource } from './sources/workload-api/workload-api-source.ts';
+import type { WorkloadApiSource } from './sources/workload-api/workload-api-source.ts';
 import { HttpForwarder } from './upstream/http-forwarder.ts';
 
 export type { Gateway } from './gateway/gateway.ts';
@@ -60,14 +60,16 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
   const log = options.log ?? ((message: string) => process.stderr.write(`${message}\n`));
   const boot = startConfig(options);
   await prepareDevPki(boot.config.identity, log);
-  const workloadApi = workloadApiSource(boot, log);
+  const workloadApi = await workloadApiSource(boot, log);
   const store = new SnapshotStore(
     workloadApi
       ? { config: boot.config, waitingFor: `waiting for the first X.509-SVID from ${workloadApi.source}` }
       : await bootSnapshot(boot),
   );
-  // Fails the start if OpenSSL's verdict (the identity stage's second opinion) can no longer be read.
-  await checkVerifyResultReadable();
+  // Fails the start if OpenSSL's verdict (the identity stage's second opinion) can no longer be read;
+  // it runs while the listeners bind (its key generation is off-thread) and is awaited before the admin API.
+  const canary = checkVerifyResultReadable();
+  canary.catch(() => {});
   const audit = options.auditHub ?? buildAuditHub(boot.config.audit, { log });
   audit.start();
   const runtime = createProxyRuntime(options.faultProbe);
@@ -105,6 +107,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
   });
   try {
     await gateway.bindListeners();
+    await canary;
     await gateway.serveAdmin(options.adminListen ?? boot.config.admin.listen, adminToken(boot.config, boot.path));
   } catch (error) {
     await gateway.abort();
@@ -122,9 +125,15 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
 }
 
 /** `identity.workloadApi`: the SVID and bundles stream from the agent instead of the files. */
-function workloadApiSource(boot: LoadedConfig, log: (message: string) => void): WorkloadApiSource | undefined {
+async function workloadApiSource(
+  boot: LoadedConfig,
+  log: (message: string) => void,
+): Promise<WorkloadApiSource | undefined> {
   const { workloadApi, trustDomain } = boot.config.identity;
-  return workloadApi ? new WorkloadApiSource({ socket: workloadApi.socket, trustDomain, log }) : undefined;
+  if (!workloadApi) return undefined;
+  // @grpc/* costs ~0.2 s to load: only a gateway that talks to the agent pays for it.
+  const { WorkloadApiSource } = await import('./sources/workload-api/workload-api-source.ts');
+  return new WorkloadApiSource({ socket: workloadApi.socket, trustDomain, log });
 }
 
 function startConfig(options: StartOptions): LoadedConfig {

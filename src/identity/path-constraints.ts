@@ -1,6 +1,17 @@
-import * as pkijs from 'pkijs';
+import { createRequire } from 'node:module';
+import type * as Pkijs from 'pkijs';
 import { GatewayError } from '../core/errors.ts';
 import type { CertificateFacts } from '../pki/certificate-facts.ts';
+
+// pkijs (with its ASN.1 stack) is only needed for a CA that carries nameConstraints, which mesh CAs
+// rarely do: it is loaded synchronously on first use (require of an ES module, Node >= 22.12),
+// not at start. A Node without require(esm) loads it up front instead.
+const requireEsm = createRequire(import.meta.url);
+let pkijs: typeof Pkijs | undefined = process.features.require_module ? undefined : await import('pkijs');
+const lib = (): typeof Pkijs => {
+  pkijs ??= requireEsm('pkijs') as typeof Pkijs;
+  return pkijs;
+};
 
 /**
  * The extensions this verifier acts on. RFC 5280 §4.2: a certificate with a critical extension
@@ -58,7 +69,7 @@ interface Constraints {
 // Anchors and cached intermediates are the same objects on every connection: parse once.
 const parsedConstraints = new WeakMap<CertificateFacts, Constraints>();
 
-function subtreesOf(ca: CertificateFacts, list: pkijs.GeneralSubtree[] | undefined): Subtrees | undefined {
+function subtreesOf(ca: CertificateFacts, list: Pkijs.GeneralSubtree[] | undefined): Subtrees | undefined {
   if (!list || list.length === 0) return undefined;
   const dns: string[] = [];
   const uri: string[] = [];
@@ -82,9 +93,9 @@ function constraintsOf(ca: CertificateFacts): Constraints | undefined {
   if (!ca.nameConstraints) return undefined;
   const hit = parsedConstraints.get(ca);
   if (hit) return hit;
-  let parsed: pkijs.NameConstraints;
+  let parsed: Pkijs.NameConstraints;
   try {
-    parsed = pkijs.NameConstraints.fromBER(ca.nameConstraints);
+    parsed = lib().NameConstraints.fromBER(ca.nameConstraints);
   } catch (cause) {
     throw new GatewayError('EGW_IDENTITY_MALFORMED', `CA "${ca.subject}" has an unparsable nameConstraints`, {
       cause,

@@ -1,8 +1,20 @@
 import { createHash } from 'node:crypto';
-import * as asn1js from 'asn1js';
-import * as pkijs from 'pkijs';
+import type * as Asn1js from 'asn1js';
+import type * as Pkijs from 'pkijs';
 import { GatewayError } from '../core/errors.ts';
 import type { CertificateFacts } from '../pki/certificate-facts.ts';
+
+// pkijs and asn1js are loaded by the first CRL, not at start: a gateway without CRLs never needs them.
+let libs: { readonly pkijs: typeof Pkijs; readonly asn1js: typeof Asn1js } | undefined;
+async function loadLibs(): Promise<NonNullable<typeof libs>> {
+  libs ??= { pkijs: await import('pkijs'), asn1js: await import('asn1js') };
+  return libs;
+}
+/** For the synchronous helpers, which only ever run on a CRL that crlRecord has parsed. */
+function pkijsLoaded(): typeof Pkijs {
+  if (!libs) throw new Error('pkijs is used before the first CRL loaded it');
+  return libs.pkijs;
+}
 
 /** One CRL as the verifier uses it: who issued it, when it is current, and what it revokes. */
 export interface CrlRecord {
@@ -67,13 +79,13 @@ export function crlBlocks(bytes: Buffer, source: string): Buffer[] {
   return blocks;
 }
 
-function issuerText(crl: pkijs.CertificateRevocationList): string {
+function issuerText(crl: Pkijs.CertificateRevocationList): string {
   return crl.issuer.typesAndValues
     .map((tv) => `${SHORT_NAMES[tv.type] ?? tv.type}=${String(tv.value.valueBlock.value)}`)
     .join(', ');
 }
 
-function revokedEntries(crl: pkijs.CertificateRevocationList): { map: CrlRecord['revoked']; defect?: string } {
+function revokedEntries(crl: Pkijs.CertificateRevocationList): { map: CrlRecord['revoked']; defect?: string } {
   const map = new Map<string, { at: Date; reason: string | undefined }>();
   for (const entry of crl.revokedCertificates ?? []) {
     const extensions = entry.crlEntryExtensions?.extensions ?? [];
@@ -89,11 +101,11 @@ function revokedEntries(crl: pkijs.CertificateRevocationList): { map: CrlRecord[
 }
 
 // Names are compared as DER, not as text: two encodings of one DN must not split or merge issuers.
-const pkijsCertificates = new WeakMap<CertificateFacts, pkijs.Certificate>();
-function pkijsCertificate(facts: CertificateFacts): pkijs.Certificate {
+const pkijsCertificates = new WeakMap<CertificateFacts, Pkijs.Certificate>();
+function pkijsCertificate(facts: CertificateFacts): Pkijs.Certificate {
   let cert = pkijsCertificates.get(facts);
   if (!cert) {
-    cert = pkijs.Certificate.fromBER(facts.node.raw);
+    cert = pkijsLoaded().Certificate.fromBER(facts.node.raw);
     pkijsCertificates.set(facts, cert);
   }
   return cert;
@@ -101,7 +113,7 @@ function pkijsCertificate(facts: CertificateFacts): pkijs.Certificate {
 
 /** Finds the bundle certificate that signed the CRL; the signature check is pkijs's (WebCrypto). */
 async function findIssuer(
-  crl: pkijs.CertificateRevocationList,
+  crl: Pkijs.CertificateRevocationList,
   candidates: readonly CertificateFacts[],
 ): Promise<{ issuer?: CertificateFacts; name?: string; defect?: string }> {
   const named = candidates.filter((c) => pkijsCertificate(c).subject.isEqual(crl.issuer));
@@ -120,7 +132,8 @@ export async function crlRecord(
   source: string,
   candidates: readonly CertificateFacts[],
 ): Promise<CrlRecord> {
-  let crl: pkijs.CertificateRevocationList;
+  const { pkijs, asn1js } = await loadLibs();
+  let crl: Pkijs.CertificateRevocationList;
   try {
     // asn1js stops at 10 000 nodes by default, about 2 000 CRL entries: a real CA's CRL failed to
     // load. The file is the operator's, not a client's, so the bounds are set for CRL sizes.

@@ -1,9 +1,18 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
+import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
-import { Agent, errors as undiciErrors } from 'undici';
+import type * as Undici from 'undici';
 import { type ErrorCode, GatewayError } from '../core/errors.ts';
 import { upstreamErrorCode } from './dial-upstream.ts';
+
+// undici (CommonJS) costs 0.1-0.3 s to load: it is required when the first upstream pool is made, not at start.
+const requireCjs = createRequire(import.meta.url);
+let undici: typeof Undici | undefined;
+const lib = (): typeof Undici => {
+  undici ??= requireCjs('undici') as typeof Undici;
+  return undici;
+};
 
 export interface ForwardRequest {
   /** The caller's SPIFFE ID: its requests get upstream connections of their own. */
@@ -33,9 +42,9 @@ export interface ForwardResponse {
 function codeFor(error: unknown): ErrorCode {
   const code = (error as NodeJS.ErrnoException).code ?? '';
   const causeCode = (error as { cause?: NodeJS.ErrnoException }).cause?.code ?? '';
-  if (error instanceof undiciErrors.ConnectTimeoutError || code === 'UND_ERR_CONNECT_TIMEOUT')
+  if (error instanceof lib().errors.ConnectTimeoutError || code === 'UND_ERR_CONNECT_TIMEOUT')
     return 'EGW_UPSTREAM_TIMEOUT';
-  if (error instanceof undiciErrors.HeadersTimeoutError) return 'EGW_UPSTREAM_TIMEOUT';
+  if (error instanceof lib().errors.HeadersTimeoutError) return 'EGW_UPSTREAM_TIMEOUT';
   // undici reports socket failures either directly or as the cause of its own error.
   return upstreamErrorCode(code.startsWith('E') ? code : causeCode);
 }
@@ -65,7 +74,7 @@ diagnosticsChannel.subscribe('undici:client:sendHeaders', (message) => {
 });
 
 interface PoolEntry {
-  readonly agent: Agent;
+  readonly agent: Undici.Agent;
   lastUsedMs: number;
   inFlight: number;
 }
@@ -114,8 +123,8 @@ export class HttpForwarder {
     return entry;
   }
 
-  #newAgent(localAddress: string | undefined, connectTimeoutMs: number): Agent {
-    return new Agent({
+  #newAgent(localAddress: string | undefined, connectTimeoutMs: number): Undici.Agent {
+    return new (lib().Agent)({
       // undici's Client owns the source address (its connector overrides connect.localAddress).
       ...(localAddress ? { localAddress } : {}),
       connect: { timeout: connectTimeoutMs },
@@ -174,7 +183,7 @@ export class HttpForwarder {
     } catch (cause) {
       const code = codeFor(cause);
       // A parent that cannot be dialled is the parent's failure, not the destination's.
-      const parentDown = via && (cause instanceof undiciErrors.ConnectTimeoutError || code !== 'EGW_UPSTREAM_ERROR');
+      const parentDown = via && (cause instanceof lib().errors.ConnectTimeoutError || code !== 'EGW_UPSTREAM_ERROR');
       const where = via ? `parent proxy ${host}:${via.port} for ${via.authority}` : `${request.ip}:${request.port}`;
       throw new GatewayError(
         parentDown ? 'EGW_UPSTREAM_PARENT_UNREACHABLE' : code,
