@@ -10,6 +10,7 @@ import { stringify } from 'yaml';
 import type { SinkStats } from '../../src/audit/sinks/audit-sink.ts';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
+import { pollUntil } from '../helpers/poll-until.ts';
 import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
 import { type HecReceiver, startHecReceiver } from './helpers/hec-receiver.ts';
 import { createRsyslogReceiver, freeTcpPort, type RsyslogReceiver } from './helpers/rsyslog-receiver.ts';
@@ -24,14 +25,9 @@ type Ecs = {
   tls?: { client?: { x509?: { serial_number: string } } };
 };
 
+/** Polls `probe` until it yields a value (15 s deadline). */
 async function waitUntil<T>(what: string, probe: () => T | undefined, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  return (await pollUntil(probe, (value) => value !== undefined, timeoutMs, what)) as T;
 }
 
 /**

@@ -1,4 +1,5 @@
 import { type AddressInfo, connect, createServer } from 'node:net';
+import { waitUntil } from './poll-until.ts';
 
 /**
  * A port that was free a moment ago, for daemons (tinyproxy, stunnel) that need a port number in
@@ -18,17 +19,13 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
 
 /** Resolves once a TCP connect to host:port succeeds; rejects after `timeoutMs`. */
 export async function waitForPort(port: number, host = '127.0.0.1', timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
+  const accepts = () =>
+    new Promise<boolean>((resolve) => {
       const socket = connect({ host, port }, () => {
         socket.destroy();
         resolve(true);
       });
       socket.once('error', () => resolve(false));
     });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await waitUntil(accepts, timeoutMs, `something to listen on ${host}:${port}`);
 }
