@@ -248,7 +248,15 @@ describe('bare TCP connects (health checks)', () => {
       const localPort = socket.localPort;
       socket.end();
       await closesWithin(socket, 3000);
-      await new Promise((r) => setTimeout(r, 300));
+      // Positive control, observed the same way (records by source port): a TLS client without a
+      // certificate, opened after the bare connect closed, is audited. Its record arriving is the
+      // event that bounds the wait, instead of a sleep.
+      const tls = tlsConnect({ host: '127.0.0.1', port: gw.port('egress'), rejectUnauthorized: false });
+      tls.on('error', () => {});
+      await new Promise((r) => tls.once('connect', r));
+      const controlPort = tls.localPort;
+      await gw.waitForRecord((r) => r.source.port === controlPort);
+      tls.destroy();
       assert.equal(gw.records.filter((r) => r.source.port === localPort).length, 0);
     } finally {
       await gw.close();
