@@ -37,3 +37,13 @@ function describe(value: unknown): string {
   const text = typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value));
   return text.length > 500 ? `${text.slice(0, 500)}…` : text;
 }
+
+/** `pollUntil` for a probe that yields `undefined` until the awaited thing exists; returns it. */
+export async function pollDefined<T>(
+  what: string | (() => string),
+  probe: () => T | undefined | Promise<T | undefined>,
+  timeoutMs = 20_000,
+  intervalMs = 100,
+): Promise<T> {
+  return (await pollUntil(probe, (value) => value !== undefined, timeoutMs, what, intervalMs)) as T;
+}
