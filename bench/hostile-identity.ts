@@ -25,7 +25,6 @@ import {
   runHandshakes,
   startGatewayChild,
 } from '../test/helpers/hostile-clients.ts';
-import { freePort } from '../test/helpers/loopback-ports.ts';
 import { writeTestConfig } from '../test/helpers/test-gateway.ts';
 import { createTestPki } from '../test/helpers/test-pki.ts';
 
@@ -61,13 +60,13 @@ const pki = await createTestPki();
 const dir = mkdtempSync(join(tmpdir(), 'egw-hostile-'));
 const echo = await startEchoServer('127.0.0.1', 0);
 const url = `http://127.0.0.1:${(echo.address() as AddressInfo).port}/`;
-const port = await freePort();
 const configPath = writeTestConfig(pki, {
-  listeners: [{ name: 'egress', listen: `127.0.0.1:${port}`, mode: 'connect' }],
+  listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
   rules: [{ name: 'loopback', action: 'allow', to: { cidrs: ['127.0.0.0/8'] } }],
   admin: { listen: 'off', watch: false },
 });
 const gateway = await startGatewayChild(configPath, [`--max-old-space-size=${HEAP_MB}`]);
+const port = gateway.port('egress');
 const client = await pki.workload('default', 'app');
 const legit = async () => {
   const r = await curlViaGateway(port, client, pki.rootPath, url, ['-p', '-o', '/dev/null', '-w', '%{time_total}']);
