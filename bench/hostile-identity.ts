@@ -30,7 +30,6 @@ import {
   runHandshakes,
   startGatewayChild,
 } from '../test/helpers/hostile-clients.ts';
-import { freePort } from '../test/helpers/loopback-ports.ts';
 import { writeTestConfig } from '../test/helpers/test-gateway.ts';
 import { createTestPki } from '../test/helpers/test-pki.ts';
 
@@ -71,16 +70,16 @@ const echo = await startEchoServer('127.0.0.1', 0);
 const url = `http://127.0.0.1:${(echo.address() as AddressInfo).port}/`;
 const client = await pki.workload('default', 'app');
 
-/** A gateway child on a free port; `penalty: false` turns the source penalty off. */
+/** A gateway child on port 0 (read back from its log); `penalty: false` turns the source penalty off. */
 async function startGateway(penalty: boolean) {
-  const port = await freePort();
   const configPath = writeTestConfig(pki, {
-    listeners: [{ name: 'egress', listen: `127.0.0.1:${port}`, mode: 'connect' }],
+    listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
     rules: [{ name: 'loopback', action: 'allow', to: { cidrs: ['127.0.0.0/8'] } }],
     admin: { listen: 'off', watch: false },
     ...(penalty ? {} : { limits: { handshakeFailuresPerSource: 0 } }),
   });
   const child = await startGatewayChild(configPath, [`--max-old-space-size=${HEAP_MB}`]);
+  const port = child.port('egress');
   const legit = async () => {
     const r = await curlViaGateway(port, client, pki.rootPath, url, ['-p', '-o', '/dev/null', '-w', '%{time_total}']);
     if (r.code !== 0) throw new Error(`legitimate CONNECT failed: ${r.stderr}`);

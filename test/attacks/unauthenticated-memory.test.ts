@@ -6,7 +6,6 @@ import { describe, it } from 'node:test';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
 import { hostileHandshake, junkCertificates, runHandshakes, startGatewayChild } from '../helpers/hostile-clients.ts';
-import { freePort } from '../helpers/loopback-ports.ts';
 import { writeTestConfig } from '../helpers/test-gateway.ts';
 import { createTestPki } from '../helpers/test-pki.ts';
 
@@ -36,10 +35,9 @@ describe('attack: large junk client certificates (unauthenticated memory)', () =
     const pki = await createTestPki();
     const echo = await startEchoServer('127.0.0.1', 0);
     const echoPort = (echo.address() as AddressInfo).port;
-    const port = await freePort();
     const auditPath = join(pki.dir, 'audit.log');
     const configPath = writeTestConfig(pki, {
-      listeners: [{ name: 'egress', listen: `127.0.0.1:${port}`, mode: 'connect' }],
+      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
       rules: [{ name: 'all', action: 'allow', to: { cidrs: ['127.0.0.0/8'] } }],
       admin: { listen: 'off', watch: false },
       audit: { sinks: [{ type: 'file', path: auditPath, format: 'ecs' }] },
@@ -47,6 +45,7 @@ describe('attack: large junk client certificates (unauthenticated memory)', () =
       limits: { handshakeFailuresPerSource: 0 },
     });
     const gateway = await startGatewayChild(configPath);
+    const port = gateway.port('egress');
     try {
       const client = await pki.workload('default', 'app');
       const url = `http://127.0.0.1:${echoPort}/`;

@@ -10,9 +10,11 @@ import { stringify } from 'yaml';
 import type { SinkStats } from '../../src/audit/sinks/audit-sink.ts';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
+import { listenerPort } from '../helpers/loopback-ports.ts';
+import { pollUntil } from '../helpers/poll-until.ts';
 import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
 import { type HecReceiver, startHecReceiver } from './helpers/hec-receiver.ts';
-import { createRsyslogReceiver, freeTcpPort, type RsyslogReceiver } from './helpers/rsyslog-receiver.ts';
+import { createRsyslogReceiver, type RsyslogReceiver } from './helpers/rsyslog-receiver.ts';
 import { createSiemPki, type SiemPki } from './helpers/siem-pki.ts';
 
 const repo = new URL('../..', import.meta.url).pathname;
@@ -24,14 +26,9 @@ type Ecs = {
   tls?: { client?: { x509?: { serial_number: string } } };
 };
 
+/** Polls `probe` until it yields a value (15 s deadline). */
 async function waitUntil<T>(what: string, probe: () => T | undefined, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  return (await pollUntil(probe, (value) => value !== undefined, timeoutMs, what)) as T;
 }
 
 /**
@@ -72,7 +69,6 @@ describe('audit end to end: one gateway, three sinks, real receivers', () => {
     hec = await startHecReceiver({ cert: siem.server.certPath, key: siem.server.keyPath, token: TOKEN });
     echo = await startEchoServer('127.0.0.1', 0);
     echoPort = (echo.address() as AddressInfo).port;
-    port = await freeTcpPort();
 
     // Sink files are given relative to the working directory, as an operator's config would.
     work = mkdtempSync(join(tmpdir(), 'egw-audit-e2e-'));
@@ -87,7 +83,7 @@ describe('audit end to end: one gateway, three sinks, real receivers', () => {
         cert: pki.gateway.certPath,
         key: pki.gateway.keyPath,
       },
-      listeners: [{ name: 'egress', listen: `127.0.0.1:${port}`, mode: 'connect', snat: '127.0.0.2' }],
+      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect', snat: '127.0.0.2' }],
       admin: { listen: 'off' }, // no fixed port to collide with tests running in parallel
       rules: [
         {
@@ -137,11 +133,14 @@ describe('audit end to end: one gateway, three sinks, real receivers', () => {
       stderr += chunk;
     });
     // Wait for the log line rather than probing the port: a bare TCP probe is itself audited.
+    // The listener binds :0; its start-up line says which port it got.
     await waitUntil(
-      `the listener on port ${port}: ${stderr}`,
-      () => (gateway.exitCode === null && stderr.includes(`127.0.0.1:${port}`) ? true : undefined),
+      'the listener start-up line',
+      () =>
+        gateway.exitCode === null && /listener egress \([^)]*\) on \S*:\d+[^\n]*\n/.test(stderr) ? true : undefined,
       30_000,
     );
+    port = listenerPort(stderr, 'egress');
   });
 
   after(async () => {

@@ -6,6 +6,7 @@ import { auditConfigSchema } from '../../src/audit/audit-config-schema.ts';
 import type { AuditHub } from '../../src/audit/audit-hub.ts';
 import { buildAuditHub } from '../../src/audit/build-audit-hub.ts';
 import type { SinkStats } from '../../src/audit/sinks/audit-sink.ts';
+import { pollUntil } from '../helpers/poll-until.ts';
 import { type HecReceiver, startHecReceiver } from './helpers/hec-receiver.ts';
 import { freeTcpPort } from './helpers/rsyslog-receiver.ts';
 import { permittedRecord, rejectedRecord } from './helpers/sample-records.ts';
@@ -235,7 +236,13 @@ describe('HEC sink against a local HTTPS receiver', () => {
     hubs.push(hub);
     const record = permittedRecord();
     hub.deliver(record);
-    await new Promise((r) => setTimeout(r, 400));
+    // Wait for the refused connect itself rather than a fixed sleep.
+    await pollUntil(
+      () => statsOf(hub),
+      (s) => s.lastError !== undefined,
+      5_000,
+      'the sink to report its refused connect',
+    );
     assert.equal(statsOf(hub).up, false);
     assert.equal(statsOf(hub).queued, 1);
     assert.match(statsOf(hub).lastError ?? '', /ECONNREFUSED/);

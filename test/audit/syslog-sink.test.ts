@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { auditConfigSchema } from '../../src/audit/audit-config-schema.ts';
 import type { AuditHub } from '../../src/audit/audit-hub.ts';
 import { buildAuditHub } from '../../src/audit/build-audit-hub.ts';
+import { pollUntil } from '../helpers/poll-until.ts';
 import { createRsyslogReceiver, freeTcpPort, type RsyslogReceiver } from './helpers/rsyslog-receiver.ts';
 import { closedRecord, permittedRecord, rejectedRecord } from './helpers/sample-records.ts';
 import { createSiemPki, type SiemPki } from './helpers/siem-pki.ts';
@@ -224,8 +225,14 @@ describe('syslog sink against a real rsyslogd', () => {
       hub.start();
       const records = Array.from({ length: 5 }, () => permittedRecord());
       for (const record of records) hub.deliver(record);
-      await new Promise((r) => setTimeout(r, 500));
-      const down = only(hub.stats());
+      // Wait for the failed connect itself (a positive event), not a fixed sleep: only then does
+      // "nothing delivered" mean the sink tried and held the records.
+      const down = await pollUntil(
+        () => only(hub.stats()),
+        (s) => s.lastError !== undefined,
+        5_000,
+        'the sink to report its failed connect',
+      );
       assert.equal(down.up, false);
       assert.equal(down.queued, 5);
       assert.equal(down.delivered, 0);

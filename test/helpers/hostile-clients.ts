@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { connect } from 'node:tls';
 import * as x509 from '@peculiar/x509';
 import { exportPrivateKeyPem } from '../../src/pki/key-pair.ts';
+import { listenerPort } from './loopback-ports.ts';
 
 const repo = new URL('../..', import.meta.url).pathname;
 const MARKER = Buffer.from('NONCE-NONCE-NONCE-NONCE!');
@@ -127,6 +128,8 @@ export interface GatewayChild {
   readonly child: ChildProcess;
   readonly pid: number;
   stderr(): string;
+  /** The port listener `name` bound (configs can say `:0`). */
+  port(name: string): number;
   /** Resident set and its peak (VmHWM), in bytes, from /proc. */
   memory(): { rss: number; peak: number };
   /** User + system CPU time of the process so far, in milliseconds. */
@@ -158,6 +161,7 @@ export async function startGatewayChild(configPath: string, nodeArgs: readonly s
     child,
     pid,
     stderr: () => text,
+    port: (name) => listenerPort(text, name),
     memory() {
       const status = readFileSync(`/proc/${pid}/status`, 'utf8');
       const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)?.[1] ?? Number.NaN) * 1024;

@@ -1,9 +1,15 @@
 import { type AddressInfo, connect, createServer } from 'node:net';
+import { waitUntil } from './poll-until.ts';
 
 /**
- * A port that was free a moment ago, for daemons (tinyproxy, stunnel) that need a port number in
- * their config file and cannot report one they picked. The window between close and their bind
- * is small; the caller waits with `waitForPort` and fails clearly if someone else took it.
+ * A port that was free a moment ago. Only for what cannot bind `:0` and report the port it got:
+ * third-party daemons that need a port number in their config file (tinyproxy, rsyslog, stunnel,
+ * nginx, haproxy, dnsmasq, a published container port), `serve --workers` (each worker listens
+ * itself), or a port that must be known before anything listens on it (a receiver started late,
+ * a port where nothing listens). Our own servers bind `:0`: in-process gateways report
+ * `gateway.addresses`, child gateways log it (`listenerPort`), Node servers `listen(0)`. The
+ * window between close and the daemon's bind is small; the caller waits with `waitForPort` and
+ * fails clearly if someone else took it.
  */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
   const server = createServer();
@@ -16,19 +22,25 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   return port;
 }
 
+/**
+ * The port a gateway child process bound for listener `name`, read from its start-up log line
+ * (`listener egress (connect) on 127.0.0.1:40123`), so child gateways can listen on `:0` too.
+ */
+export function listenerPort(log: string, name: string): number {
+  const match = new RegExp(`listener ${name} \\([^)]*\\) on [^\\s]*:(\\d+)[^\\n]*\\n`).exec(log);
+  if (!match) throw new Error(`no start-up line for listener ${name} in: ${log}`);
+  return Number(match[1]);
+}
+
 /** Resolves once a TCP connect to host:port succeeds; rejects after `timeoutMs`. */
 export async function waitForPort(port: number, host = '127.0.0.1', timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
+  const accepts = () =>
+    new Promise<boolean>((resolve) => {
       const socket = connect({ host, port }, () => {
         socket.destroy();
         resolve(true);
       });
       socket.once('error', () => resolve(false));
     });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await waitUntil(accepts, timeoutMs, `something to listen on ${host}:${port}`);
 }

@@ -1,30 +1,26 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { type RuntimeEvent, subscribeRuntimeEvents } from '../../src/core/runtime-event.ts';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
+import { type GatewayFixture, startGatewayFixture } from '../helpers/gateway-fixture.ts';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
-import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
+import type { TestPki, WrittenLeaf } from '../helpers/test-pki.ts';
 
 describe('connect mode (HTTPS forward proxy)', () => {
   let pki: TestPki;
   let gw: TestGateway;
-  let echo: Server;
   let echoPort: number;
   let bookinfo: WrittenLeaf;
   let other: WrittenLeaf;
 
+  let fixture: GatewayFixture;
+
   before(async () => {
-    pki = await createTestPki();
-    echo = await startEchoServer('127.0.0.1', 0);
-    echoPort = (echo.address() as AddressInfo).port;
-    bookinfo = await pki.workload('bookinfo', 'productpage');
-    other = await pki.workload('sm-apigw-a', 'default');
-    gw = await startTestGateway(pki, {
+    fixture = await startGatewayFixture(({ echoPort }) => ({
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect', snat: '127.0.0.2' }],
       resolver: { hosts: { 'api.example.com': '127.0.0.1', 'metadata.example.com': '169.254.169.254' } },
       rules: [
@@ -41,12 +37,13 @@ describe('connect mode (HTTPS forward proxy)', () => {
           action: 'allow',
         },
       ],
-    });
+    }));
+    ({ pki, gw, echoPort } = fixture);
+    bookinfo = await pki.workload('bookinfo', 'productpage');
+    other = await pki.workload('sm-apigw-a', 'default');
   });
   after(async () => {
-    await gw.close();
-    echo.close();
-    pki.cleanup();
+    await fixture?.close();
   });
 
   it('tunnels CONNECT for an allowed identity and dials from the SNAT address', async () => {

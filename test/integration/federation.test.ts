@@ -13,6 +13,7 @@ import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { formatSpiffeBundle } from '../../src/identity/spiffe-bundle.ts';
 import type { IssuedCertificate } from '../../src/pki/issue-certificate.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
+import { waitUntil } from '../helpers/poll-until.ts';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
 
@@ -21,16 +22,6 @@ const jwks = (certs: readonly IssuedCertificate[], sequence: number) =>
     certs.map((c) => new X509Certificate(c.certPem)),
     { sequence, refreshHintSeconds: 300 },
   );
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 /**
  * Two trust domains, each with its own bundle (cluster.local: PEM, partner.example: SPIFFE bundle
@@ -186,8 +177,11 @@ describe('federation: identity.trustDomains', () => {
     try {
       writeFileSync(jwksPath, jwks([rotated.intermediate], 2));
       const after = await rotated.workload('billing', 'payments');
-      await until('the rotated partner CA to be trusted', async () =>
-        (await curl(after, echoA)).code === 0 ? true : undefined,
+      await waitUntil(
+        async () => (await curl(after, echoA)).code === 0,
+        20_000,
+        'the rotated partner CA to be trusted',
+        200,
       );
       assert.match(await rejected(before), /^EGW_IDENTITY_CHAIN_UNTRUSTED: /);
     } finally {

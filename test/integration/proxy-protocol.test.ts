@@ -7,6 +7,7 @@ import type { AuditRecord } from '../../src/core/audit-event.ts';
 import { PROXY_V2_SIGNATURE } from '../../src/listener/proxy-protocol.ts';
 import { type Haproxy, startHaproxy } from '../helpers/haproxy.ts';
 import { freePort } from '../helpers/loopback-ports.ts';
+import { waitUntil } from '../helpers/poll-until.ts';
 import { exchange, header, rawSend, startHeaderEcho, startRelay } from '../helpers/proxy-protocol-peers.ts';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
@@ -213,8 +214,11 @@ describe('PROXY protocol v2 (haproxy send-proxy-v2 in front, accept-proxy behind
     assert.equal(audited.source.ip, '127.0.0.1');
     const before = gw.records.filter(rejected).length;
     await rawSend(gw.port('lb-web'), local, '127.0.0.1', { end: true });
-    await new Promise((r) => setTimeout(r, 300)); // the record, if any, is published before the close
-    assert.equal(gw.records.filter(rejected).length, before);
+    // The record, if any, is published before the close; a second control sent after it is the
+    // positive event that bounds the wait (instead of a sleep): exactly one more record, its own.
+    await rawSend(gw.port('lb-web'), Buffer.concat([local, Buffer.from('x\r\n')]), '127.0.0.1', { end: true });
+    await waitUntil(() => gw.records.filter(rejected).length > before, 5_000, 'the second control to be audited');
+    assert.equal(gw.records.filter(rejected).length, before + 1);
   });
 
   it('caps pre-handshake sockets per PROXY source, not per balancer, and restarts the first-byte deadline', async () => {

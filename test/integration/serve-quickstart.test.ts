@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { connect } from 'node:tls';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { freePort } from '../helpers/loopback-ports.ts';
+import { waitUntil } from '../helpers/poll-until.ts';
 import { runCommand } from '../helpers/run-command.ts';
 
 const repo = new URL('../..', import.meta.url).pathname;
@@ -149,11 +150,21 @@ describe('serve with the shipped configuration', () => {
     });
     await new Promise((r) => socket.once('secureConnect', r));
     socket.write(`CONNECT 127.0.0.1:${echoPort} HTTP/1.1\r\nHost: 127.0.0.1:${echoPort}\r\n\r\n`);
-    while (!received.includes('\r\n\r\n')) await new Promise((r) => setTimeout(r, 20));
+    await waitUntil(
+      () => received.includes('\r\n\r\n'),
+      5_000,
+      () => `the CONNECT response (got: ${received})`,
+      20,
+    );
     assert.match(received, /^HTTP\/1\.1 200/);
     const exited = new Promise<number | null>((resolve) => gateway.once('exit', (code) => resolve(code)));
     gateway.kill('SIGTERM');
-    while (!/SIGTERM: closing listeners/.test(stderr)) await new Promise((r) => setTimeout(r, 20));
+    await waitUntil(
+      () => /SIGTERM: closing listeners/.test(stderr),
+      10_000,
+      () => `the SIGTERM log line: ${stderr}`,
+      20,
+    );
     const refused = await runCommand('curl', [
       '-sS',
       '--max-time',

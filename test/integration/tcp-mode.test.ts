@@ -1,34 +1,29 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import type { Server } from 'node:http';
 import { type AddressInfo, createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
-import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
+import { type GatewayFixture, startGatewayFixture } from '../helpers/gateway-fixture.ts';
 import { sClient } from '../helpers/openssl-client.ts';
 import { runCli } from '../helpers/run-command.ts';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
-import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
+import type { TestPki, WrittenLeaf } from '../helpers/test-pki.ts';
 import { startTinyproxy, type Tinyproxy } from '../helpers/tinyproxy.ts';
 
 describe('tcp mode (fixed upstream, like a BIG-IP virtual server)', () => {
   let pki: TestPki;
   let gw: TestGateway;
-  let echo: Server;
   let echoPort: number;
   let tinyproxy: Tinyproxy;
   let bookinfo: WrittenLeaf;
   let other: WrittenLeaf;
 
+  let fixture: GatewayFixture;
+
   before(async () => {
-    pki = await createTestPki();
-    echo = await startEchoServer('127.0.0.1', 0);
-    echoPort = (echo.address() as AddressInfo).port;
     tinyproxy = await startTinyproxy();
-    bookinfo = await pki.workload('bookinfo', 'productpage');
-    other = await pki.workload('sm-apigw-a', 'default');
-    gw = await startTestGateway(pki, {
+    fixture = await startGatewayFixture(({ echoPort }) => ({
       listeners: [
         {
           name: 'legacy-proxy',
@@ -42,13 +37,14 @@ describe('tcp mode (fixed upstream, like a BIG-IP virtual server)', () => {
         { name: 'unresolvable-vs', listen: '127.0.0.1:0', mode: 'tcp', upstream: 'upstream.invalid:9' },
       ],
       rules: [{ name: 'bookinfo-only', from: { namespaces: ['bookinfo'] }, action: 'allow' }],
-    });
+    }));
+    ({ pki, gw, echoPort } = fixture);
+    bookinfo = await pki.workload('bookinfo', 'productpage');
+    other = await pki.workload('sm-apigw-a', 'default');
   });
   after(async () => {
-    await gw.close();
-    await tinyproxy.stop();
-    echo.close();
-    pki.cleanup();
+    await fixture?.close();
+    await tinyproxy?.stop();
   });
 
   it('relays the decrypted stream to the fixed upstream from the SNAT address (openssl s_client)', async () => {

@@ -9,6 +9,7 @@ import { configSchema } from '../../src/config/config-schema.ts';
 import { type Gateway, startGateway } from '../../src/main.ts';
 import { type DaemonProcess, startDaemon } from '../helpers/daemon-process.ts';
 import { freePort, waitForPort } from '../helpers/loopback-ports.ts';
+import { waitUntil } from '../helpers/poll-until.ts';
 import { runCommand } from '../helpers/run-command.ts';
 import { type IstioClientSidecar, startIstioClientSidecar } from './helpers/istio-client-sidecar.ts';
 import type { JsonDoc } from './helpers/validate-manifests.ts';
@@ -358,9 +359,11 @@ describe('docker-compose demo', () => {
 
     // The syslog receiver files the gateway's ECS records under its app name.
     const auditLog = join(logDir, 'egress-gateway.log');
-    await waitFor(
+    await waitUntil(
       () => existsSync(auditLog) && /egress-rejected/.test(readFileSync(auditLog, 'utf8')),
-      `no audit records in ${auditLog}`,
+      10_000,
+      `audit records in ${auditLog}`,
+      100,
     );
     const lines = readFileSync(auditLog, 'utf8').split('\n').filter(Boolean);
     const permitted = lines.find((l) => l.includes('"egress-permitted"'));
@@ -374,12 +377,4 @@ describe('docker-compose demo', () => {
 function writeDir(path: string): string {
   mkdirSync(path, { recursive: true });
   return path;
-}
-
-async function waitFor(condition: () => boolean, message: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(message);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }

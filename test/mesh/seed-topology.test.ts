@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { waitUntil } from '../helpers/poll-until.ts';
 import { runCommand } from '../helpers/run-command.ts';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
@@ -203,9 +204,10 @@ describe('seed topology: sidecar → gateway (tcp mode) → tinyproxy → HTTPS 
       (r) => r.action === 'egress-rejected' && r.identity?.namespace === 'sm-apigw-a',
     );
     assert.equal(rejected.code, 'EGW_POLICY_DENIED');
-    await waitFor(
+    await waitUntil(
       () => /Connection reset by peer|Connection reset/i.test(apigwSidecar.process.output()),
-      'stunnel saw no reset',
+      5_000,
+      'stunnel to see the reset',
     );
     assert.equal(fromSnat(), connectionsBefore, 'tinyproxy saw no connection for the denied workload');
     assert.ok(!target.peers.includes(SNAT));
@@ -233,11 +235,3 @@ describe('seed topology: sidecar → gateway (tcp mode) → tinyproxy → HTTPS 
     }
   });
 });
-
-async function waitFor(condition: () => boolean, message: string, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(message);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}

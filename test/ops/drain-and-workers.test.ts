@@ -8,7 +8,8 @@ import { describe, it } from 'node:test';
 import { request } from 'undici';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
-import { freePort } from '../helpers/loopback-ports.ts';
+import { freePort, listenerPort } from '../helpers/loopback-ports.ts';
+import { waitUntil } from '../helpers/poll-until.ts';
 import { startTcpEchoServer } from '../helpers/tcp-echo-server.ts';
 import { startTestGateway, writeTestConfig } from '../helpers/test-gateway.ts';
 import { createTestPki } from '../helpers/test-pki.ts';
@@ -75,9 +76,8 @@ describe('graceful drain', () => {
 describe('shutdown with a stalled log collector', () => {
   it('exits on SIGTERM even when nobody reads its stdout', async () => {
     const pki = await createTestPki();
-    const port = await freePort();
     const configPath = writeTestConfig(pki, {
-      listeners: [{ name: 'egress', listen: `127.0.0.1:${port}`, mode: 'connect' }],
+      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
       timeouts: { drain: '1s' },
       admin: { listen: 'off', watch: false },
       audit: { sinks: [{ type: 'stdout', format: 'ecs' }] },
@@ -92,7 +92,13 @@ describe('shutdown with a stalled log collector', () => {
       stderr += chunk;
     });
     try {
-      while (!/listener egress/.test(stderr)) await new Promise((r) => setTimeout(r, 50));
+      await waitUntil(
+        () => /listener egress/.test(stderr) || child.exitCode !== null,
+        30_000,
+        () => `the gateway logs its listener: ${stderr}`,
+      );
+      assert.match(stderr, /listener egress/, `the gateway did not start: ${stderr}`);
+      const port = listenerPort(stderr, 'egress');
       const refused = await pki.workload('other', 'x');
       // About 2 KB of ECS per refusal: 150 of them overflow the 64 KiB pipe.
       for (let i = 0; i < 150; i++) await curlViaGateway(port, refused, pki.rootPath, 'http://127.0.0.1:1/', ['-p']);

@@ -7,6 +7,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
 import { sClient } from '../helpers/openssl-client.ts';
+import { waitUntil } from '../helpers/poll-until.ts';
 import { startTcpEchoServer } from '../helpers/tcp-echo-server.ts';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
@@ -136,7 +137,12 @@ describe('limits and timeouts', () => {
       received += chunk;
     });
     socket.write(`GET http://127.0.0.1:${echoPort}/first HTTP/1.1\r\nHost: 127.0.0.1:${echoPort}\r\n\r\n`);
-    while (!received.includes('/first')) await new Promise((r) => setTimeout(r, 20));
+    await waitUntil(
+      () => received.includes('/first'),
+      5_000,
+      () => `the echo of /first (got: ${received})`,
+      20,
+    );
     const next = `GET http://127.0.0.1:${echoPort}/second HTTP/1.1\r\nX-Drip: ${'a'.repeat(200)}\r\n\r\n`;
     const sent = await drip(socket, next, 100);
     assert.ok(sent < next.length, `closed after ${sent} of ${next.length} bytes`);
@@ -242,7 +248,15 @@ describe('bare TCP connects (health checks)', () => {
       const localPort = socket.localPort;
       socket.end();
       await closesWithin(socket, 3000);
-      await new Promise((r) => setTimeout(r, 300));
+      // Positive control, observed the same way (records by source port): a TLS client without a
+      // certificate, opened after the bare connect closed, is audited. Its record arriving is the
+      // event that bounds the wait, instead of a sleep.
+      const tls = tlsConnect({ host: '127.0.0.1', port: gw.port('egress'), rejectUnauthorized: false });
+      tls.on('error', () => {});
+      await new Promise((r) => tls.once('connect', r));
+      const controlPort = tls.localPort;
+      await gw.waitForRecord((r) => r.source.port === controlPort);
+      tls.destroy();
       assert.equal(gw.records.filter((r) => r.source.port === localPort).length, 0);
     } finally {
       await gw.close();

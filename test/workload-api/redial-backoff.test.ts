@@ -2,18 +2,9 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { WorkloadApiSource } from '../../src/sources/workload-api/workload-api-source.ts';
+import { waitUntil } from '../helpers/poll-until.ts';
 import { createTestPki, type TestPki } from '../helpers/test-pki.ts';
 import { bundleBytes, type FakeWorkloadApi, startFakeWorkloadApi, svidMessage } from './helpers/fake-workload-api.ts';
-
-async function until<T>(what: string, probe: () => T | undefined, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('re-dialling an absent Workload API agent', () => {
   let pki: TestPki;
@@ -43,7 +34,7 @@ describe('re-dialling an absent Workload API agent', () => {
           const m = /EGW_WORKLOAD_API_UNAVAILABLE: .* re-dialling in (\d+) ms/.exec(l);
           return m ? [Number(m[1])] : [];
         });
-      await until('eight re-dials', () => (delays().length >= 8 ? true : undefined));
+      await waitUntil(() => delays().length >= 8, 20_000, 'eight re-dials');
       const seen = delays().slice(0, 8);
       seen.forEach((delay, i) => {
         const cap = Math.min(320, 40 * 2 ** i);
@@ -59,7 +50,7 @@ describe('re-dialling an absent Workload API agent', () => {
       const material = await source.firstMaterial();
       assert.match(material.certPem, /BEGIN CERTIFICATE/);
       assert.equal(source.status().hasIdentity, true);
-      await until('both streams', () => (source.status().connected ? true : undefined));
+      await waitUntil(() => source.status().connected, 20_000, 'both streams');
     } finally {
       source.close();
     }

@@ -7,19 +7,10 @@ import { type AuditRecord, subscribeAudit } from '../../src/core/audit-event.ts'
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { type Gateway, startGateway } from '../../src/main.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
+import { pollDefined } from '../helpers/poll-until.ts';
 import { writeTestConfig } from '../helpers/test-gateway.ts';
 import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
 import { bundleBytes, type FakeWorkloadApi, startFakeWorkloadApi, svidMessage } from './helpers/fake-workload-api.ts';
-
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** The agent's federated bundles (FetchX509Bundles keys other than the own domain) become trust domains. */
 describe('federation from the SPIFFE Workload API', () => {
@@ -48,7 +39,7 @@ describe('federation from the SPIFFE Workload API', () => {
     const from = records.length;
     const result = await curl(client);
     assert.notEqual(result.code, 0, 'curl must fail');
-    const record = await until('the identity-rejected record', () =>
+    const record = await pollDefined('the identity-rejected record', () =>
       records.slice(from).find((r) => r.action === 'identity-rejected'),
     );
     return record.code ?? '';
@@ -82,7 +73,7 @@ describe('federation from the SPIFFE Workload API', () => {
         'spiffe://partner.example': bundleBytes([partner.intermediate]),
       },
     });
-    await until('the federated bundle', () => (trust()?.federated?.size === 1 ? true : undefined));
+    await pollDefined('the federated bundle', () => (trust()?.federated?.size === 1 ? true : undefined));
   });
   after(async () => {
     unsubscribe?.();
@@ -108,7 +99,7 @@ describe('federation from the SPIFFE Workload API', () => {
     const control = await curl(client);
     assert.equal(control.code, 0, control.stderr);
     agent.pushBundles({ bundles: { 'spiffe://cluster.local': bundleBytes([pki.intermediate]) } });
-    await until('the federation to end', () =>
+    await pollDefined('the federation to end', () =>
       trust() !== undefined && trust()?.federated === undefined ? true : undefined,
     );
     assert.equal(await rejected(client), 'EGW_IDENTITY_CHAIN_UNTRUSTED');
@@ -126,7 +117,7 @@ describe('federation from the SPIFFE Workload API', () => {
         'partner.example': bundleBytes([pki.intermediate]),
       },
     });
-    await until('the refusal', () =>
+    await pollDefined('the refusal', () =>
       logs
         .slice(from)
         .find((l) => /EGW_WORKLOAD_API_INVALID.*trust domain partner\.example has more than one bundle/.test(l)),

@@ -8,6 +8,7 @@ import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { type Gateway, startGateway } from '../../src/main.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
 import { sClient } from '../helpers/openssl-client.ts';
+import { pollDefined } from '../helpers/poll-until.ts';
 import { startTcpEchoServer } from '../helpers/tcp-echo-server.ts';
 import { writeTestConfig } from '../helpers/test-gateway.ts';
 import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
@@ -18,16 +19,6 @@ import { bundleBytes, type FakeWorkloadApi, startFakeWorkloadApi, svidMessage } 
 // implements the vendored workload.proto over a unix socket (helpers/fake-workload-api.ts).
 
 const GATEWAY_ID = 'spiffe://cluster.local/ns/bookinfo/sa/bigip-proxy';
-
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('identity from the SPIFFE Workload API', () => {
   let pki: TestPki;
@@ -95,7 +86,7 @@ describe('identity from the SPIFFE Workload API', () => {
       return { status: response.status, body: (await response.json()) as { reasons: string[] } };
     };
     // Positive control: the gateway dialled the agent with the security header and the admin API answers...
-    await until('the gateway to open both streams', () => (agent.calls.accepted >= 2 ? true : undefined));
+    await pollDefined('the gateway to open both streams', () => (agent.calls.accepted >= 2 ? true : undefined));
     assert.equal(agent.calls.refusedHeader, 0);
     const waiting = await readyz();
     // ...and it is not ready, and does not listen, while it has no SVID.
@@ -109,13 +100,13 @@ describe('identity from the SPIFFE Workload API', () => {
         'spiffe://partner.example': bundleBytes([partner.root]),
       },
     });
-    await until('readiness', async () => ((await readyz()).status === 200 ? true : undefined));
+    await pollDefined('readiness', async () => ((await readyz()).status === 200 ? true : undefined));
     assert.deepEqual(await gateway.readiness(), { ready: true, reasons: [] });
     const result = await curlEcho();
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.url, '/wl');
     assert.equal(await servedSerial(), serialOf(pki.gateway));
-    await until('the federated bundle to be taken', () =>
+    await pollDefined('the federated bundle to be taken', () =>
       logs.find((l) => /SVID spiffe:\/\/cluster\.local\/ns\/bookinfo\/sa\/bigip-proxy .*1 federated bundles/.test(l)),
     );
   });
@@ -126,7 +117,7 @@ describe('identity from the SPIFFE Workload API', () => {
     await tunnel.waitFor(6);
     const rotated = await gatewayLeaf('gateway-rotated');
     agent.pushSvid({ svids: [svidMessage(rotated, [pki.intermediate])] });
-    await until('the new certificate to be served', async () =>
+    await pollDefined('the new certificate to be served', async () =>
       (await servedSerial()) === serialOf(rotated) ? true : undefined,
     );
     tunnel.socket.write('after');
@@ -139,16 +130,16 @@ describe('identity from the SPIFFE Workload API', () => {
     const served = await servedSerial();
     assert.equal(agent.openSvidStreams(), 1);
     await agent.stop();
-    await until('the gateway to notice', () => logs.find((l) => l.includes('EGW_WORKLOAD_API_UNAVAILABLE')));
+    await pollDefined('the gateway to notice', () => logs.find((l) => l.includes('EGW_WORKLOAD_API_UNAVAILABLE')));
     const whileDown = await curlEcho();
     assert.equal(whileDown.code, 0, whileDown.stderr);
     assert.equal(await servedSerial(), served);
     assert.equal((await gateway.readiness()).ready, true);
     await agent.start();
-    await until('the gateway to re-dial', () => (agent.openSvidStreams() === 1 ? true : undefined));
+    await pollDefined('the gateway to re-dial', () => (agent.openSvidStreams() === 1 ? true : undefined));
     const third = await gatewayLeaf('gateway-third');
     agent.pushSvid({ svids: [svidMessage(third, [pki.intermediate])] });
-    await until('an update over the new stream', async () =>
+    await pollDefined('an update over the new stream', async () =>
       (await servedSerial()) === serialOf(third) ? true : undefined,
     );
   });
@@ -158,17 +149,19 @@ describe('identity from the SPIFFE Workload API', () => {
     agent.pushBundles({
       bundles: { 'spiffe://cluster.local': bundleBytes([pki.intermediate, pki.root]) },
     });
-    await until('the two-anchor bundle', () => (gateway.state().trustBundle.anchors.length === 2 ? true : undefined));
+    await pollDefined('the two-anchor bundle', () =>
+      gateway.state().trustBundle.anchors.length === 2 ? true : undefined,
+    );
     const control = await curlEcho();
     assert.equal(control.code, 0, control.stderr);
     const before = logs.length;
     agent.pushBundles({ bundles: { 'spiffe://cluster.local': bundleBytes([partner.root]) } });
-    const refused = await until('the refusal', () =>
+    const refused = await pollDefined('the refusal', () =>
       logs.slice(before).find((l) => l.startsWith('EGW_WORKLOAD_API_INVALID')),
     );
     assert.match(refused, /does not verify against the cluster\.local bundle/);
     agent.pushBundles({ bundles: { 'spiffe://partner.example': bundleBytes([partner.root]) } });
-    await until('the second refusal', () =>
+    await pollDefined('the second refusal', () =>
       logs.slice(before).find((l) => /holds no bundle for the configured trust domain cluster\.local/.test(l)),
     );
     assert.equal(gateway.state().trustBundle.anchors.length, 2);
@@ -201,7 +194,7 @@ describe('identity from the SPIFFE Workload API', () => {
       assert.equal(control.code, 0, control.stderr);
       const before = logs.length;
       agent.pushSvid(await response());
-      const line = await until('the refusal to be logged', () =>
+      const line = await pollDefined('the refusal to be logged', () =>
         logs.slice(before).find((l) => l.startsWith('EGW_WORKLOAD_API_INVALID')),
       );
       assert.match(line, reason);

@@ -4,6 +4,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Gateway, startGateway } from '../../src/main.ts';
+import { pollDefined } from '../helpers/poll-until.ts';
 import { writeTestConfig } from '../helpers/test-gateway.ts';
 import { createTestPki, type TestPki } from '../helpers/test-pki.ts';
 import { type FakeWorkloadApi, startFakeWorkloadApi, svidMessage } from './helpers/fake-workload-api.ts';
@@ -12,16 +13,6 @@ import { type FakeWorkloadApi, startFakeWorkloadApi, svidMessage } from './helpe
 // that binds the listeners, and the shutdown that closes the agent's streams.
 
 const GATEWAY_ID = 'spiffe://cluster.local/ns/bookinfo/sa/bigip-proxy';
-
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('a Workload API gateway before, at and after the first SVID', () => {
   let pki: TestPki;
@@ -54,7 +45,7 @@ describe('a Workload API gateway before, at and after the first SVID', () => {
   });
 
   it('answers /config, /metrics and /stats while waiting; a reload and a policy check fail with the reason', async () => {
-    await until('both streams', () => (agent.calls.accepted >= 2 ? true : undefined));
+    await pollDefined('both streams', () => (agent.calls.accepted >= 2 ? true : undefined));
     const config = await admin('/config');
     assert.equal(config.status, 200);
     assert.deepEqual(config.body.pendingRestart, []);
@@ -79,10 +70,10 @@ describe('a Workload API gateway before, at and after the first SVID', () => {
 
   it('binds the listeners on the first SVID, and a later reload keeps them', async () => {
     agent.pushSvid({ svids: [svidMessage(pki.gateway, [pki.intermediate])] });
-    await until('the listener', () => (gateway?.addresses.get('egress') ? true : undefined));
+    await pollDefined('the listener', () => (gateway?.addresses.get('egress') ? true : undefined));
     const port = gateway?.addresses.get('egress')?.port;
     assert.ok(port && port > 0);
-    await until('readiness', async () => ((await admin('/readyz')).status === 200 ? true : undefined));
+    await pollDefined('readiness', async () => ((await admin('/readyz')).status === 200 ? true : undefined));
     assert.deepEqual(await gateway?.reload(), { ok: true });
     assert.equal(gateway?.addresses.get('egress')?.port, port);
     assert.equal(logs.filter((l) => l.startsWith('listener egress (tcp)')).length, 1);
@@ -97,7 +88,7 @@ describe('a Workload API gateway before, at and after the first SVID', () => {
     const serial = new X509Certificate(rotated.leaf.certPem).serialNumber.toUpperCase();
     assert.notEqual(gateway?.state().serverCertificate.serialNumber, serial);
     agent.pushSvid({ svids: [svidMessage(rotated, [pki.intermediate])] });
-    await until('the rotated SVID', () =>
+    await pollDefined('the rotated SVID', () =>
       gateway?.state().serverCertificate.serialNumber === serial ? true : undefined,
     );
     assert.ok(logs.some((l) => l.startsWith(`reloaded the identity from Workload API ${agent.socket}`)));
@@ -107,7 +98,7 @@ describe('a Workload API gateway before, at and after the first SVID', () => {
   it('closes the agent streams on shutdown', async () => {
     assert.equal(agent.openSvidStreams(), 1);
     await gateway?.close(500);
-    await until('the streams to close', () => (agent.openSvidStreams() === 0 ? true : undefined));
+    await pollDefined('the streams to close', () => (agent.openSvidStreams() === 0 ? true : undefined));
     assert.equal(gateway?.snapshot().state.listeners.size, 1);
   });
 });

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { waitUntil } from '../../helpers/poll-until.ts';
 
 export interface HecRequest {
   readonly at: number;
@@ -82,14 +83,12 @@ export async function startHecReceiver(options: {
     answer: () => ({ status: 200, body: '{"text":"Success","code":0}' }),
     accepted: () => requests.filter((r) => r.status === 200).flatMap((r) => r.envelopes ?? []),
     async waitFor(predicate, timeoutMs = 10_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (!predicate(receiver)) {
-        if (Date.now() > deadline)
-          throw new Error(
-            `HEC receiver: condition not met within ${timeoutMs} ms; ${requests.length} requests: ${requests.map((r) => r.status).join(',')}`,
-          );
-        await new Promise((r) => setTimeout(r, 25));
-      }
+      await waitUntil(
+        () => predicate(receiver),
+        timeoutMs,
+        () => `the HEC receiver's condition; ${requests.length} requests: ${requests.map((r) => r.status).join(',')}`,
+        25,
+      );
     },
     close: async () => {},
   };

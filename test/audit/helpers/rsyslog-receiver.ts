@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pollUntil } from '../../helpers/poll-until.ts';
 
 /** One message as rsyslog parsed it (RFC 5424 fields), written by the `json` template below. */
 export interface ReceivedMessage {
@@ -182,16 +183,12 @@ export async function createRsyslogReceiver(options: RsyslogOptions): Promise<Rs
     stop,
     messages,
     async waitFor(predicate, timeoutMs = 10_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const current = messages();
-        if (predicate(current)) return current;
-        if (Date.now() > deadline)
-          throw new Error(
-            `rsyslog received ${current.length} messages; condition not met within ${timeoutMs} ms. rsyslogd: ${stderr}`,
-          );
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      return pollUntil(
+        messages,
+        predicate,
+        timeoutMs,
+        () => `rsyslog's messages to meet the condition (have ${messages().length}). rsyslogd: ${stderr}`,
+      );
     },
     async cleanup() {
       await stop();
