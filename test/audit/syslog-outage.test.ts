@@ -191,6 +191,11 @@ describe('syslog sink through a receiver outage (rsyslogd stopped mid-stream and
       0,
     );
     assert.equal(reported, stats.dropped, `the drop log lines add up to the counter: ${dropLines.join('\n')}`);
-    assert.ok(dropLines.length <= 8, `drops are logged once per interval, not per record: ${dropLines.length} lines`);
+    // Once per interval, not per record: how many intervals the outage spans depends on the
+    // machine's load, so the bound is against the records, not a fixed count of lines.
+    assert.ok(
+      dropLines.length * 2 < stats.dropped,
+      `drops are logged once per interval, not per record: ${dropLines.length} lines for ${stats.dropped} drops`,
+    );
   });
 });
