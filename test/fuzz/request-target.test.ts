@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { canonicalHost } from '../../src/core/host-name.ts';
-import { parseAuthority } from '../../src/proxy/connect-mode.ts';
+import { parseAuthority, parseRequestTarget } from '../../src/proxy/request-target.ts';
 import { fuzzOptions, tokenString } from './fuzz-options.ts';
 
 // CONNECT's authority-form parser is exported as a pure function (parseAuthority). The
@@ -95,12 +95,37 @@ describe('fuzz: request targets', () => {
 
   it('absolute-form reads the same host and port as CONNECT for every target CONNECT accepts', () => {
     fc.assert(
-      fc.property(anyTarget, (raw) => {
+      fc.property(anyTarget, fc.constantFrom('/', '/a?b=1', '/%2e%2e/x'), (raw, path) => {
         const target = parseAuthority(raw);
         if (!target) return;
-        const url = new URL(`http://${raw}/`);
-        assert.equal(canonicalHost(url.hostname), target.host, raw);
-        assert.equal(url.port === '' ? 80 : Number(url.port), target.port, raw);
+        const parsed = parseRequestTarget('GET', `http://${raw}${path}`);
+        assert.equal(parsed.form, 'absolute', raw);
+        if (parsed.form !== 'absolute') return;
+        assert.equal(parsed.host, target.host, raw);
+        assert.equal(parsed.port, target.port, raw);
+        assert.ok(parsed.path.startsWith('/'), `origin-form path for ${raw}${path}: ${parsed.path}`);
+        assert.equal(canonicalHost(parsed.host), parsed.host, 'the parsed host is canonical');
+      }),
+      fuzzOptions(3000),
+    );
+  });
+
+  it('parseRequestTarget: CONNECT takes authority-form only, other methods absolute http:// only', () => {
+    fc.assert(
+      fc.property(fc.constantFrom('CONNECT', 'connect', 'GET', 'POST'), anyTarget, (method, raw) => {
+        const viaConnect = method.toUpperCase() === 'CONNECT';
+        const parsed = parseRequestTarget(method, viaConnect ? raw : `http://${raw}/`);
+        if (viaConnect) {
+          // Exactly what parseAuthority accepts, and nothing else.
+          const authority = parseAuthority(raw);
+          assert.equal(parsed.form, authority ? 'authority' : 'invalid', raw);
+          if (parsed.form === 'authority') assert.deepEqual({ host: parsed.host, port: parsed.port }, authority);
+        } else {
+          assert.notEqual(parsed.form, 'authority', raw);
+          // Origin-form and other schemes are refused whatever follows.
+          assert.equal(parseRequestTarget(method, `/${raw}`).form, 'invalid');
+          assert.equal(parseRequestTarget(method, `https://${raw}/`).form, 'invalid');
+        }
       }),
       fuzzOptions(3000),
     );
