@@ -27,6 +27,9 @@ export async function runServe(configPath: string, options: { workers?: string }
     await runClusterPrimary(configPath, workers);
     return;
   }
+  // Signals are handled from before the start: the listeners are bound (and announced) before
+  // startGateway returns, and Node's default for SIGUSR2 or SIGTERM would end the process.
+  const early = handleSignalsEarly();
   const gateway = await startGateway({ configPath });
   const devPki = gateway.config.identity.devPki;
   if (devPki?.generateIfMissing) {
@@ -48,19 +51,48 @@ export async function runServe(configPath: string, options: { workers?: string }
       );
     }
   }
+  early.serving(gateway);
+}
+
+type ServingGateway = Awaited<ReturnType<typeof startGateway>>;
+
+/**
+ * Installs the signal contract at once and binds it to the gateway when it is up: a stop or a
+ * stats request that arrives during start-up is carried out as soon as the gateway serves.
+ */
+function handleSignalsEarly(): { serving(gateway: ServingGateway): void } {
   const log = (message: string) => process.stderr.write(`${message}\n`);
+  let gateway: ServingGateway | undefined;
+  let pending: { stop?: 'SIGTERM' | 'SIGINT'; report?: boolean } = {};
+  const stop = async (running: ServingGateway, signal: 'SIGTERM' | 'SIGINT') => {
+    log(`${signal}: closing listeners, draining tunnels (up to ${running.config.timeouts.drain} ms)`);
+    exitAfter(running.config.timeouts.drain + SHUTDOWN_GRACE_MS, log);
+    const { forcedClosed } = await running.close();
+    log(`stopped${forcedClosed ? `; ${forcedClosed} connections closed at the drain deadline` : ''}`);
+    process.exit(0);
+  };
+  const report = (running: ServingGateway) => log(`audit sinks: ${JSON.stringify(running.audit.stats())}`);
   handleSignals({
-    stop: async (signal) => {
-      log(`${signal}: closing listeners, draining tunnels (up to ${gateway.config.timeouts.drain} ms)`);
-      exitAfter(gateway.config.timeouts.drain + SHUTDOWN_GRACE_MS, log);
-      const { forcedClosed } = await gateway.close();
-      log(`stopped${forcedClosed ? `; ${forcedClosed} connections closed at the drain deadline` : ''}`);
-      process.exit(0);
+    stop: (signal) => {
+      if (gateway) return stop(gateway, signal);
+      pending.stop = signal;
     },
-    reload: () => void gateway.reload(),
-    reopen: () => gateway.audit.reopen(),
-    report: () => log(`audit sinks: ${JSON.stringify(gateway.audit.stats())}`),
+    reload: () => void gateway?.reload(),
+    reopen: () => gateway?.audit.reopen(),
+    report: () => {
+      if (gateway) report(gateway);
+      else pending.report = true;
+    },
   });
+  return {
+    serving(running) {
+      gateway = running;
+      const asked = pending;
+      pending = {};
+      if (asked.report) report(running);
+      if (asked.stop) void stop(running, asked.stop);
+    },
+  };
 }
 
 export async function runConfigValidate(configPath: string): Promise<void> {

@@ -65,6 +65,9 @@ describe('every socket reaches one close path (child gateway, fds counted)', () 
       ],
       // The default 5 m idle timeout stays: nothing here may rely on it to clean up.
       timeouts: { connect: '15s' },
+      // Handshake resets from 127.0.0.1 are part of these cases; the per-source penalty
+      // (test/attacks/handshake-penalty.test.ts) would otherwise shut that source out.
+      limits: { handshakeFailuresPerSource: 0 },
       admin: { listen: '127.0.0.1:0', watch: false },
     });
     // Warm up once (admin keep-alive socket, first tunnel), then take the baseline.
