@@ -81,16 +81,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
     maxPools: () => store.current.config.limits.maxUpstreamPools,
   });
   const connections = new LiveConnections();
-  // One for every listener: a source that fails on one listener is penalised on all of them.
-  const penalty = new SourcePenalty(() => {
-    const { limits } = store.current.config;
-    return {
-      failures: limits.handshakeFailuresPerSource,
-      windowMs: limits.handshakeFailureWindow,
-      penaltyMs: limits.handshakeFailurePenalty,
-      maxPenaltyMs: Math.max(limits.handshakeFailurePenalty, limits.handshakeFailurePenaltyMax),
-    };
-  });
+  const penalty = sourcePenalty(store);
   const listeners = [...listenerSettings(boot.config).values()].map((s) =>
     listenerFor(s, store, runtime, { forwarder, connections, penalty }),
   );
@@ -105,16 +96,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
     ...{ store, runtime, audit, metrics, listenerStats, listeners, forwarder, reload, log },
     ...(workloadApi ? { identitySource: workloadApi } : {}),
   });
-  try {
-    await gateway.bindListeners();
-    await canary;
-    await gateway.serveAdmin(options.adminListen ?? boot.config.admin.listen, adminToken(boot.config, boot.path));
-  } catch (error) {
-    await gateway.abort();
-    throw isGatewayError(error) || !(error instanceof Error)
-      ? error
-      : new GatewayError('EGW_LISTEN_FAILED', `admin API: ${error.message}`, { cause: error });
-  }
+  await serve(gateway, boot, canary, options.adminListen);
   if (boot.config.admin.watch) {
     const paths = [resolveConfigPath(boot.path), ...identityFiles(boot.config.identity)];
     gateway.setWatchers(watchFiles(paths, () => void gateway.reload()));
@@ -122,6 +104,38 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
   workloadApi?.onUpdate(() => void gateway.reload('identity'));
   workloadApi?.start();
   return gateway;
+}
+
+/** Binds the listeners, then (once the canary has passed) the admin API; a failure closes what is open. */
+async function serve(
+  gateway: Gateway,
+  boot: LoadedConfig,
+  canary: Promise<unknown>,
+  adminListen: string | undefined,
+): Promise<void> {
+  try {
+    await gateway.bindListeners();
+    await canary;
+    await gateway.serveAdmin(adminListen ?? boot.config.admin.listen, adminToken(boot.config, boot.path));
+  } catch (error) {
+    await gateway.abort();
+    throw isGatewayError(error) || !(error instanceof Error)
+      ? error
+      : new GatewayError('EGW_LISTEN_FAILED', `admin API: ${error.message}`, { cause: error });
+  }
+}
+
+/** One for every listener: a source that fails on one listener is penalised on all of them. */
+function sourcePenalty(store: SnapshotStore): SourcePenalty {
+  return new SourcePenalty(() => {
+    const { limits } = store.current.config;
+    return {
+      failures: limits.handshakeFailuresPerSource,
+      windowMs: limits.handshakeFailureWindow,
+      penaltyMs: limits.handshakeFailurePenalty,
+      maxPenaltyMs: Math.max(limits.handshakeFailurePenalty, limits.handshakeFailurePenaltyMax),
+    };
+  });
 }
 
 /** `identity.workloadApi`: the SVID and bundles stream from the agent instead of the files. */

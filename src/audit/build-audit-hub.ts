@@ -32,6 +32,120 @@ function splitAddress(address: string): { host: string; port: number } {
   return { host: address.slice(0, at).replace(/^\[(.*)\]$/, '$1'), port: Number(address.slice(at + 1)) };
 }
 
+type SyslogSinkConfig = Extract<AuditSinkConfig, { type: 'syslog' }>;
+type HttpSinkConfig = Extract<AuditSinkConfig, { type: 'http' }>;
+type Formatter = (typeof FORMATTERS)[keyof typeof FORMATTERS];
+
+function syslogHeader(sink: SyslogSinkConfig): SyslogHeader {
+  const d = SINK_DEFAULTS.syslog;
+  const facility = sink.facility ?? d.facility;
+  return {
+    facility: typeof facility === 'number' ? facility : FACILITIES[facility],
+    hostname: sink.hostname ?? hostname(),
+    appName: sink.appName ?? d.appName,
+    procId: String(process.pid),
+    sdId: sink.sdId ?? d.sdId,
+    bom: sink.bom ?? d.bom,
+  };
+}
+
+function buildSyslogSink(sink: SyslogSinkConfig, name: string, format: Formatter, log: SinkLog): AuditSink {
+  const d = SINK_DEFAULTS.syslog;
+  const queueSize = sink.queueSize ?? SINK_DEFAULTS.queueSize;
+  const { host, port } = splitAddress(sink.address);
+  const header = syslogHeader(sink);
+  const message = (record: AuditRecord) => formatSyslogMessage(record, format(record), header);
+  const backoff = {
+    minBackoffMs: sink.minBackoff ?? d.minBackoffMs,
+    maxBackoffMs: sink.maxBackoff ?? d.maxBackoffMs,
+  };
+  if (sink.transport === 'udp') {
+    return new SyslogUdpSink(name, (record) => Buffer.from(message(record), 'utf8'), {
+      host,
+      port,
+      queueSize,
+      log,
+      ...backoff,
+    });
+  }
+  const frame = (sink.framing ?? d.framing) === 'lf' ? frameLineFeed : frameOctetCounted;
+  const paths = { ca: sink.ca, cert: sink.cert, key: sink.key };
+  if (sink.transport === 'tls') readTlsMaterial(name, paths); // fail start-up on a missing file, not at the first record
+  return new SyslogStreamSink(name, (record) => frame(message(record)), {
+    host,
+    port,
+    transport: sink.transport,
+    ...(sink.transport === 'tls' ? { tlsMaterial: () => readTlsMaterial(name, paths) } : {}),
+    serverName: sink.serverName,
+    confirmIntervalMs: sink.confirmInterval ?? d.confirmIntervalMs,
+    timeoutMs: sink.timeout ?? d.timeoutMs,
+    queueSize,
+    log,
+    ...backoff,
+  });
+}
+
+/**
+ * The HEC token, read now (an unreadable tokenFile fails start-up); on a refresh (the receiver
+ * refused the token) it is read again, and a failed re-read keeps the last good token.
+ */
+function hecToken(sink: HttpSinkConfig, name: string, log: SinkLog): (refresh: boolean) => string {
+  const readToken = (): string => {
+    if (sink.token !== undefined) return sink.token;
+    try {
+      return readFileSync(resolvePath(sink.tokenFile as string), 'utf8').trim();
+    } catch (cause) {
+      throw new GatewayError(
+        'EGW_AUDIT_SINK_INVALID',
+        `audit sink ${name}: tokenFile ${sink.tokenFile}: ${(cause as Error).message}`,
+        { cause },
+      );
+    }
+  };
+  let token = readToken();
+  return (refresh) => {
+    if (refresh) {
+      try {
+        token = readToken();
+      } catch (error) {
+        log((error as Error).message);
+      }
+    }
+    return token;
+  };
+}
+
+function buildHttpSink(sink: HttpSinkConfig, name: string, format: Formatter, log: SinkLog): AuditSink {
+  const d = SINK_DEFAULTS.http;
+  const token = hecToken(sink, name, log);
+  const meta = {
+    host: sink.host,
+    source: sink.source ?? d.source,
+    sourcetype: sink.sourcetype ?? (sink.format === 'ecs' ? '_json' : undefined),
+    index: sink.index,
+  };
+  return new HecSink(
+    name,
+    (record) => Buffer.from(hecEnvelope(record, format(record), sink.format === 'ecs', meta), 'utf8'),
+    {
+      url: sink.url,
+      token,
+      ...(sink.url.startsWith('https:')
+        ? { tls: readTlsMaterial(name, { ca: sink.ca, cert: sink.cert, key: sink.key }) }
+        : {}),
+      batchSize: sink.batchSize ?? d.batchSize,
+      maxBatchBytes: sink.maxBatchBytes ?? d.maxBatchBytes,
+      flushIntervalMs: sink.flushInterval ?? d.flushIntervalMs,
+      timeoutMs: sink.timeout ?? d.timeoutMs,
+      maxRetries: sink.maxRetries,
+      minBackoffMs: sink.minBackoff ?? d.minBackoffMs,
+      maxBackoffMs: sink.maxBackoff ?? d.maxBackoffMs,
+      queueSize: sink.queueSize ?? SINK_DEFAULTS.queueSize,
+      log,
+    },
+  );
+}
+
 function buildSink(sink: AuditSinkConfig, name: string, log: SinkLog): AuditSink {
   const format = FORMATTERS[sink.format];
   const queueSize = sink.queueSize ?? SINK_DEFAULTS.queueSize;
@@ -40,99 +154,10 @@ function buildSink(sink: AuditSinkConfig, name: string, log: SinkLog): AuditSink
       return new AppendSink(name, { kind: 'stdout' }, format, { queueSize, log });
     case 'file':
       return new AppendSink(name, { kind: 'file', path: resolvePath(sink.path) }, format, { queueSize, log });
-    case 'syslog': {
-      const d = SINK_DEFAULTS.syslog;
-      const { host, port } = splitAddress(sink.address);
-      const facility = sink.facility ?? d.facility;
-      const header: SyslogHeader = {
-        facility: typeof facility === 'number' ? facility : FACILITIES[facility],
-        hostname: sink.hostname ?? hostname(),
-        appName: sink.appName ?? d.appName,
-        procId: String(process.pid),
-        sdId: sink.sdId ?? d.sdId,
-        bom: sink.bom ?? d.bom,
-      };
-      const message = (record: AuditRecord) => formatSyslogMessage(record, format(record), header);
-      const backoff = {
-        minBackoffMs: sink.minBackoff ?? d.minBackoffMs,
-        maxBackoffMs: sink.maxBackoff ?? d.maxBackoffMs,
-      };
-      if (sink.transport === 'udp') {
-        return new SyslogUdpSink(name, (record) => Buffer.from(message(record), 'utf8'), {
-          host,
-          port,
-          queueSize,
-          log,
-          ...backoff,
-        });
-      }
-      const frame = (sink.framing ?? d.framing) === 'lf' ? frameLineFeed : frameOctetCounted;
-      const paths = { ca: sink.ca, cert: sink.cert, key: sink.key };
-      if (sink.transport === 'tls') readTlsMaterial(name, paths); // fail start-up on a missing file, not at the first record
-      return new SyslogStreamSink(name, (record) => frame(message(record)), {
-        host,
-        port,
-        transport: sink.transport,
-        ...(sink.transport === 'tls' ? { tlsMaterial: () => readTlsMaterial(name, paths) } : {}),
-        serverName: sink.serverName,
-        confirmIntervalMs: sink.confirmInterval ?? d.confirmIntervalMs,
-        timeoutMs: sink.timeout ?? d.timeoutMs,
-        queueSize,
-        log,
-        ...backoff,
-      });
-    }
-    case 'http': {
-      const d = SINK_DEFAULTS.http;
-      const readToken = (): string => {
-        if (sink.token !== undefined) return sink.token;
-        try {
-          return readFileSync(resolvePath(sink.tokenFile as string), 'utf8').trim();
-        } catch (cause) {
-          throw new GatewayError(
-            'EGW_AUDIT_SINK_INVALID',
-            `audit sink ${name}: tokenFile ${sink.tokenFile}: ${(cause as Error).message}`,
-            { cause },
-          );
-        }
-      };
-      let token = readToken();
-      const meta = {
-        host: sink.host,
-        source: sink.source ?? d.source,
-        sourcetype: sink.sourcetype ?? (sink.format === 'ecs' ? '_json' : undefined),
-        index: sink.index,
-      };
-      return new HecSink(
-        name,
-        (record) => Buffer.from(hecEnvelope(record, format(record), sink.format === 'ecs', meta), 'utf8'),
-        {
-          url: sink.url,
-          token: (refresh) => {
-            if (refresh) {
-              try {
-                token = readToken();
-              } catch (error) {
-                log((error as Error).message);
-              }
-            }
-            return token;
-          },
-          ...(sink.url.startsWith('https:')
-            ? { tls: readTlsMaterial(name, { ca: sink.ca, cert: sink.cert, key: sink.key }) }
-            : {}),
-          batchSize: sink.batchSize ?? d.batchSize,
-          maxBatchBytes: sink.maxBatchBytes ?? d.maxBatchBytes,
-          flushIntervalMs: sink.flushInterval ?? d.flushIntervalMs,
-          timeoutMs: sink.timeout ?? d.timeoutMs,
-          maxRetries: sink.maxRetries,
-          minBackoffMs: sink.minBackoff ?? d.minBackoffMs,
-          maxBackoffMs: sink.maxBackoff ?? d.maxBackoffMs,
-          queueSize,
-          log,
-        },
-      );
-    }
+    case 'syslog':
+      return buildSyslogSink(sink, name, format, log);
+    case 'http':
+      return buildHttpSink(sink, name, format, log);
   }
 }
 

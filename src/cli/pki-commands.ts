@@ -5,7 +5,7 @@ import { loadTrustBundle } from '../identity/trust-bundle.ts';
 import { verifyChain } from '../identity/verify-chain.ts';
 import { verifySvidLeaf } from '../identity/verify-svid.ts';
 import { initCaDirectory, issueToDirectory } from '../pki/ca-directory.ts';
-import { certificateFacts } from '../pki/certificate-facts.ts';
+import { type CertificateFacts, certificateFacts } from '../pki/certificate-facts.ts';
 import type { KeyType } from '../pki/key-pair.ts';
 import { readCertificateBundle } from '../pki/pem-bundle.ts';
 
@@ -56,12 +56,8 @@ export async function runPkiIssue(opts: {
   );
 }
 
-/** Prints what a verifier would see; exits 1 when the certificate breaks an X.509-SVID rule. */
-export async function runPkiInspect(file: string, opts: { trustDomain?: string; anchors?: string }): Promise<void> {
-  const [leafCert, ...chain] = readCertificateBundle(file);
-  if (!leafCert) throw new GatewayError('EGW_PKI_FILE', `${file}: no certificate`);
-  const leaf = certificateFacts(leafCert);
-  const lines = [
+function describeLeaf(file: string, leaf: CertificateFacts, chainLength: number): string[] {
+  return [
     `file:        ${file}`,
     `subject:     ${leaf.subject || '(empty)'}`,
     `issuer:      ${leaf.issuer || '(empty)'}`,
@@ -73,17 +69,56 @@ export async function runPkiInspect(file: string, opts: { trustDomain?: string; 
     `URI SANs:    ${leaf.uris.join(', ') || '(none)'}`,
     `DNS SANs:    ${leaf.dnsNames.join(', ') || '(none)'}`,
     `IP SANs:     ${leaf.ipAddresses.join(', ') || '(none)'}`,
-    `chain:       ${chain.length} more certificate(s) in the file`,
+    `chain:       ${chainLength} more certificate(s) in the file`,
   ];
-  const violations: string[] = [];
-  let trustDomain = opts.trustDomain;
-  if (!trustDomain && leaf.uris.length === 1) {
-    try {
-      trustDomain = parseSpiffeId(leaf.uris[0] as string).trustDomain;
-    } catch {
-      trustDomain = undefined;
+}
+
+/** The trust domain given, else the one in the leaf's only URI SAN (if it parses). */
+function inferTrustDomain(leaf: CertificateFacts, given: string | undefined): string | undefined {
+  if (given || leaf.uris.length !== 1) return given;
+  try {
+    return parseSpiffeId(leaf.uris[0] as string).trustDomain;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Chain check against the anchors; an expiry already reported for the leaf is not counted twice. */
+function checkChain(
+  leaf: CertificateFacts,
+  chain: CertificateFacts[],
+  trustDomain: string | undefined,
+  anchors: string,
+  now: Date,
+  out: { lines: string[]; violations: string[] },
+): void {
+  try {
+    const bundle = loadTrustBundle(trustDomain ?? 'unknown', anchors);
+    const path = verifyChain(leaf, chain, bundle, now);
+    out.lines.push(
+      `chain check: OK via ${path
+        .slice(1)
+        .map((c) => `"${c.subject}"`)
+        .join(' -> ')}`,
+    );
+  } catch (error) {
+    if (
+      !/EXPIRED|NOT_YET_VALID/.test((error as GatewayError).code ?? '') ||
+      !out.violations.some((v) => v.startsWith((error as GatewayError).code))
+    ) {
+      out.violations.push(`${(error as GatewayError).code}: ${(error as Error).message}`);
     }
   }
+}
+
+/** Prints what a verifier would see; exits 1 when the certificate breaks an X.509-SVID rule. */
+export async function runPkiInspect(file: string, opts: { trustDomain?: string; anchors?: string }): Promise<void> {
+  const [leafCert, ...chain] = readCertificateBundle(file);
+  if (!leafCert) throw new GatewayError('EGW_PKI_FILE', `${file}: no certificate`);
+  const leaf = certificateFacts(leafCert);
+  const lines = describeLeaf(file, leaf, chain.length);
+  const violations: string[] = [];
+  const trustDomain = inferTrustDomain(leaf, opts.trustDomain);
   try {
     const id = verifySvidLeaf(leaf, trustDomain ?? '');
     lines.push(
@@ -96,25 +131,8 @@ export async function runPkiInspect(file: string, opts: { trustDomain?: string; 
   if (now > leaf.notAfter) violations.push(`EGW_IDENTITY_EXPIRED: expired at ${leaf.notAfter.toISOString()}`);
   if (now < leaf.notBefore)
     violations.push(`EGW_IDENTITY_NOT_YET_VALID: not valid before ${leaf.notBefore.toISOString()}`);
-  if (opts.anchors) {
-    try {
-      const bundle = loadTrustBundle(trustDomain ?? 'unknown', opts.anchors);
-      const path = verifyChain(leaf, chain.map(certificateFacts), bundle, now);
-      lines.push(
-        `chain check: OK via ${path
-          .slice(1)
-          .map((c) => `"${c.subject}"`)
-          .join(' -> ')}`,
-      );
-    } catch (error) {
-      if (
-        !/EXPIRED|NOT_YET_VALID/.test((error as GatewayError).code ?? '') ||
-        !violations.some((v) => v.startsWith((error as GatewayError).code))
-      ) {
-        violations.push(`${(error as GatewayError).code}: ${(error as Error).message}`);
-      }
-    }
-  }
+  if (opts.anchors)
+    checkChain(leaf, chain.map(certificateFacts), trustDomain, opts.anchors, now, { lines, violations });
   lines.push(violations.length === 0 ? 'SVID rules:  OK' : `SVID rules:  ${violations.length} violation(s)`);
   for (const v of violations) lines.push(`  - ${v}`);
   process.stdout.write(`${lines.join('\n')}\n`);

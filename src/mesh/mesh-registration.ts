@@ -85,11 +85,8 @@ function parseAddresses(value: string): string[] {
   return addresses;
 }
 
-/** Validates the CLI input and derives names; every error names the option at fault. */
-export function parseMeshRegistration(input: MeshRegistrationInput): MeshRegistration {
-  const style = input.style ?? 'workloadentry';
-  if (style !== 'register' && style !== 'workloadentry')
-    throw invalid('style', style, 'expected register or workloadentry');
+/** The Kubernetes names, checked in the order the options are documented. */
+function parseNames(input: MeshRegistrationInput) {
   const name = check(
     'name',
     input.name,
@@ -118,12 +115,24 @@ export function parseMeshRegistration(input: MeshRegistrationInput): MeshRegistr
     253,
     'a DNS domain',
   );
-  let trustDomain: string;
+  return { name, namespace, serviceAccount, clusterDomain };
+}
+
+function parseTrustDomainOption(value: string | undefined): string {
   try {
-    trustDomain = parseTrustDomain(input.trustDomain ?? 'cluster.local');
+    return parseTrustDomain(value ?? 'cluster.local');
   } catch (error) {
-    throw invalid('trust-domain', input.trustDomain, (error as Error).message);
+    throw invalid('trust-domain', value, (error as Error).message);
   }
+}
+
+/** Validates the CLI input and derives names; every error names the option at fault. */
+export function parseMeshRegistration(input: MeshRegistrationInput): MeshRegistration {
+  const style = input.style ?? 'workloadentry';
+  if (style !== 'register' && style !== 'workloadentry')
+    throw invalid('style', style, 'expected register or workloadentry');
+  const { name, namespace, serviceAccount, clusterDomain } = parseNames(input);
+  const trustDomain = parseTrustDomainOption(input.trustDomain);
   const host = check(
     'host',
     input.host ?? `${name}.${namespace}.svc.${clusterDomain}`,

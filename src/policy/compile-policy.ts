@@ -136,6 +136,88 @@ function compileVia(url: string, action: RuleSpec['action'], path: string): Pare
   return Object.freeze({ host, port, url });
 }
 
+/** Checks the plain references a rule makes: listener names, namespaces, service accounts. */
+function checkReferences(rule: RuleSpec, at: string, listenerNames: readonly string[]): void {
+  rule.listeners?.forEach((name, i) => {
+    if (!listenerNames.includes(name))
+      throw new PolicyCompileError(`${at}.listeners[${i}]`, `no listener is named ${JSON.stringify(name)}`);
+  });
+  rule.from?.namespaces?.forEach((ns, i) => {
+    if (!K8S_NAME.test(ns))
+      throw new PolicyCompileError(
+        `${at}.from.namespaces[${i}]`,
+        `not a Kubernetes namespace name: ${JSON.stringify(ns)}`,
+      );
+  });
+  rule.from?.serviceAccounts?.forEach((sa, i) => {
+    if (!SA_REF.test(sa))
+      throw new PolicyCompileError(
+        `${at}.from.serviceAccounts[${i}]`,
+        `expected "<namespace>/<service-account>", got ${JSON.stringify(sa)}`,
+      );
+  });
+}
+
+/** One IpSet for `to.cidrs`, after each entry is checked alone so the error names the bad one. */
+function compileCidrs(cidrs: readonly string[] | undefined, at: string): IpSet | undefined {
+  if (!cidrs) return undefined;
+  cidrs.forEach((cidr, i) => {
+    try {
+      new IpSet([cidr]);
+    } catch {
+      throw new PolicyCompileError(`${at}.to.cidrs[${i}]`, `not a CIDR range: ${JSON.stringify(cidr)}`);
+    }
+  });
+  return new IpSet(cidrs);
+}
+
+function compileFrom(from: NonNullable<RuleSpec['from']>, known: KnownDomains, at: string): CompiledRule['from'] {
+  return Object.freeze({
+    ...(from.namespaces ? { namespaces: new Set(from.namespaces) } : {}),
+    ...(from.serviceAccounts ? { serviceAccounts: new Set(from.serviceAccounts) } : {}),
+    ...(from.spiffeIds
+      ? { spiffeIds: from.spiffeIds.map((p, i) => compileSpiffe(p, known, `${at}.from.spiffeIds[${i}]`)) }
+      : {}),
+    ...(from.trustDomains
+      ? {
+          trustDomains: new Set(
+            from.trustDomains.map((d, i) => compileTrustDomain(d, known, `${at}.from.trustDomains[${i}]`)),
+          ),
+        }
+      : {}),
+  });
+}
+
+function compileTo(to: NonNullable<RuleSpec['to']>, cidrs: IpSet | undefined, at: string): CompiledRule['to'] {
+  return Object.freeze({
+    ...(to.hosts ? { hosts: to.hosts.map((h, i) => compileHost(h, `${at}.to.hosts[${i}]`)) } : {}),
+    ...(to.ports ? { ports: new Set(to.ports) } : {}),
+    ...(cidrs ? { cidrs } : {}),
+  });
+}
+
+function compileRule(
+  rule: RuleSpec,
+  index: number,
+  known: KnownDomains,
+  listenerNames: readonly string[],
+): CompiledRule {
+  const at = `rules[${index}]`;
+  checkReferences(rule, at, listenerNames);
+  const cidrs = compileCidrs(rule.to?.cidrs, at);
+  return Object.freeze({
+    name: rule.name,
+    index,
+    action: rule.action,
+    ...(rule.listeners ? { listeners: new Set(rule.listeners) } : {}),
+    ...(rule.from ? { from: compileFrom(rule.from, known, at) } : {}),
+    ...(rule.to ? { to: compileTo(rule.to, cidrs, at) } : {}),
+    ...(rule.enforce ? { enforce: rule.enforce } : {}),
+    ...(rule.snat ? { snat: snatPool(rule.snat, rule.snatSelection) } : {}),
+    ...(rule.via ? { via: compileVia(rule.via, rule.action, `${at}.via`) } : {}),
+  });
+}
+
 /**
  * Compiles `rules`. `trustDomains` lists every configured trust domain (the own one is added);
  * `'any'` accepts every syntactically valid one (trust domains that come from a Workload API agent).
@@ -149,79 +231,10 @@ export function compilePolicy(
   const known: KnownDomains = trustDomains === 'any' ? undefined : new Set([trustDomain, ...trustDomains]);
   const seen = new Set<string>();
   const compiled = rules.map((rule, index): CompiledRule => {
-    const at = `rules[${index}]`;
     if (seen.has(rule.name))
-      throw new PolicyCompileError(`${at}.name`, `duplicate rule name ${JSON.stringify(rule.name)}`);
+      throw new PolicyCompileError(`rules[${index}].name`, `duplicate rule name ${JSON.stringify(rule.name)}`);
     seen.add(rule.name);
-    rule.listeners?.forEach((name, i) => {
-      if (!listenerNames.includes(name))
-        throw new PolicyCompileError(`${at}.listeners[${i}]`, `no listener is named ${JSON.stringify(name)}`);
-    });
-    const from = rule.from;
-    from?.namespaces?.forEach((ns, i) => {
-      if (!K8S_NAME.test(ns))
-        throw new PolicyCompileError(
-          `${at}.from.namespaces[${i}]`,
-          `not a Kubernetes namespace name: ${JSON.stringify(ns)}`,
-        );
-    });
-    from?.serviceAccounts?.forEach((sa, i) => {
-      if (!SA_REF.test(sa))
-        throw new PolicyCompileError(
-          `${at}.from.serviceAccounts[${i}]`,
-          `expected "<namespace>/<service-account>", got ${JSON.stringify(sa)}`,
-        );
-    });
-    const to = rule.to;
-    let cidrs: IpSet | undefined;
-    if (to?.cidrs) {
-      to.cidrs.forEach((cidr, i) => {
-        try {
-          new IpSet([cidr]);
-        } catch {
-          throw new PolicyCompileError(`${at}.to.cidrs[${i}]`, `not a CIDR range: ${JSON.stringify(cidr)}`);
-        }
-      });
-      cidrs = new IpSet(to.cidrs);
-    }
-    return Object.freeze({
-      name: rule.name,
-      index,
-      action: rule.action,
-      ...(rule.listeners ? { listeners: new Set(rule.listeners) } : {}),
-      ...(from
-        ? {
-            from: Object.freeze({
-              ...(from.namespaces ? { namespaces: new Set(from.namespaces) } : {}),
-              ...(from.serviceAccounts ? { serviceAccounts: new Set(from.serviceAccounts) } : {}),
-              ...(from.spiffeIds
-                ? {
-                    spiffeIds: from.spiffeIds.map((p, i) => compileSpiffe(p, known, `${at}.from.spiffeIds[${i}]`)),
-                  }
-                : {}),
-              ...(from.trustDomains
-                ? {
-                    trustDomains: new Set(
-                      from.trustDomains.map((d, i) => compileTrustDomain(d, known, `${at}.from.trustDomains[${i}]`)),
-                    ),
-                  }
-                : {}),
-            }),
-          }
-        : {}),
-      ...(to
-        ? {
-            to: Object.freeze({
-              ...(to.hosts ? { hosts: to.hosts.map((h, i) => compileHost(h, `${at}.to.hosts[${i}]`)) } : {}),
-              ...(to.ports ? { ports: new Set(to.ports) } : {}),
-              ...(cidrs ? { cidrs } : {}),
-            }),
-          }
-        : {}),
-      ...(rule.enforce ? { enforce: rule.enforce } : {}),
-      ...(rule.snat ? { snat: snatPool(rule.snat, rule.snatSelection) } : {}),
-      ...(rule.via ? { via: compileVia(rule.via, rule.action, `${at}.via`) } : {}),
-    });
+    return compileRule(rule, index, known, listenerNames);
   });
   return Object.freeze({ trustDomain, rules: Object.freeze(compiled) });
 }

@@ -60,9 +60,10 @@ function labelled(slot: string, label: string, value: string | number | undefine
       ];
 }
 
-export function formatCef(record: AuditRecord): string {
+/** The pipe-separated header: vendor, product, version, signature, name, severity. */
+function cefHeader(record: AuditRecord): string {
   const severity = recordSeverity(record).cef;
-  const header = [
+  return [
     'CEF:0',
     truncate(OBSERVER.vendor, 63),
     truncate(OBSERVER.product, 63),
@@ -73,11 +74,12 @@ export function formatCef(record: AuditRecord): string {
   ]
     .map((field, i) => (i === 0 ? field : escapeCefHeader(field)))
     .join('|');
-  const cert = record.certificate;
-  const tls = [record.tls?.version, record.tls?.cipher].filter(Boolean).join(' ');
-  const durationMs = record.durationNs === undefined ? undefined : Math.round(record.durationNs / 1e6);
+}
+
+/** Times, verdict and the connection's endpoints and bytes. */
+function connectionFields(record: AuditRecord): Extension {
   const dest = record.destination;
-  const extension: Extension = [
+  return [
     ['rt', epochMs(record.timestamp)],
     ['start', epochMs(record.start)],
     ['end', epochMs(record.end)],
@@ -104,6 +106,15 @@ export function formatCef(record: AuditRecord): string {
     // `in` is src→dst and `out` dst→src, as Elastic's decoder maps them (source.bytes / destination.bytes).
     ['in', record.bytesFromClient],
     ['out', record.bytesToClient],
+  ];
+}
+
+/** The workload identity, rule, TLS and certificate, then the observer. */
+function identityFields(record: AuditRecord): Extension {
+  const cert = record.certificate;
+  const tls = [record.tls?.version, record.tls?.cipher].filter(Boolean).join(' ');
+  const durationMs = record.durationNs === undefined ? undefined : Math.round(record.durationNs / 1e6);
+  return [
     ['suser', record.identity?.spiffeId, 1023],
     ...labelled('cs1', 'k8sNamespace', record.identity?.namespace),
     ...labelled('cs2', 'k8sServiceAccount', record.identity?.serviceAccount),
@@ -119,10 +130,14 @@ export function formatCef(record: AuditRecord): string {
     ['dvchost', OBSERVER.hostname, 100],
     ['externalId', record.id, 40],
   ];
+}
+
+export function formatCef(record: AuditRecord): string {
+  const extension: Extension = [...connectionFields(record), ...identityFields(record)];
   const pairs = extension
     .filter(
       (entry): entry is [string, string | number, number | undefined] => entry[1] !== undefined && entry[1] !== '',
     )
     .map(([key, value, max]) => `${key}=${escapeCefValue(truncate(String(value), max ?? 1023))}`);
-  return `${header}|${pairs.join(' ')}`;
+  return `${cefHeader(record)}|${pairs.join(' ')}`;
 }

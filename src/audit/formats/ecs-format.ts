@@ -89,66 +89,98 @@ function tlsOf(record: AuditRecord): Record<string, unknown> | undefined {
   };
 }
 
+function ecsEvent(record: AuditRecord): Record<string, unknown> {
+  return {
+    kind: 'event',
+    category: ['network'],
+    type: EVENT_TYPE[record.action],
+    action: record.action,
+    outcome: recordFailed(record) ? 'failure' : 'success',
+    reason: record.reason,
+    id: record.id,
+    start: record.start,
+    end: record.end,
+    duration: record.durationNs,
+    dataset: 'egress_gateway.audit',
+    module: 'egress_gateway',
+  };
+}
+
+function ecsSource(record: AuditRecord): Record<string, unknown> {
+  return {
+    ip: record.source.ip,
+    port: record.source.port,
+    address: record.source.ip,
+    bytes: record.bytesFromClient,
+    nat: record.snat ? { ip: record.snat.ip || undefined, port: record.snat.port } : undefined,
+    user: record.identity
+      ? { id: record.identity.spiffeId, name: record.identity.serviceAccount, domain: record.identity.trustDomain }
+      : undefined,
+  };
+}
+
+function ecsDestination(
+  record: AuditRecord,
+  destinationDomain: string | undefined,
+): Record<string, unknown> | undefined {
+  return record.destination
+    ? {
+        domain: destinationDomain,
+        address: record.destination.domain ?? record.destination.ip,
+        ip: record.destination.ip,
+        port: record.destination.port,
+        bytes: record.bytesToClient,
+      }
+    : undefined;
+}
+
+function ecsNetwork(record: AuditRecord): Record<string, unknown> {
+  return {
+    transport: 'tcp',
+    iana_number: '6',
+    type: isIP(record.source.ip) === 6 ? 'ipv6' : 'ipv4',
+    direction: 'egress',
+    // A CONNECT tunnel carries an unknown protocol; only forwarded http:// requests are known to be HTTP.
+    protocol: record.http && record.http.method !== 'CONNECT' ? 'http' : undefined,
+    bytes:
+      record.bytesFromClient !== undefined && record.bytesToClient !== undefined
+        ? record.bytesFromClient + record.bytesToClient
+        : undefined,
+  };
+}
+
+function ecsRelated(record: AuditRecord, destinationDomain: string | undefined): Record<string, unknown> {
+  return {
+    ip: [
+      ...new Set(
+        [record.source.ip, record.destination?.ip, record.snat?.ip, record.parent?.ip].filter((v): v is string =>
+          Boolean(v),
+        ),
+      ),
+    ],
+    user: record.identity ? [record.identity.spiffeId] : undefined,
+    hosts: destinationDomain ? [destinationDomain] : undefined,
+    hash: record.certificate ? [record.certificate.sha256] : undefined,
+  };
+}
+
 /**
  * Elastic Common Schema document for one record. Allow/deny is `event.type` (allowed/denied);
  * `event.outcome` says whether the gateway did what it decided (success), or an upstream or
  * handshake failure stopped it (failure). Every field is listed in docs/audit.md.
  */
 export function toEcs(record: AuditRecord): Record<string, unknown> {
-  const sourceType = isIP(record.source.ip) === 6 ? 'ipv6' : 'ipv4';
-  const cert = record.certificate;
   const destinationDomain =
     record.destination?.domain && isIP(record.destination.domain) === 0 ? record.destination.domain : undefined;
   return compact({
     '@timestamp': record.timestamp,
     ecs: { version: ECS_VERSION },
     message: message(record),
-    event: {
-      kind: 'event',
-      category: ['network'],
-      type: EVENT_TYPE[record.action],
-      action: record.action,
-      outcome: recordFailed(record) ? 'failure' : 'success',
-      reason: record.reason,
-      id: record.id,
-      start: record.start,
-      end: record.end,
-      duration: record.durationNs,
-      dataset: 'egress_gateway.audit',
-      module: 'egress_gateway',
-    },
+    event: ecsEvent(record),
     error: record.code ? { code: record.code } : undefined,
-    source: {
-      ip: record.source.ip,
-      port: record.source.port,
-      address: record.source.ip,
-      bytes: record.bytesFromClient,
-      nat: record.snat ? { ip: record.snat.ip || undefined, port: record.snat.port } : undefined,
-      user: record.identity
-        ? { id: record.identity.spiffeId, name: record.identity.serviceAccount, domain: record.identity.trustDomain }
-        : undefined,
-    },
-    destination: record.destination
-      ? {
-          domain: destinationDomain,
-          address: record.destination.domain ?? record.destination.ip,
-          ip: record.destination.ip,
-          port: record.destination.port,
-          bytes: record.bytesToClient,
-        }
-      : undefined,
-    network: {
-      transport: 'tcp',
-      iana_number: '6',
-      type: sourceType,
-      direction: 'egress',
-      // A CONNECT tunnel carries an unknown protocol; only forwarded http:// requests are known to be HTTP.
-      protocol: record.http && record.http.method !== 'CONNECT' ? 'http' : undefined,
-      bytes:
-        record.bytesFromClient !== undefined && record.bytesToClient !== undefined
-          ? record.bytesFromClient + record.bytesToClient
-          : undefined,
-    },
+    source: ecsSource(record),
+    destination: ecsDestination(record, destinationDomain),
+    network: ecsNetwork(record),
     http: record.http
       ? {
           request: { method: record.http.method },
@@ -167,18 +199,7 @@ export function toEcs(record: AuditRecord): Record<string, unknown> {
         ? { address: record.parent.address, ip: record.parent.ip, port: record.parent.port }
         : undefined,
     },
-    related: {
-      ip: [
-        ...new Set(
-          [record.source.ip, record.destination?.ip, record.snat?.ip, record.parent?.ip].filter((v): v is string =>
-            Boolean(v),
-          ),
-        ),
-      ],
-      user: record.identity ? [record.identity.spiffeId] : undefined,
-      hosts: destinationDomain ? [destinationDomain] : undefined,
-      hash: cert ? [cert.sha256] : undefined,
-    },
+    related: ecsRelated(record, destinationDomain),
   }) as Record<string, unknown>;
 }
 
