@@ -166,7 +166,10 @@ export async function createRsyslogReceiver(options: RsyslogOptions): Promise<Rs
 
   function messages(): ReceivedMessage[] {
     if (!existsSync(outputPath)) return [];
-    return readFileSync(outputPath, 'utf8')
+    // Only complete lines: rsyslogd may be part-way through writing the last one.
+    const text = readFileSync(outputPath, 'utf8');
+    return text
+      .slice(0, text.lastIndexOf('\n') + 1)
       .split('\n')
       .filter(Boolean)
       .map((line) => JSON.parse(line) as ReceivedMessage);
