@@ -32,7 +32,8 @@ export const SINK_DEFAULTS = Object.freeze({
   },
 });
 
-const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
+/** A duration in config: "500ms", "10s", "5m" or milliseconds; shared with config-schema.ts. */
+export const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   const ms = parseDuration(value);
   if (ms === undefined) {
     ctx.addIssue({

@@ -1,7 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { auditConfigSchema } from '../audit/audit-config-schema.ts';
-import { parseDuration } from '../core/duration.ts';
+import { auditConfigSchema, duration } from '../audit/audit-config-schema.ts';
 import { parseCidr } from '../core/ip-set.ts';
 
 /**
@@ -29,17 +28,6 @@ const snatAddresses = z
     'the addresses of a SNAT pool must all be IPv4 or all IPv6',
   );
 const snatSelection = z.enum(['per-identity', 'round-robin']);
-const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
-  const ms = parseDuration(value);
-  if (ms === undefined) {
-    ctx.addIssue({
-      code: 'custom',
-      message: `expected a duration like "500ms", "10s", "5m", got ${JSON.stringify(value)}`,
-    });
-    return z.NEVER;
-  }
-  return ms;
-});
 /** `rules[].via`: a parent HTTP proxy as `http://host:port`; compile-policy.ts checks the host's spelling. */
 const parentProxy = z.string().superRefine((value, ctx) => {
   const problem = /^https?:\/\/[^/]*@/i.test(value)

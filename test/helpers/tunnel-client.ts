@@ -11,8 +11,8 @@ export interface Tunnel {
   close(): void;
 }
 
-/** Opens a CONNECT tunnel through the gateway with Node's TLS client, for tests that hold tunnels open. */
-export async function openTunnel(port: number, client: WrittenLeaf, caPath: string, target: string): Promise<Tunnel> {
+/** A finished mTLS handshake with the gateway as `client` (Node's TLS client). */
+export async function openTlsClient(port: number, client: WrittenLeaf, caPath: string): Promise<TLSSocket> {
   const socket = connect({
     host: '127.0.0.1',
     port,
@@ -27,6 +27,12 @@ export async function openTunnel(port: number, client: WrittenLeaf, caPath: stri
     socket.once('error', reject);
     socket.once('close', () => reject(new Error('closed before the TLS handshake finished')));
   });
+  return socket;
+}
+
+/** Opens a CONNECT tunnel through the gateway with Node's TLS client, for tests that hold tunnels open. */
+export async function openTunnel(port: number, client: WrittenLeaf, caPath: string, target: string): Promise<Tunnel> {
+  const socket = await openTlsClient(port, client, caPath);
   let head = Buffer.alloc(0);
   let body = Buffer.alloc(0);
   let headerDone = false;

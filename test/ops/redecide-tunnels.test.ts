@@ -2,34 +2,19 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { connect, type TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import { parse, stringify } from 'yaml';
 import { FORMATTERS } from '../../src/audit/formats/record-formatters.ts';
 import type { AuditRecord } from '../../src/core/audit-event.ts';
 import { startTcpEchoServer } from '../helpers/tcp-echo-server.ts';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
-import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
-import { openTunnel, type Tunnel } from '../helpers/tunnel-client.ts';
+import { createTestPki, type TestPki } from '../helpers/test-pki.ts';
+import { openTlsClient, openTunnel, type Tunnel } from '../helpers/tunnel-client.ts';
 
 type Echo = Awaited<ReturnType<typeof startTcpEchoServer>>;
 
 /** A TLS connection to a tcp-mode listener: the decrypted bytes go to its fixed upstream. */
-async function openTcpRelay(port: number, client: WrittenLeaf, caPath: string): Promise<TLSSocket> {
-  const socket = connect({
-    host: '127.0.0.1',
-    port,
-    ca: readFileSync(caPath),
-    cert: readFileSync(client.certPath),
-    key: readFileSync(client.keyPath),
-    servername: 'localhost',
-  });
-  socket.on('error', () => {});
-  await new Promise<void>((resolve, reject) => {
-    socket.once('secureConnect', () => resolve());
-    socket.once('error', reject);
-  });
-  return socket;
-}
+const openTcpRelay = openTlsClient;
 
 async function echoes(tunnel: Tunnel, text: string): Promise<void> {
   const before = tunnel.received().length;
