@@ -185,7 +185,7 @@ export async function createRsyslogReceiver(options: RsyslogOptions): Promise<Rs
     start,
     stop,
     messages,
-    async waitFor(predicate, timeoutMs = 10_000) {
+    async waitFor(predicate, timeoutMs = 30_000) {
       return pollUntil(
         messages,
         predicate,
