@@ -25,3 +25,12 @@ export function isAdminRequest(message: unknown): message is AdminRequest {
 export function isAdminReply(message: unknown): message is AdminReply {
   return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'egw-admin-reply';
 }
+
+/** A worker sends this once it serves: listeners bound, start-up checks passed, admin IPC answering. */
+export interface WorkerReady {
+  readonly type: 'egw-worker-ready';
+}
+
+export function isWorkerReady(message: unknown): message is WorkerReady {
+  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'egw-worker-ready';
+}

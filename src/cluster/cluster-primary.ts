@@ -41,7 +41,7 @@ export async function runClusterPrimary(
   await prepareDevPki(config.identity, log);
   await buildGatewayState(config, path); // fail fast, before forking anything
   const token = adminToken(config, path);
-  pool = new WorkerPool({ size: workers, listenerCount: config.listeners.length, configText, log });
+  pool = new WorkerPool({ size: workers, configText, log });
   await pool.start();
   const backend = clusterBackend(pool, path);
   const address = adminListenAddress(config.admin.listen);

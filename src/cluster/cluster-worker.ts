@@ -3,7 +3,7 @@ import { isGatewayError } from '../core/errors.ts';
 import { exitAfter, handleSignals, SHUTDOWN_GRACE_MS } from '../gateway/process-signals.ts';
 import { type Gateway, startGateway } from '../main.ts';
 import type { PolicyCheckInput } from '../proxy/check-policy.ts';
-import { type AdminReply, CONFIG_SNAPSHOT_ENV, isAdminRequest } from './admin-ipc.ts';
+import { type AdminReply, CONFIG_SNAPSHOT_ENV, isAdminRequest, type WorkerReady } from './admin-ipc.ts';
 
 /**
  * A worker of `serve --workers N`: a full gateway sharing the listening sockets through
@@ -52,5 +52,7 @@ export async function runClusterWorker(configPath: string): Promise<Gateway> {
       process.exit(0);
     },
   });
+  // Only now (not at the listeners' 'listening' events) does the primary count this worker as serving.
+  process.send?.({ type: 'egw-worker-ready' } satisfies WorkerReady);
   return gateway;
 }

@@ -1,7 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { ERROR_CODES, type ErrorCode, GatewayError } from '../core/errors.ts';
 import { newTicketSecret, TICKET_SECRET_ENV } from '../tls/ticket-keys.ts';
-import { type AdminOperation, type AdminReply, CONFIG_SNAPSHOT_ENV, isAdminReply } from './admin-ipc.ts';
+import { type AdminOperation, type AdminReply, CONFIG_SNAPSHOT_ENV, isAdminReply, isWorkerReady } from './admin-ipc.ts';
 
 const ASK_TIMEOUT_MS = 5_000;
 /** Replacement workers back off exponentially, so a worker that dies at once cannot spin the CPU. */
@@ -29,7 +29,6 @@ export class WorkerPool {
   /** Workers start from this text (validated at start or by the last good reload), never from the file. */
   configText: string;
   readonly #size: number;
-  readonly #listenerCount: number;
   readonly #log: (message: string) => void;
   readonly #pending = new Map<number, Waiter>();
   readonly #serving = new Set<number>();
@@ -40,10 +39,10 @@ export class WorkerPool {
   /** One per primary: every worker derives the same rotating session-ticket keys from it. */
   readonly #ticketSecret = newTicketSecret();
   #lastCrashAt = 0;
+  #onAllServe: (() => void) | undefined;
 
-  constructor(options: { size: number; listenerCount: number; configText: string; log: (m: string) => void }) {
+  constructor(options: { size: number; configText: string; log: (m: string) => void }) {
     this.#size = options.size;
-    this.#listenerCount = options.listenerCount;
     this.configText = options.configText;
     this.#log = options.log;
   }
@@ -61,7 +60,7 @@ export class WorkerPool {
     return Object.values(cluster.workers ?? {}).filter((w): w is Worker => w?.isConnected() === true);
   }
 
-  /** Workers that have bound every listener. */
+  /** Workers that said they serve (every listener bound, start-up checks passed, IPC answering). */
   serving(): Worker[] {
     return this.live().filter((w) => this.#serving.has(w.id));
   }
@@ -110,6 +109,7 @@ export class WorkerPool {
       [TICKET_SECRET_ENV]: this.#ticketSecret,
     });
     worker.on('message', (message: unknown) => {
+      if (isWorkerReady(message)) return this.#ready(worker);
       if (!isAdminReply(message)) return;
       const waiter = this.#pending.get(message.id);
       if (!waiter) return;
@@ -121,18 +121,17 @@ export class WorkerPool {
     return worker;
   }
 
+  #ready(worker: Worker): void {
+    this.#serving.add(worker.id);
+    if (!this.#started && this.#serving.size === this.#size) {
+      this.#started = true;
+      this.#onAllServe?.();
+    }
+  }
+
   #whenAllServe(): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const listening = new Map<number, number>();
-      cluster.on('listening', (worker) => {
-        const count = (listening.get(worker.id) ?? 0) + 1;
-        listening.set(worker.id, count);
-        if (count === this.#listenerCount) this.#serving.add(worker.id);
-        if (!this.#started && this.#serving.size === this.#size) {
-          this.#started = true;
-          resolve();
-        }
-      });
+      this.#onAllServe = resolve;
       cluster.on('exit', (worker, code, signal) => {
         if (!this.#started)
           reject(

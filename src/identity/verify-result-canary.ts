@@ -71,7 +71,11 @@ export async function checkVerifyResultReadable(timeoutMs = 5_000): Promise<void
     anchorsPem: ca.certPem,
   });
   const server = createServer();
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+  // exclusive: in a cluster worker a plain listen(0) is shared through the primary, which hands the
+  // canary's connection to whichever worker listens on that key and counts it as a listener bound.
+  await new Promise<void>((resolve, reject) =>
+    server.once('error', reject).listen({ port: 0, host: '127.0.0.1', exclusive: true }, resolve),
+  );
   try {
     const good = await handshake(server, context, trusted, timeoutMs);
     const bad = await handshake(server, context, untrusted, timeoutMs);
