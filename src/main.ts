@@ -66,7 +66,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
       ? { config: boot.config, waitingFor: `waiting for the first X.509-SVID from ${workloadApi.source}` }
       : await bootSnapshot(boot),
   );
-  // Fails the start if OpenSSL's verdict (the identity stage's second opinion) can no longer be read;
+  // Fails the start if OpenSSL's verdict (which the identity stage requires) can no longer be read;
   // it runs while the listeners bind (its key generation is off-thread) and is awaited before the admin API.
   const canary = checkVerifyResultReadable();
   canary.catch(() => {});

@@ -15,7 +15,7 @@ interface Verdict {
 function unavailable(why: string): GatewayError {
   return new GatewayError(
     'EGW_TLS_VERIFY_RESULT_UNAVAILABLE',
-    `OpenSSL's verify result is not readable on Node ${process.version}: ${why}. The identity stage reads it through the private TLSSocket._handle.verifyError() as a second opinion; refusing to start without it`,
+    `OpenSSL's verify result is not readable on Node ${process.version}: ${why}. The identity stage reads it through the private TLSSocket._handle.verifyError() and requires it; refusing to start without it`,
   );
 }
 
@@ -55,7 +55,7 @@ async function handshake(
 /**
  * Start-up self-check (issue 10 item 6): on a throw-away TLS pair over loopback, a client from an
  * unknown CA must produce an OpenSSL verify error and one from the trusted CA must not. If a Node
- * upgrade makes the private handle return nothing, the second opinion would silently vanish:
+ * upgrade makes the private handle return nothing, the required second verdict would silently vanish:
  * this throws EGW_TLS_VERIFY_RESULT_UNAVAILABLE instead. Costs three P-256 keys and two handshakes.
  */
 export async function checkVerifyResultReadable(timeoutMs = 5_000): Promise<void> {

@@ -121,7 +121,7 @@ export function rememberVerifiedChain(socket: TLSSocket, chain: readonly Buffer[
 
 /**
  * OpenSSL's verify result for this connection. tls.Server reads it through this same internal
- * handle; a hand-built TLSSocket leaves it unread. Used as a second opinion after our own check.
+ * handle; a hand-built TLSSocket leaves it unread. Required as well as our own check.
  */
 export function opensslVerifyError(socket: TLSSocket): string | undefined {
   const handle = (socket as unknown as { _handle?: { verifyError?: () => (Error & { code?: string }) | null } })

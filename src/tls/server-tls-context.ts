@@ -15,8 +15,8 @@ export interface ServerTlsMaterial {
 /**
  * Builds the server-side SecureContext. `allowPartialTrustChain` lets OpenSSL accept a chain that
  * ends at an intermediate anchor; it only takes effect on a hand-built TLSSocket, because
- * tls.Server rebuilds its context without that flag (docs/design.md). OpenSSL's verdict is a
- * second opinion only: identity/verify-chain.ts is the gate.
+ * tls.Server rebuilds its context without that flag (docs/design.md). Both verdicts are required:
+ * identity/verify-chain.ts decides the path and SVID rules, and OpenSSL's own result must agree.
  */
 export function createServerTlsContext(
   material: ServerTlsMaterial,
