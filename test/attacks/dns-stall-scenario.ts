@@ -96,9 +96,9 @@ async function waitForAnswer(server: string, name: string): Promise<void> {
     resolver.setServers([server]);
     try {
       if ((await resolver.resolve4(name)).length > 0) return;
-    } catch {
-      if (Date.now() > deadline) throw new Error(`dnsmasq at ${server} never answered ${name}`);
-    }
+    } catch {}
+    // Checked on every round, not only on errors: an empty answer must not loop forever either.
+    if (Date.now() > deadline) throw new Error(`dnsmasq at ${server} never answered ${name}`);
     await sleep(100);
   }
 }

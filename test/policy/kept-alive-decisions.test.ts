@@ -7,7 +7,14 @@ import { after, before, describe, it } from 'node:test';
 import { Client } from 'undici';
 import { parse, stringify } from 'yaml';
 import type { AuditRecord } from '../../src/core/audit-event.ts';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import {
+  type FixtureTargets,
+  type GatewayFixture,
+  startFixtureTargets,
+  startGatewayFixture,
+} from '../helpers/gateway-fixture.ts';
+import { pollUntil } from '../helpers/poll-until.ts';
+import type { TestGateway } from '../helpers/test-gateway.ts';
 import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
 
 /** An origin that answers with the port its peer (the gateway's upstream connection) came from. */
@@ -58,21 +65,24 @@ describe('kept-alive absolute-form connections are decided on the current state'
   let pki: TestPki;
   let other: TestPki;
   let origin: Awaited<ReturnType<typeof startPortOrigin>>;
+  let targets: FixtureTargets;
+  // The target is the suite's own origin (it answers with the upstream connection's port).
   before(async () => {
-    pki = await createTestPki();
+    targets = await startFixtureTargets({ httpEchoes: [] });
+    ({ pki } = targets);
     other = await createTestPki();
     origin = await startPortOrigin();
   });
-  after(() => {
-    origin.server.close();
-    pki.cleanup();
-    other.cleanup();
+  after(async () => {
+    origin?.server.close();
+    await targets?.close();
+    other?.cleanup();
   });
 
   const allowAll = [{ name: 'local', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }];
 
   it('refuses the next request on the same connection once a reload denies the rule', async () => {
-    const gw = await startTestGateway(pki, {
+    const gw = await targets.startGateway({
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
       rules: allowAll,
       admin: { listen: '127.0.0.1:0', watch: false },
@@ -99,8 +109,7 @@ describe('kept-alive absolute-form connections are decided on the current state'
   it('ends a kept-alive connection whose issuing anchor a reload removed', async () => {
     const anchors = join(pki.dir, 'two-cas.pem');
     writeFileSync(anchors, `${pki.intermediate.certPem}\n${other.intermediate.certPem}`);
-    const gw = await startTestGateway(
-      pki,
+    const gw = await targets.startGateway(
       {
         listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
         rules: allowAll,
@@ -127,7 +136,7 @@ describe('kept-alive absolute-form connections are decided on the current state'
   });
 
   it("ends a kept-alive connection at its leaf's notAfter", async () => {
-    const gw = await startTestGateway(pki, {
+    const gw = await targets.startGateway({
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
       rules: allowAll,
       admin: { listen: '127.0.0.1:0', watch: false },
@@ -155,7 +164,7 @@ describe('kept-alive absolute-form connections are decided on the current state'
   });
 
   it('closes a connection after limits.maxRequestsPerConnection and timeouts.connectionMaxAge', async () => {
-    const gw = await startTestGateway(pki, {
+    const gw = await targets.startGateway({
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
       rules: allowAll,
       limits: { maxRequestsPerConnection: 2 },
@@ -176,12 +185,13 @@ describe('kept-alive absolute-form connections are decided on the current state'
       const ids = permitted(gw.records).map((r) => r.connectionId);
       assert.equal(ids[0], ids[1]);
       assert.notEqual(ids[2], ids[1], 'the third request came on a new connection');
-      const deadline = Date.now() + 5_000;
-      let aged: Answer | undefined;
-      while (Date.now() < deadline && aged?.connection !== 'close') {
-        await new Promise((r) => setTimeout(r, 250));
-        aged = await get(client, url);
-      }
+      const aged = await pollUntil(
+        () => get(client, url),
+        (answer) => answer.connection === 'close',
+        5_000,
+        'an answer that closes the aged connection',
+        250,
+      );
       assert.equal(aged?.connection, 'close', 'a connection older than connectionMaxAge is closed');
     } finally {
       await client.close();
@@ -194,19 +204,22 @@ describe('upstream connections are never shared across identities', () => {
   let pki: TestPki;
   let origin: Awaited<ReturnType<typeof startPortOrigin>>;
   let gw: TestGateway;
+  let fixture: GatewayFixture;
   before(async () => {
-    pki = await createTestPki();
     origin = await startPortOrigin();
-    gw = await startTestGateway(pki, {
-      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
-      rules: [{ name: 'local', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
-      admin: { listen: '127.0.0.1:0', watch: false },
-    });
+    fixture = await startGatewayFixture(
+      () => ({
+        listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
+        rules: [{ name: 'local', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
+        admin: { listen: '127.0.0.1:0', watch: false },
+      }),
+      { httpEchoes: [] },
+    );
+    ({ pki, gw } = fixture);
   });
   after(async () => {
-    await gw.close();
-    origin.server.close();
-    pki.cleanup();
+    await fixture?.close();
+    origin?.server.close();
   });
 
   it('pools per SPIFFE ID: the same identity reuses its connection, another gets its own', async () => {
