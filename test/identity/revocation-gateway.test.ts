@@ -2,29 +2,16 @@ import assert from 'node:assert/strict';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Client } from 'undici';
-import { stringify } from 'yaml';
+import type { Client } from 'undici';
+import { parse, stringify } from 'yaml';
 import { curlViaGateway } from '../helpers/curl.ts';
 import { type GatewayFixture, startGatewayFixture } from '../helpers/gateway-fixture.ts';
 import { waitUntil } from '../helpers/poll-until.ts';
 import type { TestGateway } from '../helpers/test-gateway.ts';
 import type { TestPki, WrittenLeaf } from '../helpers/test-pki.ts';
-import { openTunnel } from '../helpers/tunnel-client.ts';
+import { keptAliveClient, openTunnel } from '../helpers/tunnel-client.ts';
 import { createOpensslCa, type OpensslCa } from './helpers/openssl-ca.ts';
 import { CA_EXTENSIONS, opensslIssue, opensslRoot, svidExtensions } from './helpers/openssl-pki.ts';
-
-/** One kept-alive TLS connection to the gateway, sending absolute-form requests (pipelining 1). */
-function keptAlive(gatewayPort: number, client: WrittenLeaf, caPath: string): Client {
-  return new Client(`https://127.0.0.1:${gatewayPort}`, {
-    connect: {
-      ca: readFileSync(caPath),
-      cert: readFileSync(client.certPath),
-      key: readFileSync(client.keyPath),
-      servername: 'localhost',
-    },
-    keepAliveTimeout: 30_000,
-  });
-}
 
 async function statusOf(client: Client, url: string): Promise<number> {
   const response = await client.request({ path: url, method: 'GET' });
@@ -120,20 +107,9 @@ describe('gateway: CRL revocation end to end', () => {
     assert.match(metrics, /egw_crl_next_update_seconds\{[^}]*\} -\d/);
     // crlRequired false: reported only, the chain still passes.
     assert.equal((await curl(client)).code, 0);
-    const config = {
-      identity: {
-        trustDomain: pki.trustDomain,
-        trustAnchors: pki.intermediatePath,
-        cert: pki.gateway.certPath,
-        key: pki.gateway.keyPath,
-        crls: [crlPath],
-        crlRequired: true,
-      },
-      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
-      rules: [{ name: 'loop', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
-      admin: { watch: false },
-      audit: { sinks: [] },
-    };
+    // The running configuration with identity.crlRequired added.
+    const config = parse(readFileSync(gw.configPath, 'utf8')) as { identity: Record<string, unknown> };
+    config.identity.crlRequired = true;
     writeFileSync(gw.configPath, stringify(config));
     assert.deepEqual(await gw.gateway.reload(), { ok: true });
     const record = await rejectionOf(client);
@@ -173,8 +149,8 @@ describe('gateway: CRL revocation end to end', () => {
   it("closes a revoked certificate's kept-alive absolute-form connection on reload; another identity's stays", async () => {
     const doomed = await pki.workload('shop', 'kept-doomed');
     const spared = await pki.workload('shop', 'kept-spared');
-    const a = keptAlive(gw.port('egress'), doomed, pki.rootPath);
-    const b = keptAlive(gw.port('egress'), spared, pki.rootPath);
+    const a = keptAliveClient(gw.port('egress'), doomed, pki.rootPath);
+    const b = keptAliveClient(gw.port('egress'), spared, pki.rootPath);
     const permittedOf = (name: string) =>
       gw.records.filter(
         (r) => r.action === 'egress-permitted' && r.identity?.spiffeId === `spiffe://cluster.local/ns/shop/sa/${name}`,

@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Client } from 'undici';
+import type { Client } from 'undici';
 import { parse, stringify } from 'yaml';
 import type { AuditRecord } from '../../src/core/audit-event.ts';
 import {
@@ -15,7 +15,8 @@ import {
 } from '../helpers/gateway-fixture.ts';
 import { pollUntil } from '../helpers/poll-until.ts';
 import type { TestGateway } from '../helpers/test-gateway.ts';
-import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
+import { createTestPki, type TestPki } from '../helpers/test-pki.ts';
+import { keptAliveClient } from '../helpers/tunnel-client.ts';
 
 /** An origin that answers with the port its peer (the gateway's upstream connection) came from. */
 async function startPortOrigin(): Promise<{ server: Server; port: number }> {
@@ -25,19 +26,6 @@ async function startPortOrigin(): Promise<{ server: Server; port: number }> {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { server, port: (server.address() as AddressInfo).port };
-}
-
-/** One kept-alive TLS connection to the gateway (pipelining 1), sending absolute-form requests. */
-function proxyClient(gatewayPort: number, client: WrittenLeaf, caPath: string): Client {
-  return new Client(`https://127.0.0.1:${gatewayPort}`, {
-    connect: {
-      ca: readFileSync(caPath),
-      cert: readFileSync(client.certPath),
-      key: readFileSync(client.keyPath),
-      servername: 'localhost',
-    },
-    keepAliveTimeout: 30_000,
-  });
 }
 
 interface Answer {
@@ -87,7 +75,7 @@ describe('kept-alive absolute-form connections are decided on the current state'
       rules: allowAll,
       admin: { listen: '127.0.0.1:0', watch: false },
     });
-    const client = proxyClient(gw.port('egress'), await pki.workload('bookinfo', 'productpage'), pki.rootPath);
+    const client = keptAliveClient(gw.port('egress'), await pki.workload('bookinfo', 'productpage'), pki.rootPath);
     try {
       const url = `http://127.0.0.1:${origin.port}/`;
       assert.equal((await get(client, url)).status, 200, 'positive control: allowed before the reload');
@@ -117,7 +105,7 @@ describe('kept-alive absolute-form connections are decided on the current state'
       },
       { anchors },
     );
-    const client = proxyClient(gw.port('egress'), await pki.workload('bookinfo', 'reviews'), pki.rootPath);
+    const client = keptAliveClient(gw.port('egress'), await pki.workload('bookinfo', 'reviews'), pki.rootPath);
     try {
       const url = `http://127.0.0.1:${origin.port}/`;
       assert.equal((await get(client, url)).status, 200, 'positive control: trusted before the reload');
@@ -143,7 +131,7 @@ describe('kept-alive absolute-form connections are decided on the current state'
     });
     const notAfter = new Date(Math.floor(Date.now() / 1000) * 1000 + 3000);
     const leaf = await pki.workload('bookinfo', 'ratings', { notBefore: new Date(Date.now() - 60_000), notAfter });
-    const client = proxyClient(gw.port('egress'), leaf, pki.rootPath);
+    const client = keptAliveClient(gw.port('egress'), leaf, pki.rootPath);
     try {
       const url = `http://127.0.0.1:${origin.port}/`;
       assert.equal((await get(client, url)).status, 200, 'positive control: valid before notAfter');
@@ -171,7 +159,7 @@ describe('kept-alive absolute-form connections are decided on the current state'
       timeouts: { connectionMaxAge: '1500ms' },
       admin: { listen: '127.0.0.1:0', watch: false },
     });
-    const client = proxyClient(gw.port('egress'), await pki.workload('bookinfo', 'details'), pki.rootPath);
+    const client = keptAliveClient(gw.port('egress'), await pki.workload('bookinfo', 'details'), pki.rootPath);
     try {
       const url = `http://127.0.0.1:${origin.port}/`;
       const first = await get(client, url);
@@ -223,8 +211,8 @@ describe('upstream connections are never shared across identities', () => {
   });
 
   it('pools per SPIFFE ID: the same identity reuses its connection, another gets its own', async () => {
-    const alice = proxyClient(gw.port('egress'), await pki.workload('team-a', 'alice'), pki.rootPath);
-    const bob = proxyClient(gw.port('egress'), await pki.workload('team-b', 'bob'), pki.rootPath);
+    const alice = keptAliveClient(gw.port('egress'), await pki.workload('team-a', 'alice'), pki.rootPath);
+    const bob = keptAliveClient(gw.port('egress'), await pki.workload('team-b', 'bob'), pki.rootPath);
     try {
       const url = `http://127.0.0.1:${origin.port}/`;
       const a1 = (await get(alice, url)).body;

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
@@ -13,6 +13,11 @@ import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-p
 import { connectOnce } from './resumption-client.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** s_client printed its session summary ("New, …" or "Reused, …"), which is what the test reads. */
+const summarised = (stdout: string) => /^(New|Reused), TLSv1\.[23]/m.test(stdout);
+/** s_client wrote a session (with its ticket) to `path`. */
+const ticketIn = (path: string) =>
+  existsSync(path) && readFileSync(path, 'utf8').includes('END SSL SESSION PARAMETERS');
 
 describe('TLS session resumption with client-certificate identity', () => {
   let pki: TestPki;
@@ -46,7 +51,11 @@ describe('TLS session resumption with client-certificate identity', () => {
       assert.equal(first.reused, false, 'the first connection is a full handshake');
       assert.ok(first.session, 'the ticket arrives without any application data');
       for (let i = 0; i < 3; i++) {
-        const again = await connectOnce(port, client, pki.rootPath, { maxVersion, session: first.session });
+        const again = await connectOnce(port, client, pki.rootPath, {
+          maxVersion,
+          session: first.session,
+          untilHandshake: true,
+        });
         assert.equal(again.reused, true, `reconnect ${i + 1} resumes`);
       }
     });
@@ -57,15 +66,18 @@ describe('TLS session resumption with client-certificate identity', () => {
       const sess = join(pki.dir, `sess${version}.pem`);
       const base = ['s_client', '-connect', `127.0.0.1:${port}`, '-CAfile', pki.rootPath, version];
       const auth = ['-cert', client.certPath, '-key', client.keyPath, '-noservername'];
-      // -ign_eof + a short read: s_client stays until the tickets (sent after the handshake) arrive.
+      // -ign_eof + a short read: s_client stays until the tickets (sent after the handshake) arrive;
+      // it writes -sess_out when one does, and is ended then instead of at the timeout.
       const out = await runCommand('openssl', [...base, ...auth, '-sess_out', sess, '-ign_eof'], {
         input: 'x',
         timeoutMs: 4000,
+        until: ({ stdout }) => summarised(stdout) && ticketIn(sess),
       });
       assert.match(out.stdout, /^New, TLSv1\.[23]/m, out.stdout);
       const back = await runCommand('openssl', [...base, ...auth, '-sess_in', sess, '-ign_eof'], {
         input: 'y',
         timeoutMs: 4000,
+        until: ({ stdout }) => summarised(stdout),
       });
       assert.match(back.stdout, /^Reused, TLSv1\.[23]/m, `${version}: ${back.stdout}`);
     }
@@ -165,7 +177,7 @@ describe('TLS session resumption across an anchor rotation', () => {
       const port = gw.port('vs');
       const first = await connectOnce(port, client, pki.rootPath);
       assert.ok(first.session);
-      const again = await connectOnce(port, client, pki.rootPath, { session: first.session });
+      const again = await connectOnce(port, client, pki.rootPath, { session: first.session, untilHandshake: true });
       assert.equal(again.reused, true, 'positive control: it resumes before the rotation');
 
       // Rotation that keeps the client trusted: full handshake (new id context), still accepted.
@@ -246,7 +258,7 @@ describe('TLS session resumption across workers', () => {
       assert.ok(first.session);
       const attempts = [];
       for (let i = 0; i < 6; i++)
-        attempts.push(await connectOnce(vsPort, client, pki.rootPath, { session: first.session }));
+        attempts.push(await connectOnce(vsPort, client, pki.rootPath, { session: first.session, untilEcho: 'x' }));
       assert.deepEqual(
         attempts.map((a) => a.reused),
         [true, true, true, true, true, true],
