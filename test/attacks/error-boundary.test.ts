@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { subscribeAudit } from '../../src/core/audit-event.ts';
 import type { FaultPoint } from '../../src/proxy/error-boundary.ts';
-import { echoUpstream, pollUntil, rawTlsClient, type ScriptedUpstream } from '../helpers/abrupt-clients.ts';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
-import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
+import { pollUntil, rawTlsClient } from '../helpers/abrupt-clients.ts';
+import { type GatewayFixture, startGatewayFixture } from '../helpers/gateway-fixture.ts';
+import type { TestGateway } from '../helpers/test-gateway.ts';
+import type { TestPki, WrittenLeaf } from '../helpers/test-pki.ts';
 
 /**
  * Issue 9 item 9 / "Must have" 7: an unexpected throw in one connection's handler closes that
@@ -16,7 +17,8 @@ import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-p
 describe('per-connection error boundary', () => {
   let pki: TestPki;
   let gw: TestGateway;
-  let echo: ScriptedUpstream;
+  let echo: { port: number };
+  let fixture: GatewayFixture;
   let good: WrittenLeaf;
   let throwsEarly: WrittenLeaf;
   let throwsInTunnel: WrittenLeaf;
@@ -27,35 +29,34 @@ describe('per-connection error boundary', () => {
   };
 
   before(async () => {
-    pki = await createTestPki();
-    echo = await echoUpstream();
-    good = await pki.workload('bookinfo', 'productpage');
-    throwsEarly = await pki.workload('bookinfo', 'throws-early');
-    throwsInTunnel = await pki.workload('bookinfo', 'throws-in-tunnel');
-    auditBreaker = await pki.workload('bookinfo', 'audit-breaker');
-    gw = await startTestGateway(
-      pki,
-      {
+    fixture = await startGatewayFixture(
+      ({ tcpEchoPort }) => ({
         listeners: [
           { name: 'egress', listen: '127.0.0.1:0', mode: 'connect' },
-          { name: 'legacy', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${echo.port}` },
+          { name: 'legacy', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${tcpEchoPort}` },
         ],
         rules: [
           { name: 'bookinfo', from: { namespaces: ['bookinfo'] }, to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' },
         ],
         admin: { listen: '127.0.0.1:0', watch: false },
-      },
+      }),
       {
+        httpEchoes: [],
+        tcpEchoes: 1,
         faultProbe: (point, ctx) => {
           if (faults[ctx.peer.spiffeId.serviceAccount ?? ''] === point) throw new TypeError(`injected at ${point}`);
         },
       },
     );
+    ({ pki, gw } = fixture);
+    echo = { port: fixture.tcpEchoPort };
+    good = await pki.workload('bookinfo', 'productpage');
+    throwsEarly = await pki.workload('bookinfo', 'throws-early');
+    throwsInTunnel = await pki.workload('bookinfo', 'throws-in-tunnel');
+    auditBreaker = await pki.workload('bookinfo', 'audit-breaker');
   });
   after(async () => {
-    await gw.close();
-    echo.close();
-    pki.cleanup();
+    await fixture?.close();
   });
 
   const tunnelWorks = async (listener: string, request: string) => {

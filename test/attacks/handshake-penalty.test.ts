@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import type { Server } from 'node:http';
-import { type AddressInfo, connect as tcpConnect } from 'node:net';
+import { connect as tcpConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { connect } from 'node:tls';
-import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import { type GatewayFixture, startGatewayFixture } from '../helpers/gateway-fixture.ts';
+import type { TestGateway } from '../helpers/test-gateway.ts';
 import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
 
 const ATTACKER = '127.0.0.9';
@@ -54,19 +53,13 @@ describe('attack: repeated refused handshakes from one source (issue 9, found 2)
   let pki: TestPki;
   let rogue: TestPki;
   let gw: TestGateway;
-  let echo: Server;
   let url: string;
   let client: WrittenLeaf;
   let untrusted: WrittenLeaf;
+  let fixture: GatewayFixture;
 
   before(async () => {
-    pki = await createTestPki();
-    rogue = await createTestPki(); // another root: its leaves chain to nothing the gateway trusts
-    echo = await startEchoServer('127.0.0.1', 0);
-    url = `http://127.0.0.1:${(echo.address() as AddressInfo).port}/`;
-    client = await pki.workload('bookinfo', 'productpage');
-    untrusted = await rogue.workload('evil', 'x');
-    gw = await startTestGateway(pki, {
+    fixture = await startGatewayFixture(() => ({
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
       rules: [{ name: 'local', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
       limits: {
@@ -77,13 +70,16 @@ describe('attack: repeated refused handshakes from one source (issue 9, found 2)
         handshakeFailurePenalty: '120s',
       },
       admin: { listen: '127.0.0.1:0', watch: false },
-    });
+    }));
+    ({ pki, gw } = fixture);
+    url = `http://127.0.0.1:${fixture.echoPort}/`;
+    rogue = await createTestPki(); // another root: its leaves chain to nothing the gateway trusts
+    client = await pki.workload('bookinfo', 'productpage');
+    untrusted = await rogue.workload('evil', 'x');
   });
   after(async () => {
-    await gw.close();
-    echo.close();
-    pki.cleanup();
-    rogue.cleanup();
+    await fixture?.close();
+    rogue?.cleanup();
   });
 
   const legit = async (extra: string[] = []) =>

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import type { Server } from 'node:http';
-import { type AddressInfo, connect as tcpConnect } from 'node:net';
+import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
-import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
+import { type GatewayFixture, startGatewayFixture } from '../helpers/gateway-fixture.ts';
+import { pollUntil, waitUntil } from '../helpers/poll-until.ts';
+import type { TestGateway } from '../helpers/test-gateway.ts';
+import type { TestPki, WrittenLeaf } from '../helpers/test-pki.ts';
 
 const ATTACKER = '127.0.0.5';
 
@@ -17,17 +17,6 @@ async function metric(gw: TestGateway, series: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${gw.gateway.adminAddress?.port}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
   return line ? Number(line.slice(series.length + 1)) : 0;
-}
-
-/** Polls `read` until `ok` holds, for at most `ms`; returns the last value either way. */
-async function pollUntil<T>(read: () => Promise<T>, ok: (value: T) => boolean, ms: number): Promise<T> {
-  const until = Date.now() + ms;
-  let value = await read();
-  while (!ok(value) && Date.now() < until) {
-    await new Promise((r) => setTimeout(r, 100));
-    value = await read();
-  }
-  return value;
 }
 
 interface IdleAttack {
@@ -69,8 +58,8 @@ function idleAttack(port: number, source: string, count: number, maxOpens: numbe
     async stop() {
       running = false;
       for (const socket of live) socket.destroy();
-      const until = Date.now() + 5000;
-      while (live.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+      // Best effort, in a finally: a socket still open here must not hide the test's own failure.
+      await waitUntil(() => live.size === 0, 5000, 'the attacker sockets to close', 20).catch(() => {});
     },
   };
 }
@@ -78,18 +67,14 @@ function idleAttack(port: number, source: string, count: number, maxOpens: numbe
 describe('attack: idle sockets from one source (issue 9, found 5)', () => {
   let pki: TestPki;
   let gw: TestGateway;
-  let echo: Server;
   let url: string;
   let client: WrittenLeaf;
   let auditDir: string;
+  let fixture: GatewayFixture;
 
   before(async () => {
-    pki = await createTestPki();
-    echo = await startEchoServer('127.0.0.1', 0);
-    url = `http://127.0.0.1:${(echo.address() as AddressInfo).port}/`;
-    client = await pki.workload('bookinfo', 'productpage');
     auditDir = mkdtempSync(join(tmpdir(), 'egw-idle-audit-'));
-    gw = await startTestGateway(pki, {
+    fixture = await startGatewayFixture(() => ({
       // The aggregate record goes through the same sinks as every other record.
       audit: { sinks: [{ type: 'file', path: join(auditDir, 'audit.log'), format: 'text' }] },
       // maxConnections below the per-source cap: if idle sockets still counted against it, the
@@ -101,12 +86,13 @@ describe('attack: idle sockets from one source (issue 9, found 5)', () => {
       // wide margin even on a loaded machine (the attacker shares this process's event loop).
       timeouts: { handshake: '60s' },
       admin: { listen: '127.0.0.1:0', watch: false },
-    });
+    }));
+    ({ pki, gw } = fixture);
+    url = `http://127.0.0.1:${fixture.echoPort}/`;
+    client = await pki.workload('bookinfo', 'productpage');
   });
   after(async () => {
-    await gw.close();
-    echo.close();
-    pki.cleanup();
+    await fixture?.close();
     rmSync(auditDir, { recursive: true, force: true });
   });
 
@@ -125,12 +111,16 @@ describe('attack: idle sockets from one source (issue 9, found 5)', () => {
         () => metric(gw, 'egw_prehandshake_sockets{listener="egress"}'),
         (n) => n >= 64,
         10_000,
+        'the attacker to hold 64 pre-handshake sockets',
+        100,
       );
       assert.equal(held, 64, 'the source holds exactly maxPreHandshakeSocketsPerSource sockets');
       const capped = await pollUntil(
         () => metric(gw, 'egw_prehandshake_rejections_total{listener="egress",reason="source_limit"}'),
         (n) => n >= 900,
         10_000,
+        '900 refusals at the per-source cap',
+        100,
       );
       assert.ok(capped >= 900, `refused beyond the per-source cap: ${capped}`);
       for (let i = 0; i < 3; i++) {
@@ -148,6 +138,8 @@ describe('attack: idle sockets from one source (issue 9, found 5)', () => {
         () => metric(gw, 'egw_prehandshake_rejections_total{listener="egress",reason="first_byte_timeout"}'),
         (n) => n >= 64,
         10_000,
+        '64 sockets closed at the first-byte deadline',
+        100,
       );
       assert.ok(timedOut >= 64, `closed at the first-byte deadline: ${timedOut}`);
       const heldLifetimes = attack.lifetimes.filter((ms) => ms >= 1000);
@@ -162,6 +154,8 @@ describe('attack: idle sockets from one source (issue 9, found 5)', () => {
       () => metric(gw, 'egw_prehandshake_sockets{listener="egress"}'),
       (n) => n === 0,
       5000,
+      'every pre-handshake socket to be released',
+      100,
     );
     assert.equal(idle, 0, 'every pre-handshake socket was released');
     const refused =
@@ -172,11 +166,7 @@ describe('attack: idle sockets from one source (issue 9, found 5)', () => {
       gw.records
         .filter((r) => r.action === 'handshake-refused-aggregate' && r.source.ip === ATTACKER)
         .reduce((sum, r) => sum + (r.refusals?.total ?? 0), 0);
-    await pollUntil(
-      async () => audited(),
-      (n) => n >= refused,
-      5000,
-    );
+    await pollUntil(audited, (n) => n >= refused, 5000, `aggregate records for ${refused} refusals`, 100);
     const aggregates = gw.records.filter((r) => r.action === 'handshake-refused-aggregate');
     assert.equal(audited(), refused, 'the aggregate records account for every refusal the metrics counted');
     assert.ok(aggregates.length < refused / 20, `${aggregates.length} records for ${refused} refused sockets`);
@@ -186,9 +176,11 @@ describe('attack: idle sockets from one source (issue 9, found 5)', () => {
     assert.match(sample?.reason ?? '', /source_limit=\d+/);
     const logPath = join(auditDir, 'audit.log');
     const logged = await pollUntil(
-      async () => (existsSync(logPath) ? readFileSync(logPath, 'utf8') : ''),
+      () => (existsSync(logPath) ? readFileSync(logPath, 'utf8') : ''),
       (text) => text.includes(`HANDSHAKE-REFUSED-AGGREGATE ${ATTACKER}:0`),
       5000,
+      'the aggregate record in the audit file',
+      100,
     );
     assert.match(logged, new RegExp(`HANDSHAKE-REFUSED-AGGREGATE ${ATTACKER.replaceAll('.', '\\.')}:0 .*count=\\d+`));
     assert.equal(

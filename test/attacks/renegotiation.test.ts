@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { connect, type TLSSocket } from 'node:tls';
-import { startTcpEchoServer } from '../helpers/tcp-echo-server.ts';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
-import { createTestPki, type TestPki } from '../helpers/test-pki.ts';
+import { type GatewayFixture, startGatewayFixture } from '../helpers/gateway-fixture.ts';
+import type { TestGateway } from '../helpers/test-gateway.ts';
+import type { TestPki } from '../helpers/test-pki.ts';
 
 function nextData(socket: TLSSocket, timeoutMs = 5_000): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -24,19 +24,21 @@ function nextData(socket: TLSSocket, timeoutMs = 5_000): Promise<string> {
 describe('attack: TLS 1.2 client-initiated renegotiation', () => {
   let pki: TestPki;
   let gw: TestGateway;
-  let echo: Awaited<ReturnType<typeof startTcpEchoServer>>;
+  let echo: { port: number };
+  let fixture: GatewayFixture;
   before(async () => {
-    pki = await createTestPki();
-    echo = await startTcpEchoServer();
-    gw = await startTestGateway(pki, {
-      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
-      rules: [{ name: 'loopback', action: 'allow', to: { cidrs: ['127.0.0.0/8'] } }],
-    });
+    fixture = await startGatewayFixture(
+      () => ({
+        listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
+        rules: [{ name: 'loopback', action: 'allow', to: { cidrs: ['127.0.0.0/8'] } }],
+      }),
+      { httpEchoes: [], tcpEchoes: 1 },
+    );
+    ({ pki, gw } = fixture);
+    echo = { port: fixture.tcpEchoPort };
   });
   after(async () => {
-    await gw.close();
-    echo.close();
-    pki.cleanup();
+    await fixture?.close();
   });
 
   it('is refused, on a connection that worked before the attempt', async () => {

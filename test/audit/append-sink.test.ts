@@ -8,6 +8,7 @@ import { auditConfigSchema } from '../../src/audit/audit-config-schema.ts';
 import type { AuditHub } from '../../src/audit/audit-hub.ts';
 import { buildAuditHub } from '../../src/audit/build-audit-hub.ts';
 import type { SinkStats } from '../../src/audit/sinks/audit-sink.ts';
+import { pollUntil } from '../helpers/poll-until.ts';
 import { permittedRecord, rejectedRecord } from './helpers/sample-records.ts';
 
 function statsOf(hub: AuditHub): SinkStats {
@@ -94,8 +95,13 @@ describe('file and stdout sinks', () => {
     hub.start();
     hub.deliver(permittedRecord());
     hub.deliver(permittedRecord());
-    await new Promise((r) => setTimeout(r, 300));
-    const down = statsOf(hub);
+    // The open failed once it has left its error: poll for that, not a fixed sleep.
+    const down = await pollUntil(
+      () => statsOf(hub),
+      (stats) => stats.lastError !== undefined,
+      5_000,
+      'the failed open',
+    );
     assert.equal(down.up, false);
     assert.equal(down.queued, 2);
     assert.match(down.lastError ?? '', /ENOTDIR|EEXIST/);

@@ -12,6 +12,8 @@ function parseCef(line: string): { header: string[]; ext: Record<string, string>
   let i = 0;
   let field = '';
   while (header.length < 7) {
+    // Bounded: a line with fewer than seven unescaped `|` would otherwise read past its end forever.
+    if (i >= line.length) throw new Error(`not a CEF line (${header.length} of 7 header fields): ${line}`);
     const c = line[i] as string;
     if (c === '\\' && (line[i + 1] === '|' || line[i + 1] === '\\')) {
       field += line[i + 1];

@@ -181,8 +181,7 @@ describe('syslog sink against a real rsyslogd', () => {
     hub.start();
     const record = permittedRecord();
     hub.deliver(record);
-    const deadline = Date.now() + 10_000;
-    while (only(hub.stats()).retried < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await pollUntil(() => only(hub.stats()).retried, (n) => n >= 3, 10_000, 'three re-sends');
     const during = only(hub.stats());
     assert.ok(during.retried >= 3, `re-sent after each refused session: ${JSON.stringify(during)}`);
     assert.equal(during.delivered, 0);

@@ -7,7 +7,7 @@ import { waitUntil } from './poll-until.ts';
  * nginx, haproxy, dnsmasq, a published container port), `serve --workers` (each worker listens
  * itself), or a port that must be known before anything listens on it (a receiver started late,
  * a port where nothing listens). Our own servers bind `:0`: in-process gateways report
- * `gateway.addresses`, child gateways log it (`listenerPort`), Node servers `listen(0)`. The
+ * `gateway.addresses`, child gateways log it (`listenerPort`, `adminPortOf`), Node servers `listen(0)`. The
  * window between close and the daemon's bind is small; the caller waits with `waitForPort` and
  * fails clearly if someone else took it.
  */
@@ -29,6 +29,17 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
 export function listenerPort(log: string, name: string): number {
   const match = new RegExp(`listener ${name} \\([^)]*\\) on [^\\s]*:(\\d+)[^\\n]*\\n`).exec(log);
   if (!match) throw new Error(`no start-up line for listener ${name} in: ${log}`);
+  return Number(match[1]);
+}
+
+/**
+ * The port a gateway child process bound for its admin API (`admin: { listen: 127.0.0.1:0 }`), read
+ * from its start-up log: `admin API on http://127.0.0.1:40123`, or from a cluster primary
+ * `2 workers serving …; admin API on port 40123`.
+ */
+export function adminPortOf(log: string): number {
+  const match = /admin API on (?:http:\/\/[^\s]*:|port )(\d+)/.exec(log);
+  if (!match) throw new Error(`no admin API start-up line in: ${log}`);
   return Number(match[1]);
 }
 

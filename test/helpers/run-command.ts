@@ -11,7 +11,18 @@ export interface CommandResult {
 export function runCommand(
   command: string,
   args: readonly string[],
-  options: { input?: string | Buffer; timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string } = {},
+  options: {
+    input?: string | Buffer;
+    timeoutMs?: number;
+    env?: NodeJS.ProcessEnv;
+    cwd?: string;
+    /**
+     * Ends the command (SIGTERM) once this holds, for clients such as `openssl s_client -ign_eof`
+     * that only stop when killed: checked on each output chunk and every 50 ms, so state outside
+     * the output (a file it writes) can decide too. `timeoutMs` still bounds it.
+     */
+    until?: (output: { stdout: string; stderr: string }) => boolean;
+  } = {},
 ): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, {
@@ -28,9 +39,19 @@ export function runCommand(
       stderr += chunk;
     });
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 20_000);
+    const { until } = options;
+    const check = () => {
+      if (until?.({ stdout, stderr }) && child.exitCode === null) child.kill('SIGTERM');
+    };
+    const poll = until ? setInterval(check, 50) : undefined;
+    if (until) {
+      child.stdout.on('data', check);
+      child.stderr.on('data', check);
+    }
     child.on('error', reject);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      clearInterval(poll);
       resolve({ code, signal, stdout, stderr });
     });
     child.stdin.on('error', () => {});

@@ -6,6 +6,12 @@ import { type AuditRecord, subscribeAudit } from '../../src/core/audit-event.ts'
 import { type Gateway, type StartOptions, startGateway } from '../../src/main.ts';
 import type { TestPki } from './test-pki.ts';
 
+export interface TestGatewayOptions {
+  /** The trust anchor file (default: the PKI's intermediate alone). */
+  readonly anchors?: string;
+  readonly faultProbe?: StartOptions['faultProbe'];
+}
+
 export interface TestGateway {
   readonly gateway: Gateway;
   readonly configPath: string;
@@ -47,7 +53,7 @@ export function writeTestConfig(
 export async function startTestGateway(
   pki: TestPki,
   config: Record<string, unknown>,
-  options: { anchors?: string; faultProbe?: StartOptions['faultProbe'] } = {},
+  options: TestGatewayOptions = {},
 ): Promise<TestGateway> {
   const configPath = writeTestConfig(pki, config, options);
   const dir = dirname(configPath);

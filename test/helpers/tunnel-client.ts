@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { connect, type TLSSocket } from 'node:tls';
+import { Client } from 'undici';
 import type { WrittenLeaf } from './test-pki.ts';
 
 export interface Tunnel {
@@ -80,4 +81,17 @@ export async function openTunnel(port: number, client: WrittenLeaf, caPath: stri
     },
     close: () => socket.end(),
   };
+}
+
+/** One kept-alive mTLS connection to the gateway (pipelining 1), for absolute-form requests. */
+export function keptAliveClient(gatewayPort: number, client: WrittenLeaf, caPath: string): Client {
+  return new Client(`https://127.0.0.1:${gatewayPort}`, {
+    connect: {
+      ca: readFileSync(caPath),
+      cert: readFileSync(client.certPath),
+      key: readFileSync(client.keyPath),
+      servername: 'localhost',
+    },
+    keepAliveTimeout: 30_000,
+  });
 }

@@ -1,32 +1,17 @@
 import assert from 'node:assert/strict';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Client } from 'undici';
-import { stringify } from 'yaml';
-import { startEchoServer } from '../../src/devtools/echo-server.ts';
+import type { Client } from 'undici';
+import { parse, stringify } from 'yaml';
 import { curlViaGateway } from '../helpers/curl.ts';
-import { startTcpEchoServer } from '../helpers/tcp-echo-server.ts';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
-import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
-import { openTunnel } from '../helpers/tunnel-client.ts';
+import { type GatewayFixture, startGatewayFixture } from '../helpers/gateway-fixture.ts';
+import { waitUntil } from '../helpers/poll-until.ts';
+import type { TestGateway } from '../helpers/test-gateway.ts';
+import type { TestPki, WrittenLeaf } from '../helpers/test-pki.ts';
+import { keptAliveClient, openTunnel } from '../helpers/tunnel-client.ts';
 import { createOpensslCa, type OpensslCa } from './helpers/openssl-ca.ts';
 import { CA_EXTENSIONS, opensslIssue, opensslRoot, svidExtensions } from './helpers/openssl-pki.ts';
-
-/** One kept-alive TLS connection to the gateway, sending absolute-form requests (pipelining 1). */
-function keptAlive(gatewayPort: number, client: WrittenLeaf, caPath: string): Client {
-  return new Client(`https://127.0.0.1:${gatewayPort}`, {
-    connect: {
-      ca: readFileSync(caPath),
-      cert: readFileSync(client.certPath),
-      key: readFileSync(client.keyPath),
-      servername: 'localhost',
-    },
-    keepAliveTimeout: 30_000,
-  });
-}
 
 async function statusOf(client: Client, url: string): Promise<number> {
   const response = await client.request({ path: url, method: 'GET' });
@@ -39,34 +24,36 @@ describe('gateway: CRL revocation end to end', () => {
   let pki: TestPki;
   let ca: OpensslCa;
   let gw: TestGateway;
-  let echo: Server;
   let echoUrl: string;
   let crlPath: string;
+  let fixture: GatewayFixture;
 
   before(async () => {
-    pki = await createTestPki();
-    ca = await createOpensslCa(pki.intermediate, join(pki.dir, 'ca'));
-    crlPath = join(pki.dir, 'mesh-int.crl.pem');
-    copyFileSync(ca.gencrl('initial'), crlPath);
-    echo = await startEchoServer('127.0.0.1', 0);
-    echoUrl = `http://127.0.0.1:${(echo.address() as AddressInfo).port}/`;
-    gw = await startTestGateway(pki, {
-      identity: {
-        trustDomain: pki.trustDomain,
-        trustAnchors: pki.intermediatePath,
-        cert: pki.gateway.certPath,
-        key: pki.gateway.keyPath,
-        crls: [crlPath],
+    fixture = await startGatewayFixture(
+      async ({ pki }) => {
+        ca = await createOpensslCa(pki.intermediate, join(pki.dir, 'ca'));
+        crlPath = join(pki.dir, 'mesh-int.crl.pem');
+        copyFileSync(ca.gencrl('initial'), crlPath);
+        return {
+          identity: {
+            trustDomain: pki.trustDomain,
+            trustAnchors: pki.intermediatePath,
+            cert: pki.gateway.certPath,
+            key: pki.gateway.keyPath,
+            crls: [crlPath],
+          },
+          listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
+          rules: [{ name: 'loop', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
+          admin: { watch: false },
+        };
       },
-      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
-      rules: [{ name: 'loop', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
-      admin: { watch: false },
-    });
+      { tcpEchoes: 1 },
+    );
+    ({ pki, gw } = fixture);
+    echoUrl = `http://127.0.0.1:${fixture.echoPort}/`;
   });
   after(async () => {
-    await gw.close();
-    echo.close();
-    pki.cleanup();
+    await fixture?.close();
   });
 
   const curl = (client: WrittenLeaf) => curlViaGateway(gw.port('egress'), client, pki.rootPath, echoUrl, ['-p']);
@@ -120,20 +107,9 @@ describe('gateway: CRL revocation end to end', () => {
     assert.match(metrics, /egw_crl_next_update_seconds\{[^}]*\} -\d/);
     // crlRequired false: reported only, the chain still passes.
     assert.equal((await curl(client)).code, 0);
-    const config = {
-      identity: {
-        trustDomain: pki.trustDomain,
-        trustAnchors: pki.intermediatePath,
-        cert: pki.gateway.certPath,
-        key: pki.gateway.keyPath,
-        crls: [crlPath],
-        crlRequired: true,
-      },
-      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
-      rules: [{ name: 'loop', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
-      admin: { watch: false },
-      audit: { sinks: [] },
-    };
+    // The running configuration with identity.crlRequired added.
+    const config = parse(readFileSync(gw.configPath, 'utf8')) as { identity: Record<string, unknown> };
+    config.identity.crlRequired = true;
     writeFileSync(gw.configPath, stringify(config));
     assert.deepEqual(await gw.gateway.reload(), { ok: true });
     const record = await rejectionOf(client);
@@ -146,41 +122,35 @@ describe('gateway: CRL revocation end to end', () => {
   });
 
   it('closes and audits the open tunnels of a certificate a reload revokes, and only those', async () => {
-    const target = await startTcpEchoServer();
     const doomed = await pki.workload('shop', 'doomed');
     const spared = await pki.workload('shop', 'spared');
-    const to = `127.0.0.1:${target.port}`;
-    try {
-      const a = await openTunnel(gw.port('egress'), doomed, pki.rootPath, to);
-      const b = await openTunnel(gw.port('egress'), spared, pki.rootPath, to);
-      a.socket.write('ping');
-      b.socket.write('ping');
-      assert.equal((await a.waitFor(4)).toString(), 'ping');
-      assert.equal((await b.waitFor(4)).toString(), 'ping');
-      ca.revoke(doomed.leaf.certPem);
-      copyFileSync(ca.gencrl('tunnel'), crlPath);
-      assert.deepEqual(await gw.gateway.reload(), { ok: true });
-      const closed = await gw.waitForRecord(
-        (r) => r.action === 'egress-closed' && r.identity?.spiffeId === 'spiffe://cluster.local/ns/shop/sa/doomed',
-      );
-      assert.equal(closed.code, 'EGW_IDENTITY_REVOKED');
-      assert.match(closed.reason ?? '', /^reload-denied: identity no longer trusted: .*shop\/sa\/doomed.*revoked/);
-      const deadline = Date.now() + 5000;
-      while (!a.socket.destroyed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      assert.ok(a.socket.destroyed, 'the revoked tunnel is closed');
-      b.socket.write('pong');
-      assert.equal((await b.waitFor(8)).toString(), 'pingpong', 'the other identity keeps its tunnel');
-      b.close();
-    } finally {
-      target.close();
-    }
+    const to = `127.0.0.1:${fixture.tcpEchoPort}`;
+    const a = await openTunnel(gw.port('egress'), doomed, pki.rootPath, to);
+    const b = await openTunnel(gw.port('egress'), spared, pki.rootPath, to);
+    a.socket.write('ping');
+    b.socket.write('ping');
+    assert.equal((await a.waitFor(4)).toString(), 'ping');
+    assert.equal((await b.waitFor(4)).toString(), 'ping');
+    ca.revoke(doomed.leaf.certPem);
+    copyFileSync(ca.gencrl('tunnel'), crlPath);
+    assert.deepEqual(await gw.gateway.reload(), { ok: true });
+    const closed = await gw.waitForRecord(
+      (r) => r.action === 'egress-closed' && r.identity?.spiffeId === 'spiffe://cluster.local/ns/shop/sa/doomed',
+    );
+    assert.equal(closed.code, 'EGW_IDENTITY_REVOKED');
+    assert.match(closed.reason ?? '', /^reload-denied: identity no longer trusted: .*shop\/sa\/doomed.*revoked/);
+    await waitUntil(() => a.socket.destroyed, 5000, 'the revoked tunnel to close', 20);
+    assert.ok(a.socket.destroyed, 'the revoked tunnel is closed');
+    b.socket.write('pong');
+    assert.equal((await b.waitFor(8)).toString(), 'pingpong', 'the other identity keeps its tunnel');
+    b.close();
   });
 
   it("closes a revoked certificate's kept-alive absolute-form connection on reload; another identity's stays", async () => {
     const doomed = await pki.workload('shop', 'kept-doomed');
     const spared = await pki.workload('shop', 'kept-spared');
-    const a = keptAlive(gw.port('egress'), doomed, pki.rootPath);
-    const b = keptAlive(gw.port('egress'), spared, pki.rootPath);
+    const a = keptAliveClient(gw.port('egress'), doomed, pki.rootPath);
+    const b = keptAliveClient(gw.port('egress'), spared, pki.rootPath);
     const permittedOf = (name: string) =>
       gw.records.filter(
         (r) => r.action === 'egress-permitted' && r.identity?.spiffeId === `spiffe://cluster.local/ns/shop/sa/${name}`,
@@ -220,8 +190,7 @@ describe('gateway: CRL revocation end to end', () => {
       writeFileSync(certPath, `${leaf.pem}${issuer.pem}`);
       return { certPath, keyPath: leaf.keyPath, leafOnlyPath: leaf.certPath, leaf: undefined as never };
     };
-    const ext = await startTestGateway(
-      pki,
+    const ext = await fixture.startGateway(
       {
         listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
         rules: [{ name: 'loop', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],

@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { KeyUsage } from '../../src/pki/certificate-facts.ts';
 import { createIntermediateCa, createRootCa } from '../../src/pki/issue-certificate.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
+import { type GatewayFixture, startGatewayFixture } from '../helpers/gateway-fixture.ts';
 import { sClient } from '../helpers/openssl-client.ts';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
-import { createTestPki, type TestPki } from '../helpers/test-pki.ts';
+import type { TestGateway } from '../helpers/test-gateway.ts';
+import type { TestPki } from '../helpers/test-pki.ts';
 
 const HOUR = 3_600_000;
 
@@ -19,24 +17,21 @@ const HOUR = 3_600_000;
 describe('client identity (mTLS with an intermediate-only trust anchor)', () => {
   let pki: TestPki;
   let gw: TestGateway;
-  let echo: Server;
   let echoUrl: string;
+  let fixture: GatewayFixture;
 
   before(async () => {
-    pki = await createTestPki();
-    echo = await startEchoServer('127.0.0.1', 0);
-    echoUrl = `http://127.0.0.1:${(echo.address() as AddressInfo).port}/`;
-    gw = await startTestGateway(pki, {
+    fixture = await startGatewayFixture(() => ({
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
       rules: [{ name: 'any-workload', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
       // A table of refusals from one source: the source penalty (test/attacks/handshake-penalty) would end it early.
       limits: { handshakeFailuresPerSource: 0 },
-    });
+    }));
+    ({ pki, gw } = fixture);
+    echoUrl = `http://127.0.0.1:${fixture.echoPort}/`;
   });
   after(async () => {
-    await gw.close();
-    echo.close();
-    pki.cleanup();
+    await fixture?.close();
   });
 
   /** Connects with curl and returns the audit record the gateway wrote for that connection. */
@@ -207,68 +202,48 @@ describe('client identity (mTLS with an intermediate-only trust anchor)', () => 
 
 describe('client identity with a root-only trust anchor', () => {
   it('accepts leaf + intermediate chaining to the configured root', async () => {
-    const pki = await createTestPki();
-    const echo = await startEchoServer('127.0.0.1', 0);
-    const gw = await startTestGateway(
-      pki,
-      {
+    const fixture = await startGatewayFixture(
+      () => ({
         listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
         rules: [{ name: 'loop', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
-      },
-      { anchors: pki.rootPath },
+      }),
+      { anchors: (pki) => pki.rootPath },
     );
+    const { pki, gw, echoPort } = fixture;
     try {
       const client = await pki.workload('bookinfo', 'productpage');
-      const ok = await curlViaGateway(
-        gw.port('egress'),
-        client,
-        pki.rootPath,
-        `http://127.0.0.1:${(echo.address() as AddressInfo).port}/`,
-        ['-p'],
-      );
+      const ok = await curlViaGateway(gw.port('egress'), client, pki.rootPath, `http://127.0.0.1:${echoPort}/`, ['-p']);
       assert.equal(ok.code, 0, ok.stderr);
       const leafOnly = await pki.workload('bookinfo', 'productpage', { chain: [] });
-      const refused = await curlViaGateway(
-        gw.port('egress'),
-        leafOnly,
-        pki.rootPath,
-        `http://127.0.0.1:${(echo.address() as AddressInfo).port}/`,
-        ['-p'],
-      );
+      const refused = await curlViaGateway(gw.port('egress'), leafOnly, pki.rootPath, `http://127.0.0.1:${echoPort}/`, [
+        '-p',
+      ]);
       assert.notEqual(refused.code, 0, 'without the intermediate there is no path to the root');
     } finally {
-      await gw.close();
-      echo.close();
-      pki.cleanup();
+      await fixture.close();
     }
   });
 });
 
 describe('client identity with RSA keys', () => {
   it('accepts an RSA-2048 workload certificate (Istio default key type)', async () => {
-    const pki = await createTestPki({ keyType: 'rsa-2048' });
-    const echo = await startEchoServer('127.0.0.1', 0);
-    const gw = await startTestGateway(pki, {
-      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
-      rules: [{ name: 'loop', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
-    });
+    const fixture = await startGatewayFixture(
+      () => ({
+        listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
+        rules: [{ name: 'loop', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
+      }),
+      { keyType: 'rsa-2048' },
+    );
+    const { pki, gw, echoPort } = fixture;
     try {
       const client = await pki.issue('rsa', {
         spiffeIds: ['spiffe://cluster.local/ns/bookinfo/sa/productpage'],
         keyType: 'rsa-2048',
       });
-      const ok = await curlViaGateway(
-        gw.port('egress'),
-        client,
-        pki.rootPath,
-        `http://127.0.0.1:${(echo.address() as AddressInfo).port}/`,
-        ['-p'],
-      );
+      const ok = await curlViaGateway(gw.port('egress'), client, pki.rootPath, `http://127.0.0.1:${echoPort}/`, ['-p']);
       assert.equal(ok.code, 0, ok.stderr);
     } finally {
-      await gw.close();
-      echo.close();
-      pki.cleanup();
+      await fixture.close();
     }
   });
 });

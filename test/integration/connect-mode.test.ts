@@ -7,7 +7,7 @@ import { type RuntimeEvent, subscribeRuntimeEvents } from '../../src/core/runtim
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
 import { type GatewayFixture, startGatewayFixture } from '../helpers/gateway-fixture.ts';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import type { TestGateway } from '../helpers/test-gateway.ts';
 import type { TestPki, WrittenLeaf } from '../helpers/test-pki.ts';
 
 describe('connect mode (HTTPS forward proxy)', () => {
@@ -226,7 +226,7 @@ describe('connect mode (HTTPS forward proxy)', () => {
     const closedServer = await startEchoServer('127.0.0.1', 0);
     const closedPort = (closedServer.address() as AddressInfo).port;
     await new Promise((r) => closedServer.close(r));
-    const gw2 = await startTestGateway(pki, {
+    const gw2 = await fixture.startGateway({
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
       rules: [{ name: 'all-loopback', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
     });
@@ -274,7 +274,7 @@ describe('connect mode (HTTPS forward proxy)', () => {
       const port = Number(
         await new Promise<string>((resolve) => blackhole.stdout.once('data', (d) => resolve(String(d).trim()))),
       );
-      const gw2 = await startTestGateway(pki, {
+      const gw2 = await fixture.startGateway({
         listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
         rules: [{ name: 'all-loopback', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
         timeouts: { connect: '500ms' },

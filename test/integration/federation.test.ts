@@ -1,20 +1,18 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { buildGatewayState } from '../../src/config/build-state.ts';
 import { parseConfig } from '../../src/config/load-config.ts';
-import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { formatSpiffeBundle } from '../../src/identity/spiffe-bundle.ts';
 import type { IssuedCertificate } from '../../src/pki/issue-certificate.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
+import { type EchoTarget, type GatewayFixture, startGatewayFixture } from '../helpers/gateway-fixture.ts';
 import { waitUntil } from '../helpers/poll-until.ts';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import type { TestGateway } from '../helpers/test-gateway.ts';
 import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
 
 const jwks = (certs: readonly IssuedCertificate[], sequence: number) =>
@@ -35,73 +33,76 @@ describe('federation: identity.trustDomains', () => {
   let gw: TestGateway;
   let dir: string;
   let jwksPath: string;
-  let echoA: Server;
-  let echoB: Server;
-  const portOf = (s: Server) => (s.address() as AddressInfo).port;
+  let echoA: EchoTarget;
+  let echoB: EchoTarget;
+  let fixture: GatewayFixture;
+  const portOf = (echo: EchoTarget) => echo.port;
 
   before(async () => {
-    [pki, partner, other] = await Promise.all([
-      createTestPki(),
+    [partner, other] = await Promise.all([
       createTestPki({ trustDomain: 'partner.example' }),
       createTestPki({ trustDomain: 'other.example' }),
     ]);
     dir = mkdtempSync(join(tmpdir(), 'egw-federation-'));
     jwksPath = join(dir, 'partner.jwks.json');
     writeFileSync(jwksPath, jwks([partner.intermediate], 1));
-    echoA = await startEchoServer('127.0.0.1', 0);
-    echoB = await startEchoServer('127.0.0.1', 0);
-    const [a, b] = [portOf(echoA), portOf(echoB)];
-    gw = await startTestGateway(pki, {
-      identity: {
-        trustDomains: [
-          { name: 'cluster.local', bundle: pki.intermediatePath },
-          { name: 'partner.example', bundle: jwksPath },
-        ],
-        cert: pki.gateway.certPath,
-        key: pki.gateway.keyPath,
+    fixture = await startGatewayFixture(
+      ({ pki, httpEchoes }) => {
+        const [a, b] = httpEchoes.map((echo) => echo.port);
+        return {
+          identity: {
+            trustDomains: [
+              { name: 'cluster.local', bundle: pki.intermediatePath },
+              { name: 'partner.example', bundle: jwksPath },
+            ],
+            cert: pki.gateway.certPath,
+            key: pki.gateway.keyPath,
+          },
+          listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
+          rules: [
+            {
+              name: 'own-bookinfo',
+              from: { namespaces: ['bookinfo'] },
+              to: { ports: [a], cidrs: ['127.0.0.0/8'] },
+              action: 'allow',
+            },
+            {
+              name: 'partner-payments',
+              from: { spiffeIds: ['spiffe://partner.example/ns/billing/sa/*'] },
+              to: { ports: [a], cidrs: ['127.0.0.0/8'] },
+              action: 'allow',
+            },
+            {
+              name: 'partner-any',
+              from: { trustDomains: ['partner.example'] },
+              to: { ports: [b], cidrs: ['127.0.0.0/8'] },
+              action: 'allow',
+            },
+          ],
+        };
       },
-      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
-      rules: [
-        {
-          name: 'own-bookinfo',
-          from: { namespaces: ['bookinfo'] },
-          to: { ports: [a], cidrs: ['127.0.0.0/8'] },
-          action: 'allow',
-        },
-        {
-          name: 'partner-payments',
-          from: { spiffeIds: ['spiffe://partner.example/ns/billing/sa/*'] },
-          to: { ports: [a], cidrs: ['127.0.0.0/8'] },
-          action: 'allow',
-        },
-        {
-          name: 'partner-any',
-          from: { trustDomains: ['partner.example'] },
-          to: { ports: [b], cidrs: ['127.0.0.0/8'] },
-          action: 'allow',
-        },
-      ],
-    });
+      { httpEchoes: ['127.0.0.1', '127.0.0.1'] },
+    );
+    ({ pki, gw } = fixture);
+    [echoA, echoB] = fixture.httpEchoes as [EchoTarget, EchoTarget];
   });
   after(async () => {
-    await gw?.close();
-    echoA?.close();
-    echoB?.close();
-    for (const p of [pki, partner, other]) p?.cleanup();
+    await fixture?.close();
+    for (const p of [partner, other]) p?.cleanup();
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const curl = (client: WrittenLeaf, echo: Server) =>
+  const curl = (client: WrittenLeaf, echo: EchoTarget) =>
     curlViaGateway(gw.port('egress'), client, pki.rootPath, `http://127.0.0.1:${portOf(echo)}/fed`, ['-p']);
 
-  async function allowed(client: WrittenLeaf, echo: Server): Promise<void> {
+  async function allowed(client: WrittenLeaf, echo: EchoTarget): Promise<void> {
     const result = await curl(client, echo);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(JSON.parse(result.stdout).url, '/fed');
   }
 
   /** The CONNECT is answered with a refusal: the identity was accepted, the policy said no. */
-  async function denied(client: WrittenLeaf, echo: Server): Promise<void> {
+  async function denied(client: WrittenLeaf, echo: EchoTarget): Promise<void> {
     const result = await curl(client, echo);
     assert.notEqual(result.code, 0, 'curl must fail');
     assert.match(result.stderr, /CONNECT tunnel failed, response 403/);

@@ -1,47 +1,45 @@
 import assert from 'node:assert/strict';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
-import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
+import { type GatewayFixture, startGatewayFixture } from '../helpers/gateway-fixture.ts';
+import type { TestGateway } from '../helpers/test-gateway.ts';
+import type { TestPki, WrittenLeaf } from '../helpers/test-pki.ts';
 
 // Issue 10 item 4, live: the deny rules that used to compile and never match (`to.hosts:
 // ["127.0.0.1"]`, numeric labels) are refused at load; their working forms deny real traffic.
 describe('host rules that mean what they say (live gateway)', () => {
   let pki: TestPki;
   let gw: TestGateway;
-  let denied: Server;
-  let allowed: Server;
   let deniedPort: number;
   let allowedPort: number;
   let client: WrittenLeaf;
+  let fixture: GatewayFixture;
 
   before(async () => {
-    pki = await createTestPki();
-    denied = await startEchoServer('127.0.0.1', 0);
-    allowed = await startEchoServer('127.0.0.2', 0);
-    deniedPort = (denied.address() as AddressInfo).port;
-    allowedPort = (allowed.address() as AddressInfo).port;
+    fixture = await startGatewayFixture(
+      ({ httpEchoes }) => ({
+        listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
+        resolver: {
+          hosts: { 'loop.example.com': '127.0.0.1', 'a.203.example': '127.0.0.2', 'ok.example.com': '127.0.0.2' },
+        },
+        rules: [
+          { name: 'deny-one-address', to: { cidrs: ['127.0.0.1/32'] }, action: 'deny' },
+          { name: 'deny-numeric-label', to: { hosts: ['*.203.example'] }, action: 'deny' },
+          {
+            name: 'loopback',
+            to: { cidrs: ['127.0.0.0/8'], ports: httpEchoes.map((echo) => echo.port) },
+            action: 'allow',
+          },
+        ],
+      }),
+      { httpEchoes: ['127.0.0.1', '127.0.0.2'] },
+    );
+    ({ pki, gw } = fixture);
+    [deniedPort, allowedPort] = fixture.httpEchoes.map((echo) => echo.port) as [number, number];
     client = await pki.workload('bookinfo', 'productpage');
-    gw = await startTestGateway(pki, {
-      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
-      resolver: {
-        hosts: { 'loop.example.com': '127.0.0.1', 'a.203.example': '127.0.0.2', 'ok.example.com': '127.0.0.2' },
-      },
-      rules: [
-        { name: 'deny-one-address', to: { cidrs: ['127.0.0.1/32'] }, action: 'deny' },
-        { name: 'deny-numeric-label', to: { hosts: ['*.203.example'] }, action: 'deny' },
-        { name: 'loopback', to: { cidrs: ['127.0.0.0/8'], ports: [deniedPort, allowedPort] }, action: 'allow' },
-      ],
-    });
   });
   after(async () => {
-    await gw?.close();
-    denied?.close();
-    allowed?.close();
-    pki?.cleanup();
+    await fixture?.close();
   });
 
   const via = (url: string, extra: string[] = ['-p']) =>

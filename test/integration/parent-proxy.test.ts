@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
+import { type GatewayFixture, startGatewayFixture } from '../helpers/gateway-fixture.ts';
 import { freePort } from '../helpers/loopback-ports.ts';
 import { runCli } from '../helpers/run-command.ts';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
-import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
+import type { TestGateway } from '../helpers/test-gateway.ts';
+import type { TestPki, WrittenLeaf } from '../helpers/test-pki.ts';
 import { startTinyproxy, type Tinyproxy, tinyproxyRequests } from '../helpers/tinyproxy.ts';
 
 const SNAT = '127.0.0.2';
@@ -25,23 +23,19 @@ const DEAD_IP = '127.0.0.6';
 describe('parent proxy per rule (rules[].via) with tinyproxy', () => {
   let pki: TestPki;
   let gw: TestGateway;
-  let echo: Server;
   let echoPort: number;
+  let fixture: GatewayFixture;
   let parent: Tinyproxy;
   let strictParent: Tinyproxy;
   let deadPort: number;
   let client: WrittenLeaf;
 
   before(async () => {
-    pki = await createTestPki();
-    echo = await startEchoServer('127.0.0.1', 0);
-    echoPort = (echo.address() as AddressInfo).port;
     parent = await startTinyproxy({ bind: TINYPROXY_BIND });
     strictParent = await startTinyproxy({ connectPorts: [1] });
     deadPort = await freePort();
-    client = await pki.workload('bookinfo', 'productpage');
     const from = { namespaces: ['bookinfo'] };
-    gw = await startTestGateway(pki, {
+    fixture = await startGatewayFixture(({ echoPort }) => ({
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect', snat: SNAT }],
       resolver: { hosts: { localhost: '127.0.0.1', 'metadata.example.com': '169.254.169.254' } },
       rules: [
@@ -75,14 +69,14 @@ describe('parent proxy per rule (rules[].via) with tinyproxy', () => {
           via: `http://127.0.0.1:${deadPort}`,
         },
       ],
-    });
+    }));
+    ({ pki, gw, echoPort } = fixture);
+    client = await pki.workload('bookinfo', 'productpage');
   });
   after(async () => {
-    await gw?.close();
-    echo?.close();
+    await fixture?.close();
     await parent?.stop();
     await strictParent?.stop();
-    pki?.cleanup();
   });
 
   it('tunnels CONNECT through tinyproxy: tinyproxy sees the SNAT address, the target sees tinyproxy', async () => {

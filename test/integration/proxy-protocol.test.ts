@@ -5,12 +5,13 @@ import { after, before, describe, it } from 'node:test';
 import { parse, stringify } from 'yaml';
 import type { AuditRecord } from '../../src/core/audit-event.ts';
 import { PROXY_V2_SIGNATURE } from '../../src/listener/proxy-protocol.ts';
+import { type FixtureTargets, startFixtureTargets } from '../helpers/gateway-fixture.ts';
 import { type Haproxy, startHaproxy } from '../helpers/haproxy.ts';
 import { freePort } from '../helpers/loopback-ports.ts';
 import { waitUntil } from '../helpers/poll-until.ts';
 import { exchange, header, rawSend, startHeaderEcho, startRelay } from '../helpers/proxy-protocol-peers.ts';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
-import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
+import type { TestGateway } from '../helpers/test-gateway.ts';
+import type { TestPki, WrittenLeaf } from '../helpers/test-pki.ts';
 
 const BOOKINFO = 'spiffe://cluster.local/ns/bookinfo/sa/productpage';
 
@@ -28,15 +29,19 @@ describe('PROXY protocol v2 (haproxy send-proxy-v2 in front, accept-proxy behind
   let frontPort: number;
   let holdFrontPort: number;
 
+  let targets: FixtureTargets;
+
+  // The targets are the suite's own (haproxy with accept-proxy, a header echo): the fixture brings the PKI.
   before(async () => {
-    pki = await createTestPki();
+    targets = await startFixtureTargets({ httpEchoes: [] });
+    ({ pki } = targets);
     bookinfo = await pki.workload('bookinfo', 'productpage');
     headerEcho = await startHeaderEcho();
     const webPort = await freePort();
     frontPort = await freePort();
     holdFrontPort = await freePort();
     const behindLb = { proxyProtocol: 'v2', proxyProtocolFrom: ['127.0.0.1/32'], upstreamProxyProtocol: 'v2' };
-    gw = await startTestGateway(pki, {
+    gw = await targets.startGateway({
       listeners: [
         { name: 'lb-web', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${webPort}`, ...behindLb },
         {
@@ -83,9 +88,8 @@ describe('PROXY protocol v2 (haproxy send-proxy-v2 in front, accept-proxy behind
   });
   after(async () => {
     await haproxy?.stop();
-    await gw?.close();
+    await targets?.close();
     headerEcho?.close();
-    pki?.cleanup();
   });
 
   it('audits the client behind haproxy, not haproxy, and haproxy behind the gateway sees that client', async () => {

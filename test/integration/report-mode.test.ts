@@ -1,15 +1,13 @@
 import assert from 'node:assert/strict';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { formatCef } from '../../src/audit/formats/cef-format.ts';
 import { toEcs } from '../../src/audit/formats/ecs-format.ts';
 import { formatText } from '../../src/audit/formats/text-format.ts';
 import type { AuditRecord } from '../../src/core/audit-event.ts';
-import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
-import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
+import { type EchoTarget, type GatewayFixture, startGatewayFixture } from '../helpers/gateway-fixture.ts';
+import type { TestGateway } from '../helpers/test-gateway.ts';
+import type { TestPki, WrittenLeaf } from '../helpers/test-pki.ts';
 
 // Issue 12 item 1: a report listener lets through what the policy would refuse and audits it as
 // egress-would-deny; an enforce listener with the same rules refuses it. `enforce: always`, the
@@ -18,31 +16,30 @@ describe('report (monitor) mode, live through curl', () => {
   let pki: TestPki;
   let gw: TestGateway;
   let client: WrittenLeaf;
-  const echoes = new Map<string, { server: Server; port: number }>();
+  let fixture: GatewayFixture;
+  const echoes = new Map<string, EchoTarget>();
 
   before(async () => {
-    pki = await createTestPki();
+    fixture = await startGatewayFixture(
+      () => ({
+        listeners: [
+          { name: 'report', listen: '127.0.0.1:0', mode: 'connect', enforcement: 'report' },
+          { name: 'enforce', listen: '127.0.0.1:0', mode: 'connect' },
+        ],
+        rules: [
+          { name: 'never-three', to: { cidrs: ['127.0.0.3/32'] }, action: 'deny', enforce: 'always' },
+          { name: 'stage-two', to: { cidrs: ['127.0.0.2/32'] }, action: 'deny' },
+          { name: 'allow-four', to: { cidrs: ['127.0.0.4/32'] }, action: 'allow' },
+        ],
+      }),
+      { httpEchoes: ['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4'] },
+    );
+    ({ pki, gw } = fixture);
+    for (const echo of fixture.httpEchoes) echoes.set(echo.host, echo);
     client = await pki.workload('bookinfo', 'productpage');
-    for (const ip of ['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4']) {
-      const server = await startEchoServer(ip, 0);
-      echoes.set(ip, { server, port: (server.address() as AddressInfo).port });
-    }
-    gw = await startTestGateway(pki, {
-      listeners: [
-        { name: 'report', listen: '127.0.0.1:0', mode: 'connect', enforcement: 'report' },
-        { name: 'enforce', listen: '127.0.0.1:0', mode: 'connect' },
-      ],
-      rules: [
-        { name: 'never-three', to: { cidrs: ['127.0.0.3/32'] }, action: 'deny', enforce: 'always' },
-        { name: 'stage-two', to: { cidrs: ['127.0.0.2/32'] }, action: 'deny' },
-        { name: 'allow-four', to: { cidrs: ['127.0.0.4/32'] }, action: 'allow' },
-      ],
-    });
   });
   after(async () => {
-    await gw?.close();
-    for (const { server } of echoes.values()) server.close();
-    pki?.cleanup();
+    await fixture?.close();
   });
 
   const url = (ip: string) => `http://${ip}:${echoes.get(ip)?.port}/report`;

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect } from 'node:tls';
 import { startEchoServer } from '../../src/devtools/echo-server.ts';
-import { freePort } from '../helpers/loopback-ports.ts';
+import { listenerPort } from '../helpers/loopback-ports.ts';
 import { waitUntil } from '../helpers/poll-until.ts';
 import { runCommand } from '../helpers/run-command.ts';
 
@@ -16,7 +16,7 @@ const repo = new URL('../..', import.meta.url).pathname;
 
 /**
  * The README quick start, as a newcomer runs it: `egress-gateway serve` on the shipped
- * config/gateway.yaml in a fresh directory (ports moved to free ones so tests can run anywhere).
+ * config/gateway.yaml in a fresh directory (ports moved to :0 so tests can run anywhere; read back from its log).
  */
 describe('serve with the shipped configuration', () => {
   let work: string;
@@ -24,16 +24,12 @@ describe('serve with the shipped configuration', () => {
   let stderr = '';
   let stdout = '';
   let egressPort: number;
-  let adminPort: number;
   let echo: Server;
   let echoPort: number;
 
   before(async () => {
     work = mkdtempSync(join(tmpdir(), 'egw-quickstart-'));
     mkdirSync(join(work, 'config'));
-    egressPort = await freePort();
-    const legacyPort = await freePort();
-    adminPort = await freePort();
     echo = await startEchoServer('127.0.0.1', 0);
     echoPort = (echo.address() as AddressInfo).port;
     const shipped = readFileSync(join(repo, 'config/gateway.yaml'), 'utf8');
@@ -41,9 +37,9 @@ describe('serve with the shipped configuration', () => {
     writeFileSync(
       join(work, 'config/gateway.yaml'),
       shipped
-        .replace('127.0.0.1:3128', `127.0.0.1:${egressPort}`)
-        .replace('127.0.0.1:3129', `127.0.0.1:${legacyPort}`)
-        .replace('127.0.0.1:9901', `127.0.0.1:${adminPort}`)
+        .replace('127.0.0.1:3128', '127.0.0.1:0')
+        .replace('127.0.0.1:3129', '127.0.0.1:0')
+        .replace('127.0.0.1:9901', '127.0.0.1:0')
         .replace('ports: [8080, 8443]', `ports: [${echoPort}]`),
     );
     gateway = spawn(
@@ -57,11 +53,16 @@ describe('serve with the shipped configuration', () => {
     gateway.stderr?.on('data', (chunk) => {
       stderr += chunk;
     });
-    const deadline = Date.now() + 30_000;
-    while (!/admin API on/.test(stderr)) {
-      if (Date.now() > deadline || gateway.exitCode !== null) throw new Error(`gateway did not start: ${stderr}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await waitUntil(
+      () => {
+        if (gateway.exitCode !== null) throw new Error(`gateway exited: ${stderr}`);
+        return /admin API on/.test(stderr);
+      },
+      30_000,
+      () => `the gateway to start: ${stderr}`,
+      100,
+    );
+    egressPort = listenerPort(stderr, 'egress');
   });
   after(() => {
     if (gateway.exitCode === null) gateway.kill('SIGKILL');
@@ -119,8 +120,11 @@ describe('serve with the shipped configuration', () => {
   });
 
   it('writes ECS audit records to stdout', async () => {
-    const deadline = Date.now() + 5000;
-    while (!/egress-rejected/.test(stdout) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await waitUntil(
+      () => /egress-rejected/.test(stdout),
+      5000,
+      () => `an egress-rejected record on stdout: ${stdout}`,
+    );
     const records = stdout
       .trim()
       .split('\n')
@@ -177,8 +181,12 @@ describe('serve with the shipped configuration', () => {
     assert.match(refused.stderr, /Failed to connect|Connection refused/, 'the listener is closed');
     received = '';
     socket.write('GET /after-sigterm HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
-    const deadline = Date.now() + 5000;
-    while (!received.includes('/after-sigterm') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await waitUntil(
+      () => received.includes('/after-sigterm'),
+      5000,
+      () => `the echo after SIGTERM: ${received}`,
+      20,
+    );
     assert.match(received, /"url":"\/after-sigterm"/, 'the open tunnel still carries data after SIGTERM');
     socket.end();
     assert.equal(await exited, 0);

@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
+import { type GatewayFixture, startGatewayFixture } from '../helpers/gateway-fixture.ts';
 import { serviceAccountsOnEachAddress } from '../helpers/snat-identities.ts';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
-import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
+import type { TestGateway } from '../helpers/test-gateway.ts';
+import type { TestPki, WrittenLeaf } from '../helpers/test-pki.ts';
 import { openTunnel } from '../helpers/tunnel-client.ts';
 
 // Issue 12 item 5 on loopback (every 127.x address binds here): two workloads land on their own
@@ -15,21 +13,14 @@ import { openTunnel } from '../helpers/tunnel-client.ts';
 describe('SNAT pools, live through curl', () => {
   let pki: TestPki;
   let gw: TestGateway;
-  let echo: Server;
   let echoPort: number;
+  let fixture: GatewayFixture;
   let first: WrittenLeaf;
   let second: WrittenLeaf;
   let secondId: string;
 
   before(async () => {
-    pki = await createTestPki();
-    echo = await startEchoServer('127.0.0.1', 0);
-    echoPort = (echo.address() as AddressInfo).port;
-    const [a, b] = serviceAccountsOnEachAddress(pki.trustDomain, 'bookinfo');
-    first = await pki.workload('bookinfo', a);
-    second = await pki.workload('bookinfo', b);
-    secondId = `spiffe://${pki.trustDomain}/ns/bookinfo/sa/${b}`;
-    gw = await startTestGateway(pki, {
+    fixture = await startGatewayFixture(({ echoPort }) => ({
       listeners: [
         { name: 'egress', listen: '127.0.0.1:0', mode: 'connect', snat: ['127.0.0.2', '127.0.0.5'] },
         {
@@ -41,12 +32,15 @@ describe('SNAT pools, live through curl', () => {
         },
       ],
       rules: [{ name: 'echo', to: { cidrs: ['127.0.0.1/32'], ports: [echoPort] }, action: 'allow' }],
-    });
+    }));
+    ({ pki, gw, echoPort } = fixture);
+    const [a, b] = serviceAccountsOnEachAddress(pki.trustDomain, 'bookinfo');
+    first = await pki.workload('bookinfo', a);
+    second = await pki.workload('bookinfo', b);
+    secondId = `spiffe://${pki.trustDomain}/ns/bookinfo/sa/${b}`;
   });
   after(async () => {
-    await gw?.close();
-    echo?.close();
-    pki?.cleanup();
+    await fixture?.close();
   });
 
   /** The source address the echo server saw, and the SNAT address of the audit record. */

@@ -7,7 +7,7 @@ import { curlViaGateway } from '../helpers/curl.ts';
 import { type GatewayFixture, startGatewayFixture } from '../helpers/gateway-fixture.ts';
 import { sClient } from '../helpers/openssl-client.ts';
 import { runCli } from '../helpers/run-command.ts';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import type { TestGateway } from '../helpers/test-gateway.ts';
 import type { TestPki, WrittenLeaf } from '../helpers/test-pki.ts';
 import { startTinyproxy, type Tinyproxy } from '../helpers/tinyproxy.ts';
 
@@ -139,7 +139,7 @@ describe('tcp mode (fixed upstream, like a BIG-IP virtual server)', () => {
       socket.on('end', () => setTimeout(() => socket.end(`got ${got} bytes before FIN`), 100));
     });
     await new Promise<void>((resolve) => halfCloseUpstream.listen(0, '127.0.0.1', () => resolve()));
-    const gw2 = await startTestGateway(pki, {
+    const gw2 = await fixture.startGateway({
       listeners: [
         {
           name: 'half',

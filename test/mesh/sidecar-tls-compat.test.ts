@@ -3,7 +3,8 @@ import { writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import { type GatewayFixture, startGatewayFixture } from '../helpers/gateway-fixture.ts';
+import type { TestGateway } from '../helpers/test-gateway.ts';
 import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
 import { ISTIO_HTTP11_ALPN, ISTIO_TCP_ALPN, istioSni } from './helpers/istio-client-sidecar.ts';
 import { sClient } from './helpers/openssl-client.ts';
@@ -36,6 +37,7 @@ async function startEcho(): Promise<Server> {
 }
 
 interface Setup {
+  readonly fixture: GatewayFixture;
   readonly pki: TestPki;
   readonly gw: TestGateway;
   readonly client: WrittenLeaf;
@@ -48,10 +50,9 @@ async function setup(
   echoPort: number,
   anchors: 'intermediate' | 'root',
 ): Promise<Setup> {
-  const pki = await createTestPki({ keyType });
-  const gw = await startTestGateway(
-    pki,
-    {
+  // The suite's own target (startEcho: raw bytes back, prefixed with the peer address) is shared by every setup.
+  const fixture = await startGatewayFixture(
+    () => ({
       listeners: [
         {
           name: 'bigip-proxy',
@@ -62,13 +63,14 @@ async function setup(
         },
       ],
       rules: [{ name: 'bookinfo', from: { namespaces: ['bookinfo'] }, action: 'allow' }],
-    },
-    { anchors: anchors === 'root' ? pki.rootPath : pki.intermediatePath },
+    }),
+    { keyType, httpEchoes: [], anchors: (pki) => (anchors === 'root' ? pki.rootPath : pki.intermediatePath) },
   );
+  const { pki, gw } = fixture;
   const client = await pki.workload('bookinfo', 'productpage', { keyType, chain: [pki.intermediate, pki.root] });
   const chainPath = join(pki.dir, 'sidecar-chain.pem');
   writeFileSync(chainPath, `${pki.intermediate.certPem}\n${pki.root.certPem}`);
-  return { pki, gw, client, chainPath };
+  return { fixture, pki, gw, client, chainPath };
 }
 
 function sidecarArgs(s: Setup, version: '-tls1_2' | '-tls1_3', alpn: readonly string[]): string[] {
@@ -108,10 +110,7 @@ describe('Istio sidecar TLS compatibility (openssl s_client as the client sideca
     echoPort = (echo.address() as AddressInfo).port;
   });
   after(async () => {
-    for (const s of setups) {
-      await s.gw.close();
-      s.pki.cleanup();
-    }
+    for (const s of setups) await s.fixture.close();
     echo.close();
   });
 

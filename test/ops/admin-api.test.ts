@@ -1,14 +1,17 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
-import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
+import {
+  type FixtureTargets,
+  type GatewayFixture,
+  startFixtureTargets,
+  startGatewayFixture,
+} from '../helpers/gateway-fixture.ts';
 import { sClient } from '../helpers/openssl-client.ts';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
-import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
+import type { TestGateway } from '../helpers/test-gateway.ts';
+import type { TestPki, WrittenLeaf } from '../helpers/test-pki.ts';
 import { openTunnel } from '../helpers/tunnel-client.ts';
 
 const TOKEN = 'test-admin-token-0123456789';
@@ -16,30 +19,30 @@ const TOKEN = 'test-admin-token-0123456789';
 describe('admin API', () => {
   let pki: TestPki;
   let gw: TestGateway;
-  let echo: Server;
   let echoPort: number;
   let bookinfo: WrittenLeaf;
   let other: WrittenLeaf;
   let admin: string;
+  let fixture: GatewayFixture;
 
   before(async () => {
-    pki = await createTestPki();
-    echo = await startEchoServer('127.0.0.1', 0);
-    echoPort = (echo.address() as AddressInfo).port;
-    bookinfo = await pki.workload('bookinfo', 'productpage');
-    other = await pki.workload('sm-apigw-a', 'default');
-    gw = await startTestGateway(pki, {
-      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect', snat: '127.0.0.2' }],
-      rules: [
-        {
-          name: 'bookinfo-egress',
-          from: { namespaces: ['bookinfo'] },
-          to: { cidrs: ['127.0.0.0/8'] },
-          action: 'allow',
-        },
-      ],
-      admin: { listen: '127.0.0.1:0', token: TOKEN, watch: false },
+    fixture = await startGatewayFixture(async ({ pki }) => {
+      bookinfo = await pki.workload('bookinfo', 'productpage');
+      other = await pki.workload('sm-apigw-a', 'default');
+      return {
+        listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect', snat: '127.0.0.2' }],
+        rules: [
+          {
+            name: 'bookinfo-egress',
+            from: { namespaces: ['bookinfo'] },
+            to: { cidrs: ['127.0.0.0/8'] },
+            action: 'allow',
+          },
+        ],
+        admin: { listen: '127.0.0.1:0', token: TOKEN, watch: false },
+      };
     });
+    ({ pki, gw, echoPort } = fixture);
     admin = `http://127.0.0.1:${gw.gateway.adminAddress?.port}`;
     await curlViaGateway(gw.port('egress'), bookinfo, pki.rootPath, `http://127.0.0.1:${echoPort}/`, ['-p']);
     await curlViaGateway(gw.port('egress'), other, pki.rootPath, `http://127.0.0.1:${echoPort}/`, ['-p']);
@@ -48,9 +51,7 @@ describe('admin API', () => {
     await gw.waitForRecord((r) => r.action === 'egress-closed');
   });
   after(async () => {
-    await gw.close();
-    echo.close();
-    pki.cleanup();
+    await fixture?.close();
   });
 
   const get = async (path: string, token: string | null = TOKEN) => {
@@ -202,9 +203,17 @@ describe('admin API', () => {
 });
 
 describe('admin API readiness', () => {
+  // One PKI for the suite, no target: each test starts its own gateway on it.
+  let targets: FixtureTargets;
+  before(async () => {
+    targets = await startFixtureTargets({ httpEchoes: [] });
+  });
+  after(async () => {
+    await targets?.close();
+  });
+
   it('answers 503 naming the certificate that expires within the configured window', async () => {
-    const pki = await createTestPki();
-    const gw = await startTestGateway(pki, {
+    const gw = await targets.startGateway({
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
       admin: { listen: '127.0.0.1:0', certExpiryWindow: '48h', watch: false },
     });
@@ -215,18 +224,17 @@ describe('admin API readiness', () => {
       assert.match(body.reasons.join(' '), /gateway certificate expires at .*, within admin\.certExpiryWindow/);
     } finally {
       await gw.close();
-      pki.cleanup();
     }
   });
 
   it('answers 503 naming the gateway certificate once it has expired', async () => {
-    const pki = await createTestPki();
+    const { pki } = targets;
     const expired = await pki.issue('gateway-expired', {
       spiffeIds: ['spiffe://cluster.local/ns/bookinfo/sa/bigip-proxy'],
       notBefore: new Date(Date.now() - 48 * 3_600_000),
       notAfter: new Date(Date.now() - 3_600_000),
     });
-    const gw = await startTestGateway(pki, {
+    const gw = await targets.startGateway({
       identity: {
         trustDomain: 'cluster.local',
         trustAnchors: pki.intermediatePath,
@@ -243,13 +251,11 @@ describe('admin API readiness', () => {
       assert.match(body.reasons.join(' '), /gateway certificate expired at/);
     } finally {
       await gw.close();
-      pki.cleanup();
     }
   });
 
   it('serves POST routes to loopback clients when no token is configured', async () => {
-    const pki = await createTestPki();
-    const gw = await startTestGateway(pki, {
+    const gw = await targets.startGateway({
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
       admin: { listen: '127.0.0.1:0', watch: false },
     });
@@ -259,7 +265,6 @@ describe('admin API readiness', () => {
       await response.body.dump();
     } finally {
       await gw.close();
-      pki.cleanup();
     }
   });
 });

@@ -13,6 +13,7 @@ import {
   sTimeNew,
 } from '../helpers/abrupt-clients.ts';
 import { type ChildGateway, type LeakReport, startChildGateway } from '../helpers/child-gateway.ts';
+import { waitUntil } from '../helpers/poll-until.ts';
 import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
 
 /**
@@ -101,11 +102,16 @@ describe('every socket reaches one close path (child gateway, fds counted)', () 
     const viaConnect = await rawTlsClient(gw.port('egress'), bookinfo, pki.rootPath);
     viaConnect.tls.write(`CONNECT 127.0.0.1:${gated.port} HTTP/1.1\r\n\r\n`);
     const viaTcp = await rawTlsClient(gw.port('gated'), bookinfo, pki.rootPath);
-    // Positive control: both dials are in flight (no answer, no decision record, tunnels counted by the limiter).
-    await new Promise((r) => setTimeout(r, 300));
+    // Positive control first: both connections reached the limiter, so both dials are in flight;
+    // then nothing was answered and nothing decided while they are.
+    await waitUntil(
+      async () => (await gw.metric('egw_identity_connections')) === 2,
+      5_000,
+      'both connections to be counted by the limiter',
+    );
+    assert.equal(await gw.metric('egw_identity_connections'), 2);
     assert.equal(viaConnect.received(), '');
     assert.deepEqual(gw.records().slice(before), []);
-    assert.equal(await gw.metric('egw_identity_connections'), 2);
     viaConnect.raw.resetAndDestroy();
     viaTcp.raw.resetAndDestroy();
     gated.open();

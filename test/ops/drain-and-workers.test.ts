@@ -1,17 +1,16 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { request } from 'undici';
-import { startEchoServer } from '../../src/devtools/echo-server.ts';
+import { type ClusterGateway, startClusterGateway } from '../helpers/cluster-gateway.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
+import { startFixtureTargets, startGatewayFixture } from '../helpers/gateway-fixture.ts';
+import { runHandshakes } from '../helpers/hostile-clients.ts';
 import { freePort, listenerPort } from '../helpers/loopback-ports.ts';
-import { waitUntil } from '../helpers/poll-until.ts';
-import { startTcpEchoServer } from '../helpers/tcp-echo-server.ts';
-import { startTestGateway, writeTestConfig } from '../helpers/test-gateway.ts';
+import { pollUntil, waitUntil } from '../helpers/poll-until.ts';
+import { writeTestConfig } from '../helpers/test-gateway.ts';
 import { createTestPki } from '../helpers/test-pki.ts';
 import { openTunnel } from '../helpers/tunnel-client.ts';
 
@@ -19,15 +18,21 @@ const repo = new URL('../..', import.meta.url).pathname;
 
 describe('graceful drain', () => {
   it('goes unready, stops accepting, closes tunnels at the deadline, counts them and flushes audit', async () => {
-    const pki = await createTestPki();
-    const echo = await startTcpEchoServer();
-    const auditPath = join(pki.dir, 'drain-audit.ndjson');
-    const gw = await startTestGateway(pki, {
-      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
-      rules: [{ name: 'all', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
-      admin: { listen: '127.0.0.1:0', watch: false },
-      audit: { sinks: [{ type: 'file', path: auditPath, format: 'ecs' }] },
-    });
+    let auditPath = '';
+    const fixture = await startGatewayFixture(
+      ({ pki }) => {
+        auditPath = join(pki.dir, 'drain-audit.ndjson');
+        return {
+          listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
+          rules: [{ name: 'all', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
+          admin: { listen: '127.0.0.1:0', watch: false },
+          audit: { sinks: [{ type: 'file', path: auditPath, format: 'ecs' }] },
+        };
+      },
+      { httpEchoes: [], tcpEchoes: 1 },
+    );
+    const { pki, gw } = fixture;
+    const echo = { port: fixture.tcpEchoPort };
     try {
       const client = await pki.workload('bookinfo', 'productpage');
       const tunnel = await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${echo.port}`);
@@ -66,9 +71,7 @@ describe('graceful drain', () => {
         'the close record reached the sink before it was closed',
       );
     } finally {
-      await gw.close();
-      echo.close();
-      pki.cleanup();
+      await fixture.close();
     }
   });
 });
@@ -100,8 +103,9 @@ describe('shutdown with a stalled log collector', () => {
       assert.match(stderr, /listener egress/, `the gateway did not start: ${stderr}`);
       const port = listenerPort(stderr, 'egress');
       const refused = await pki.workload('other', 'x');
-      // About 2 KB of ECS per refusal: 150 of them overflow the 64 KiB pipe.
-      for (let i = 0; i < 150; i++) await curlViaGateway(port, refused, pki.rootPath, 'http://127.0.0.1:1/', ['-p']);
+      // About 2 KB of ECS per refusal: 150 of them overflow the 64 KiB pipe. Four curls at a time:
+      // only the count matters, not the order.
+      await runHandshakes(150, 4, () => curlViaGateway(port, refused, pki.rootPath, 'http://127.0.0.1:1/', ['-p']));
       const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
       assert.equal(await exited, 0);
@@ -118,38 +122,27 @@ describe('serve --workers', () => {
   // counted it as the worker's listener ("2 workers serving" before the egress port was bound) and
   // could hand its connection to the other worker. Workers now say when they serve.
   it('shares the listeners across workers, aggregates metrics, reloads and drains every worker', async () => {
-    const pki = await createTestPki();
-    const echo: Server = await startEchoServer('127.0.0.1', 0);
-    const egressPort = await freePort();
-    const adminPort = await freePort();
+    // PKI and target from the fixture; the gateway is a child process (a cluster), not startTestGateway.
+    const targets = await startFixtureTargets();
+    const { pki } = targets;
+    const egressPort = await freePort(); // each worker listens itself: the port must be known up front
     const configPath = writeTestConfig(pki, {
       listeners: [{ name: 'egress', listen: `127.0.0.1:${egressPort}`, mode: 'connect', snat: '127.0.0.2' }],
       rules: [
         { name: 'bookinfo', from: { namespaces: ['bookinfo'] }, to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' },
       ],
-      admin: { listen: `127.0.0.1:${adminPort}`, watch: false },
+      admin: { listen: '127.0.0.1:0', watch: false },
     });
     const dir = dirname(configPath);
-    let stderr = '';
-    const child: ChildProcess = spawn(
-      process.execPath,
-      [join(repo, 'bin/egress-gateway.js'), 'serve', '--config', configPath, '--workers', '2'],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    child.stderr?.on('data', (chunk) => {
-      stderr += chunk;
-    });
+    let cluster: ClusterGateway | undefined;
     try {
-      const deadline = Date.now() + 30_000;
-      while (!/2 workers serving/.test(stderr)) {
-        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`cluster did not start: ${stderr}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      cluster = await startClusterGateway(configPath, 2);
+      const { child, adminPort, stderr } = cluster;
       const client = await pki.workload('bookinfo', 'productpage');
-      const url = `http://127.0.0.1:${(echo.address() as AddressInfo).port}/`;
+      const url = `http://127.0.0.1:${targets.echoPort}/`;
       for (let i = 0; i < 6; i++) {
         const result = await curlViaGateway(egressPort, client, pki.rootPath, url, ['-p']);
-        assert.equal(result.code, 0, `curl ${i + 1} through the cluster: ${result.stderr}\ngateway: ${stderr}`);
+        assert.equal(result.code, 0, `curl ${i + 1} through the cluster: ${result.stderr}\ngateway: ${stderr()}`);
         assert.equal(JSON.parse(result.stdout).peerAddress, '127.0.0.2');
       }
       const metrics = await (await request(`http://127.0.0.1:${adminPort}/metrics`)).body.text();
@@ -183,26 +176,28 @@ describe('serve --workers', () => {
       assert.equal(refused.statusCode, 422);
       await refused.body.dump();
       process.kill(stats.workers[0]?.pid as number, 'SIGKILL');
-      const until = Date.now() + 20_000;
-      let readyAgain = false;
-      while (!readyAgain && Date.now() < until) {
-        await new Promise((r) => setTimeout(r, 250));
-        const probe = await request(`http://127.0.0.1:${adminPort}/readyz`);
-        await probe.body.dump();
-        readyAgain = probe.statusCode === 200 && /starting a replacement/.test(stderr);
-      }
-      assert.ok(readyAgain, `the replacement worker serves again: ${stderr}`);
+      const readyAgain = await pollUntil(
+        async () => {
+          const probe = await request(`http://127.0.0.1:${adminPort}/readyz`);
+          await probe.body.dump();
+          return probe.statusCode === 200 && /starting a replacement/.test(stderr());
+        },
+        Boolean,
+        20_000,
+        () => `a replacement worker to serve: ${stderr()}`,
+        250,
+      );
+      assert.ok(readyAgain, `the replacement worker serves again: ${stderr()}`);
       const after = await curlViaGateway(egressPort, client, pki.rootPath, url, ['-p']);
       assert.equal(JSON.parse(after.stdout).peerAddress, '127.0.0.2');
       const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
       assert.equal(await exited, 0);
-      assert.match(stderr, /SIGTERM: draining 2 workers/);
+      assert.match(stderr(), /SIGTERM: draining 2 workers/);
     } finally {
-      if (child.exitCode === null) child.kill('SIGKILL');
-      echo.close();
+      await cluster?.stop();
+      await targets.close();
       rmSync(dir, { recursive: true, force: true });
-      pki.cleanup();
     }
   });
 });

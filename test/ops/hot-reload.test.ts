@@ -9,9 +9,15 @@ import { parse, stringify } from 'yaml';
 import { startGateway } from '../../src/main.ts';
 import { exportPrivateKeyPem } from '../../src/pki/key-pair.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
+import {
+  type FixtureTargets,
+  type GatewayFixture,
+  startFixtureTargets,
+  startGatewayFixture,
+} from '../helpers/gateway-fixture.ts';
 import { sClient } from '../helpers/openssl-client.ts';
-import { startTcpEchoServer } from '../helpers/tcp-echo-server.ts';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import { pollDefined, pollUntil, waitUntil } from '../helpers/poll-until.ts';
+import type { TestGateway } from '../helpers/test-gateway.ts';
 import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
 import { openTunnel, type Tunnel } from '../helpers/tunnel-client.ts';
 
@@ -44,25 +50,26 @@ describe('hot reload', () => {
   let oldPki: TestPki;
   let newPki: TestPki;
   let gw: TestGateway;
-  let echo: Awaited<ReturnType<typeof startTcpEchoServer>>;
+  let echoPort: number;
+  let fixture: GatewayFixture;
 
   before(async () => {
-    oldPki = await createTestPki();
+    fixture = await startGatewayFixture(
+      () => ({
+        listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
+        rules: [
+          { name: 'bookinfo', from: { namespaces: ['bookinfo'] }, to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' },
+        ],
+        admin: { listen: '127.0.0.1:0', watch: true },
+      }),
+      { httpEchoes: [], tcpEchoes: 1 },
+    );
+    ({ pki: oldPki, gw, tcpEchoPort: echoPort } = fixture);
     newPki = await createTestPki();
-    echo = await startTcpEchoServer();
-    gw = await startTestGateway(oldPki, {
-      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
-      rules: [
-        { name: 'bookinfo', from: { namespaces: ['bookinfo'] }, to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' },
-      ],
-      admin: { listen: '127.0.0.1:0', watch: true },
-    });
   });
   after(async () => {
-    await gw.close();
-    echo.close();
-    oldPki.cleanup();
-    newPki.cleanup();
+    await fixture?.close();
+    newPki?.cleanup();
   });
 
   it('rotates the gateway certificate and the trust anchors while 50 tunnels carry data, cutting none', async () => {
@@ -72,7 +79,7 @@ describe('hot reload', () => {
 
     const tunnels: Tunnel[] = [];
     for (let i = 0; i < TUNNELS; i++)
-      tunnels.push(await openTunnel(gw.port('egress'), oldClient, oldPki.rootPath, `127.0.0.1:${echo.port}`));
+      tunnels.push(await openTunnel(gw.port('egress'), oldClient, oldPki.rootPath, `127.0.0.1:${echoPort}`));
     const sent = tunnels.map(() => createHash('sha256'));
     const sendRound = (round: number) =>
       tunnels.forEach((tunnel, i) => {
@@ -104,8 +111,7 @@ describe('hot reload', () => {
     });
     for (const tunnel of tunnels) tunnel.close();
     const closedRecords = () => gw.records.filter((r) => r.action === 'egress-closed');
-    const deadline = Date.now() + 5000;
-    while (closedRecords().length < TUNNELS && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await waitUntil(() => closedRecords().length >= TUNNELS, 5000, `${TUNNELS} egress-closed records`);
     assert.equal(closedRecords().length, TUNNELS);
     assert.ok(
       gw.records
@@ -121,7 +127,7 @@ describe('hot reload', () => {
     const retire = await request(`http://127.0.0.1:${gw.gateway.adminAddress?.port}/reload`, { method: 'POST' });
     assert.equal(retire.statusCode, 200, await retire.body.text());
     await assert.rejects(
-      openTunnel(gw.port('egress'), oldClient, newPki.rootPath, `127.0.0.1:${echo.port}`),
+      openTunnel(gw.port('egress'), oldClient, newPki.rootPath, `127.0.0.1:${echoPort}`),
       'a workload of the retired CA is refused',
     );
   });
@@ -134,7 +140,7 @@ describe('hot reload', () => {
       const reload = await request(`http://127.0.0.1:${gw.gateway.adminAddress?.port}/reload`, { method: 'POST' });
       assert.equal(reload.statusCode, 422);
       await reload.body.dump();
-      const tunnel = await openTunnel(gw.port('egress'), client, newPki.rootPath, `127.0.0.1:${echo.port}`);
+      const tunnel = await openTunnel(gw.port('egress'), client, newPki.rootPath, `127.0.0.1:${echoPort}`);
       tunnel.socket.write('ping');
       assert.equal((await tunnel.waitFor(4)).toString(), 'ping');
       tunnel.close();
@@ -146,7 +152,7 @@ describe('hot reload', () => {
   it('applies a reloaded header limit to new connections', async () => {
     const client = await newPki.workload('bookinfo', 'details');
     const big = `X-Big: ${'a'.repeat(6000)}`;
-    const url = `http://127.0.0.1:${echo.port}/`;
+    const url = `http://127.0.0.1:${echoPort}/`;
     const before = await curlViaGateway(gw.port('egress'), client, newPki.rootPath, url, [
       '-p',
       '-v',
@@ -180,8 +186,7 @@ describe('hot reload', () => {
       )?.[1];
     const before = Number(await metrics());
     writeFileSync(gw.configPath, `${readFileSync(gw.configPath, 'utf8')}\n# touched\n`);
-    const deadline = Date.now() + 10_000;
-    while (Number(await metrics()) <= before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await pollUntil(metrics, (n) => Number(n) > before, 10_000, 'egw_reloads_total{result="ok"} to grow', 100);
     assert.ok(Number(await metrics()) > before, 'the file watcher triggered a reload');
   });
 });
@@ -202,38 +207,41 @@ function editConfig(path: string, edit: (config: EditableConfig) => void): void 
 
 describe('reload: reloadable and restart-only settings', () => {
   let pki: TestPki;
-  let echo: Awaited<ReturnType<typeof startTcpEchoServer>>;
+  let echoPort: number;
+  let targets: FixtureTargets;
   before(async () => {
-    pki = await createTestPki();
-    echo = await startTcpEchoServer();
+    targets = await startFixtureTargets({ httpEchoes: [], tcpEchoes: 1 });
+    ({ pki, tcpEchoPort: echoPort } = targets);
   });
-  after(() => {
-    echo.close();
-    pki.cleanup();
+  after(async () => {
+    await targets?.close();
   });
 
   it('applies a reloaded listeners[].maxConnections to new connections, keeping the open ones', async () => {
-    const gw = await startTestGateway(pki, {
+    const gw = await targets.startGateway({
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect', maxConnections: 5 }],
       rules: [{ name: 'all', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
       admin: { listen: '127.0.0.1:0', watch: false },
     });
     try {
       const client = await pki.workload('bookinfo', 'productpage');
-      const held = await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${echo.port}`);
-      const second = await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${echo.port}`);
+      const held = await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${echoPort}`);
+      const second = await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${echoPort}`);
       second.close(); // positive control: a second connection is accepted under the boot limit of 5
       editConfig(gw.configPath, (c) => {
         (c.listeners[0] as Record<string, unknown>).maxConnections = 1;
       });
       assert.deepEqual(await gw.gateway.reload(), { ok: true });
-      const deadline = Date.now() + 5_000;
-      let refused = undefined as Awaited<ReturnType<typeof gw.waitForRecord>> | undefined;
-      while (!refused && Date.now() < deadline) {
-        // The closed second tunnel may still count for a moment; retry until the limit is what refuses.
-        await sClient(gw.port('egress'), { client, caPath: pki.rootPath, waitForServerClose: true });
-        refused = gw.records.find((r) => r.code === 'EGW_LIMIT_LISTENER_CONNECTIONS');
-      }
+      const refused = await pollDefined(
+        'a connection above the reloaded limit to be refused',
+        async () => {
+          // The closed second tunnel may still count for a moment; retry until the limit is what refuses.
+          await sClient(gw.port('egress'), { client, caPath: pki.rootPath, waitForServerClose: true });
+          return gw.records.find((r) => r.code === 'EGW_LIMIT_LISTENER_CONNECTIONS');
+        },
+        5_000,
+        0,
+      );
       assert.ok(refused, 'a connection above the reloaded limit is refused and audited');
       assert.match(refused.reason, /at its limit of 1 open connections/);
       held.socket.write('still');
@@ -245,7 +253,7 @@ describe('reload: reloadable and restart-only settings', () => {
   });
 
   it('keeps admin and audit as started, reports them pending a restart in /config, and applies them at restart', async () => {
-    const gw = await startTestGateway(pki, {
+    const gw = await targets.startGateway({
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
       admin: { listen: '127.0.0.1:0', watch: false },
     });

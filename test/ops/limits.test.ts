@@ -1,16 +1,19 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import type { Server } from 'node:http';
-import { type AddressInfo, connect as tcpConnect } from 'node:net';
+import { connect as tcpConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
-import { startEchoServer } from '../../src/devtools/echo-server.ts';
 import { curlViaGateway } from '../helpers/curl.ts';
+import {
+  type FixtureTargets,
+  type GatewayFixture,
+  startFixtureTargets,
+  startGatewayFixture,
+} from '../helpers/gateway-fixture.ts';
 import { sClient } from '../helpers/openssl-client.ts';
 import { waitUntil } from '../helpers/poll-until.ts';
-import { startTcpEchoServer } from '../helpers/tcp-echo-server.ts';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
-import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
+import type { TestGateway } from '../helpers/test-gateway.ts';
+import type { TestPki, WrittenLeaf } from '../helpers/test-pki.ts';
 import { openTunnel } from '../helpers/tunnel-client.ts';
 
 /** Resolves when the socket closes; rejects if it stays open past `ms`. */
@@ -27,38 +30,35 @@ function closesWithin(socket: import('node:net').Socket, ms: number): Promise<vo
 describe('limits and timeouts', () => {
   let pki: TestPki;
   let gw: TestGateway;
-  let echo: Server;
   let echoPort: number;
-  let tcpEcho: Awaited<ReturnType<typeof startTcpEchoServer>>;
+  let tcpEchoPort: number;
   let bookinfo: WrittenLeaf;
   let reviews: WrittenLeaf;
+  let fixture: GatewayFixture;
 
   before(async () => {
-    pki = await createTestPki();
-    echo = await startEchoServer('127.0.0.1', 0);
-    echoPort = (echo.address() as AddressInfo).port;
-    tcpEcho = await startTcpEchoServer();
+    fixture = await startGatewayFixture(
+      ({ tcpEchoPort }) => ({
+        listeners: [
+          { name: 'egress', listen: '127.0.0.1:0', mode: 'connect' },
+          { name: 'small', listen: '127.0.0.1:0', mode: 'connect', maxConnections: 2 },
+          { name: 'legacy', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${tcpEchoPort}` },
+        ],
+        rules: [
+          { name: 'bookinfo', from: { namespaces: ['bookinfo'] }, to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' },
+        ],
+        timeouts: { handshake: '400ms', requestHead: '400ms', idle: '600ms' },
+        limits: { maxHeaderBytes: 4096, maxConnectionsPerIdentity: 2 },
+        admin: { listen: '127.0.0.1:0', watch: false },
+      }),
+      { tcpEchoes: 1 },
+    );
+    ({ pki, gw, echoPort, tcpEchoPort } = fixture);
     bookinfo = await pki.workload('bookinfo', 'productpage');
     reviews = await pki.workload('bookinfo', 'reviews');
-    gw = await startTestGateway(pki, {
-      listeners: [
-        { name: 'egress', listen: '127.0.0.1:0', mode: 'connect' },
-        { name: 'small', listen: '127.0.0.1:0', mode: 'connect', maxConnections: 2 },
-        { name: 'legacy', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${tcpEcho.port}` },
-      ],
-      rules: [
-        { name: 'bookinfo', from: { namespaces: ['bookinfo'] }, to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' },
-      ],
-      timeouts: { handshake: '400ms', requestHead: '400ms', idle: '600ms' },
-      limits: { maxHeaderBytes: 4096, maxConnectionsPerIdentity: 2 },
-      admin: { listen: '127.0.0.1:0', watch: false },
-    });
   });
   after(async () => {
-    await gw.close();
-    echo.close();
-    tcpEcho.close();
-    pki.cleanup();
+    await fixture?.close();
   });
 
   it('closes a connection whose TLS handshake does not finish in time', async () => {
@@ -116,7 +116,7 @@ describe('limits and timeouts', () => {
     });
     socket.on('error', () => {});
     await new Promise((r) => socket.once('secureConnect', r));
-    const head = `CONNECT 127.0.0.1:${tcpEcho.port} HTTP/1.1\r\nX-Drip: ${'a'.repeat(200)}\r\n\r\n`;
+    const head = `CONNECT 127.0.0.1:${tcpEchoPort} HTTP/1.1\r\nX-Drip: ${'a'.repeat(200)}\r\n\r\n`;
     const sent = await drip(socket, head, 100);
     assert.ok(sent < head.length, `closed after ${sent} of ${head.length} bytes`);
   });
@@ -160,7 +160,7 @@ describe('limits and timeouts', () => {
   });
 
   it('closes a tunnel idle for longer than timeouts.idle', async () => {
-    const tunnel = await openTunnel(gw.port('egress'), reviews, pki.rootPath, `127.0.0.1:${tcpEcho.port}`);
+    const tunnel = await openTunnel(gw.port('egress'), reviews, pki.rootPath, `127.0.0.1:${tcpEchoPort}`);
     await closesWithin(tunnel.socket, 5000);
     const record = await gw.waitForRecord((r) => r.action === 'egress-closed' && /idle for 600 ms/.test(r.reason));
     assert.equal(record.identity?.serviceAccount, 'reviews');
@@ -168,8 +168,8 @@ describe('limits and timeouts', () => {
 
   it('resets connections above a listener maxConnections and audits them', async () => {
     const held = [
-      await openTunnel(gw.port('small'), bookinfo, pki.rootPath, `127.0.0.1:${tcpEcho.port}`),
-      await openTunnel(gw.port('small'), reviews, pki.rootPath, `127.0.0.1:${tcpEcho.port}`),
+      await openTunnel(gw.port('small'), bookinfo, pki.rootPath, `127.0.0.1:${tcpEchoPort}`),
+      await openTunnel(gw.port('small'), reviews, pki.rootPath, `127.0.0.1:${tcpEchoPort}`),
     ];
     try {
       const third = await sClient(gw.port('small'), {
@@ -188,8 +188,8 @@ describe('limits and timeouts', () => {
   it('answers 429 with Retry-After above maxConnectionsPerIdentity, and counts it', async () => {
     const client = await pki.workload('bookinfo', 'ratings');
     const held = [
-      await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${tcpEcho.port}`),
-      await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${tcpEcho.port}`),
+      await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${tcpEchoPort}`),
+      await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${tcpEchoPort}`),
     ];
     try {
       const result = await curlViaGateway(gw.port('egress'), client, pki.rootPath, `http://127.0.0.1:${echoPort}/`, [
@@ -213,8 +213,8 @@ describe('limits and timeouts', () => {
   it('resets a tcp-mode connection above maxConnectionsPerIdentity', async () => {
     const client = await pki.workload('bookinfo', 'details');
     const held = [
-      await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${tcpEcho.port}`),
-      await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${tcpEcho.port}`),
+      await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${tcpEchoPort}`),
+      await openTunnel(gw.port('egress'), client, pki.rootPath, `127.0.0.1:${tcpEchoPort}`),
     ];
     try {
       const result = await sClient(gw.port('legacy'), {
@@ -236,11 +236,14 @@ describe('limits and timeouts', () => {
 
 describe('bare TCP connects (health checks)', () => {
   it('does not audit a bare TCP connect-and-close, and releases it long before the handshake timeout', async () => {
-    const pki = await createTestPki();
-    const gw = await startTestGateway(pki, {
-      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
-      timeouts: { handshake: '10s' },
-    });
+    const fixture = await startGatewayFixture(
+      () => ({
+        listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
+        timeouts: { handshake: '10s' },
+      }),
+      { httpEchoes: [] },
+    );
+    const { gw } = fixture;
     try {
       const socket = tcpConnect(gw.port('egress'), '127.0.0.1');
       socket.on('error', () => {});
@@ -259,24 +262,22 @@ describe('bare TCP connects (health checks)', () => {
       tls.destroy();
       assert.equal(gw.records.filter((r) => r.source.port === localPort).length, 0);
     } finally {
-      await gw.close();
-      pki.cleanup();
+      await fixture.close();
     }
   });
 });
 
 describe('per-identity new-connection rate', () => {
   it('answers 429 with Retry-After once the token bucket is empty', async () => {
-    const pki = await createTestPki();
-    const echo = await startEchoServer('127.0.0.1', 0);
-    const gw = await startTestGateway(pki, {
+    const fixture = await startGatewayFixture(() => ({
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
       rules: [{ name: 'all', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
       limits: { newConnectionsPerSecondPerIdentity: 0.5, newConnectionBurstPerIdentity: 1 },
-    });
+    }));
+    const { pki, gw } = fixture;
     try {
       const client = await pki.workload('bookinfo', 'productpage');
-      const url = `http://127.0.0.1:${(echo.address() as AddressInfo).port}/`;
+      const url = `http://127.0.0.1:${fixture.echoPort}/`;
       const first = await curlViaGateway(gw.port('egress'), client, pki.rootPath, url, ['-p']);
       assert.equal(first.code, 0, first.stderr);
       const second = await curlViaGateway(gw.port('egress'), client, pki.rootPath, url, ['-p', '-v']);
@@ -285,14 +286,20 @@ describe('per-identity new-connection rate', () => {
       const record = await gw.waitForRecord((r) => r.code === 'EGW_LIMIT_IDENTITY_RATE');
       assert.equal(record.action, 'egress-rejected');
     } finally {
-      await gw.close();
-      echo.close();
-      pki.cleanup();
+      await fixture.close();
     }
   });
 });
 
 describe('pre-handshake sockets (issue 9 item 4)', () => {
+  // One PKI for the suite, no target: each test starts its own gateway on it.
+  let targets: FixtureTargets;
+  before(async () => {
+    targets = await startFixtureTargets({ httpEchoes: [] });
+  });
+  after(async () => {
+    await targets?.close();
+  });
   /** The value of one Prometheus series (0 when absent). */
   const metric = async (gw: TestGateway, series: string) => {
     const text = await (await fetch(`http://127.0.0.1:${gw.gateway.adminAddress?.port}/metrics`)).text();
@@ -313,8 +320,7 @@ describe('pre-handshake sockets (issue 9 item 4)', () => {
   };
 
   it('closes a socket that sends no byte at timeouts.firstByte, but gives one that did the handshake timeout', async () => {
-    const pki = await createTestPki();
-    const gw = await startTestGateway(pki, {
+    const gw = await targets.startGateway({
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
       timeouts: { handshake: '2s', firstByte: '300ms' },
       admin: { listen: '127.0.0.1:0', watch: false },
@@ -338,13 +344,12 @@ describe('pre-handshake sockets (issue 9 item 4)', () => {
       );
     } finally {
       await gw.close();
-      pki.cleanup();
     }
   });
 
   it('refuses sockets beyond limits.maxPreHandshakeSockets and the per-source cap, and counts both', async () => {
-    const pki = await createTestPki();
-    const gw = await startTestGateway(pki, {
+    const { pki } = targets;
+    const gw = await targets.startGateway({
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
       timeouts: { firstByte: '2s' },
       limits: { maxPreHandshakeSockets: 5, maxPreHandshakeSocketsPerSource: 3 },
@@ -370,7 +375,6 @@ describe('pre-handshake sockets (issue 9 item 4)', () => {
     } finally {
       for (const socket of held) socket.destroy();
       await gw.close();
-      pki.cleanup();
     }
   });
 });

@@ -6,12 +6,11 @@ import type { TLSSocket } from 'node:tls';
 import { parse, stringify } from 'yaml';
 import { FORMATTERS } from '../../src/audit/formats/record-formatters.ts';
 import type { AuditRecord } from '../../src/core/audit-event.ts';
-import { startTcpEchoServer } from '../helpers/tcp-echo-server.ts';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import { type EchoTarget, type FixtureTargets, startFixtureTargets } from '../helpers/gateway-fixture.ts';
+import { waitUntil } from '../helpers/poll-until.ts';
+import type { TestGateway } from '../helpers/test-gateway.ts';
 import { createTestPki, type TestPki } from '../helpers/test-pki.ts';
 import { openTlsClient, openTunnel, type Tunnel } from '../helpers/tunnel-client.ts';
-
-type Echo = Awaited<ReturnType<typeof startTcpEchoServer>>;
 
 /** A TLS connection to a tcp-mode listener: the decrypted bytes go to its fixed upstream. */
 const openTcpRelay = openTlsClient;
@@ -53,19 +52,18 @@ const closedOn = (gw: TestGateway, listener: string, port?: number) =>
 describe('open tunnels are re-decided on every reload', () => {
   let pki: TestPki;
   let other: TestPki;
-  let one: Echo;
-  let two: Echo;
+  let one: EchoTarget;
+  let two: EchoTarget;
+  let targets: FixtureTargets;
   before(async () => {
-    pki = await createTestPki();
+    targets = await startFixtureTargets({ httpEchoes: [], tcpEchoes: 2 });
+    ({ pki } = targets);
+    [one, two] = targets.tcpEchoes as [EchoTarget, EchoTarget];
     other = await createTestPki();
-    one = await startTcpEchoServer();
-    two = await startTcpEchoServer();
   });
-  after(() => {
-    one.close();
-    two.close();
-    pki.cleanup();
-    other.cleanup();
+  after(async () => {
+    await targets?.close();
+    other?.cleanup();
   });
 
   const rules = () => [
@@ -79,7 +77,7 @@ describe('open tunnels are re-decided on every reload', () => {
   ];
 
   it('closes and audits the CONNECT and tcp tunnels whose rule was removed; the others carry on', async () => {
-    const gw = await startTestGateway(pki, {
+    const gw = await targets.startGateway({
       listeners: listeners(),
       rules: rules(),
       admin: { listen: '127.0.0.1:0', watch: false },
@@ -111,8 +109,7 @@ describe('open tunnels are re-decided on every reload', () => {
         gw.records.filter((r) => r.action === 'egress-closed' && r.destination?.port === two.port).length,
         0,
       );
-      const deadline = Date.now() + 5000;
-      while (!relay.destroyed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await waitUntil(() => relay.destroyed, 5000, 'the tcp client to see its connection end');
       assert.ok(relay.destroyed, 'the tcp client saw its connection end');
       toTwo.close();
     } finally {
@@ -123,8 +120,7 @@ describe('open tunnels are re-decided on every reload', () => {
   it('with reload.redecideTunnels: false a rule change spares tunnels, a removed anchor still ends them', async () => {
     const anchors = join(pki.dir, 'both.pem');
     writeFileSync(anchors, `${pki.intermediate.certPem}\n${other.intermediate.certPem}`);
-    const gw = await startTestGateway(
-      pki,
+    const gw = await targets.startGateway(
       {
         listeners: listeners(),
         rules: rules(),
@@ -160,7 +156,7 @@ describe('open tunnels are re-decided on every reload', () => {
   });
 
   it("ends CONNECT and tcp tunnels at their leaf's notAfter, audited as identity-expired", async () => {
-    const gw = await startTestGateway(pki, {
+    const gw = await targets.startGateway({
       listeners: listeners(),
       rules: rules(),
       admin: { listen: '127.0.0.1:0', watch: false },

@@ -4,11 +4,19 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Client } from 'undici';
+import type { Client } from 'undici';
 import { parse, stringify } from 'yaml';
 import type { AuditRecord } from '../../src/core/audit-event.ts';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
-import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
+import {
+  type FixtureTargets,
+  type GatewayFixture,
+  startFixtureTargets,
+  startGatewayFixture,
+} from '../helpers/gateway-fixture.ts';
+import { pollUntil } from '../helpers/poll-until.ts';
+import type { TestGateway } from '../helpers/test-gateway.ts';
+import { createTestPki, type TestPki } from '../helpers/test-pki.ts';
+import { keptAliveClient } from '../helpers/tunnel-client.ts';
 
 /** An origin that answers with the port its peer (the gateway's upstream connection) came from. */
 async function startPortOrigin(): Promise<{ server: Server; port: number }> {
@@ -18,19 +26,6 @@ async function startPortOrigin(): Promise<{ server: Server; port: number }> {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { server, port: (server.address() as AddressInfo).port };
-}
-
-/** One kept-alive TLS connection to the gateway (pipelining 1), sending absolute-form requests. */
-function proxyClient(gatewayPort: number, client: WrittenLeaf, caPath: string): Client {
-  return new Client(`https://127.0.0.1:${gatewayPort}`, {
-    connect: {
-      ca: readFileSync(caPath),
-      cert: readFileSync(client.certPath),
-      key: readFileSync(client.keyPath),
-      servername: 'localhost',
-    },
-    keepAliveTimeout: 30_000,
-  });
 }
 
 interface Answer {
@@ -58,26 +53,29 @@ describe('kept-alive absolute-form connections are decided on the current state'
   let pki: TestPki;
   let other: TestPki;
   let origin: Awaited<ReturnType<typeof startPortOrigin>>;
+  let targets: FixtureTargets;
+  // The target is the suite's own origin (it answers with the upstream connection's port).
   before(async () => {
-    pki = await createTestPki();
+    targets = await startFixtureTargets({ httpEchoes: [] });
+    ({ pki } = targets);
     other = await createTestPki();
     origin = await startPortOrigin();
   });
-  after(() => {
-    origin.server.close();
-    pki.cleanup();
-    other.cleanup();
+  after(async () => {
+    origin?.server.close();
+    await targets?.close();
+    other?.cleanup();
   });
 
   const allowAll = [{ name: 'local', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }];
 
   it('refuses the next request on the same connection once a reload denies the rule', async () => {
-    const gw = await startTestGateway(pki, {
+    const gw = await targets.startGateway({
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
       rules: allowAll,
       admin: { listen: '127.0.0.1:0', watch: false },
     });
-    const client = proxyClient(gw.port('egress'), await pki.workload('bookinfo', 'productpage'), pki.rootPath);
+    const client = keptAliveClient(gw.port('egress'), await pki.workload('bookinfo', 'productpage'), pki.rootPath);
     try {
       const url = `http://127.0.0.1:${origin.port}/`;
       assert.equal((await get(client, url)).status, 200, 'positive control: allowed before the reload');
@@ -99,8 +97,7 @@ describe('kept-alive absolute-form connections are decided on the current state'
   it('ends a kept-alive connection whose issuing anchor a reload removed', async () => {
     const anchors = join(pki.dir, 'two-cas.pem');
     writeFileSync(anchors, `${pki.intermediate.certPem}\n${other.intermediate.certPem}`);
-    const gw = await startTestGateway(
-      pki,
+    const gw = await targets.startGateway(
       {
         listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
         rules: allowAll,
@@ -108,7 +105,7 @@ describe('kept-alive absolute-form connections are decided on the current state'
       },
       { anchors },
     );
-    const client = proxyClient(gw.port('egress'), await pki.workload('bookinfo', 'reviews'), pki.rootPath);
+    const client = keptAliveClient(gw.port('egress'), await pki.workload('bookinfo', 'reviews'), pki.rootPath);
     try {
       const url = `http://127.0.0.1:${origin.port}/`;
       assert.equal((await get(client, url)).status, 200, 'positive control: trusted before the reload');
@@ -127,14 +124,14 @@ describe('kept-alive absolute-form connections are decided on the current state'
   });
 
   it("ends a kept-alive connection at its leaf's notAfter", async () => {
-    const gw = await startTestGateway(pki, {
+    const gw = await targets.startGateway({
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
       rules: allowAll,
       admin: { listen: '127.0.0.1:0', watch: false },
     });
     const notAfter = new Date(Math.floor(Date.now() / 1000) * 1000 + 3000);
     const leaf = await pki.workload('bookinfo', 'ratings', { notBefore: new Date(Date.now() - 60_000), notAfter });
-    const client = proxyClient(gw.port('egress'), leaf, pki.rootPath);
+    const client = keptAliveClient(gw.port('egress'), leaf, pki.rootPath);
     try {
       const url = `http://127.0.0.1:${origin.port}/`;
       assert.equal((await get(client, url)).status, 200, 'positive control: valid before notAfter');
@@ -155,14 +152,14 @@ describe('kept-alive absolute-form connections are decided on the current state'
   });
 
   it('closes a connection after limits.maxRequestsPerConnection and timeouts.connectionMaxAge', async () => {
-    const gw = await startTestGateway(pki, {
+    const gw = await targets.startGateway({
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
       rules: allowAll,
       limits: { maxRequestsPerConnection: 2 },
       timeouts: { connectionMaxAge: '1500ms' },
       admin: { listen: '127.0.0.1:0', watch: false },
     });
-    const client = proxyClient(gw.port('egress'), await pki.workload('bookinfo', 'details'), pki.rootPath);
+    const client = keptAliveClient(gw.port('egress'), await pki.workload('bookinfo', 'details'), pki.rootPath);
     try {
       const url = `http://127.0.0.1:${origin.port}/`;
       const first = await get(client, url);
@@ -176,12 +173,13 @@ describe('kept-alive absolute-form connections are decided on the current state'
       const ids = permitted(gw.records).map((r) => r.connectionId);
       assert.equal(ids[0], ids[1]);
       assert.notEqual(ids[2], ids[1], 'the third request came on a new connection');
-      const deadline = Date.now() + 5_000;
-      let aged: Answer | undefined;
-      while (Date.now() < deadline && aged?.connection !== 'close') {
-        await new Promise((r) => setTimeout(r, 250));
-        aged = await get(client, url);
-      }
+      const aged = await pollUntil(
+        () => get(client, url),
+        (answer) => answer.connection === 'close',
+        5_000,
+        'an answer that closes the aged connection',
+        250,
+      );
       assert.equal(aged?.connection, 'close', 'a connection older than connectionMaxAge is closed');
     } finally {
       await client.close();
@@ -194,24 +192,27 @@ describe('upstream connections are never shared across identities', () => {
   let pki: TestPki;
   let origin: Awaited<ReturnType<typeof startPortOrigin>>;
   let gw: TestGateway;
+  let fixture: GatewayFixture;
   before(async () => {
-    pki = await createTestPki();
     origin = await startPortOrigin();
-    gw = await startTestGateway(pki, {
-      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
-      rules: [{ name: 'local', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
-      admin: { listen: '127.0.0.1:0', watch: false },
-    });
+    fixture = await startGatewayFixture(
+      () => ({
+        listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
+        rules: [{ name: 'local', to: { cidrs: ['127.0.0.0/8'] }, action: 'allow' }],
+        admin: { listen: '127.0.0.1:0', watch: false },
+      }),
+      { httpEchoes: [] },
+    );
+    ({ pki, gw } = fixture);
   });
   after(async () => {
-    await gw.close();
-    origin.server.close();
-    pki.cleanup();
+    await fixture?.close();
+    origin?.server.close();
   });
 
   it('pools per SPIFFE ID: the same identity reuses its connection, another gets its own', async () => {
-    const alice = proxyClient(gw.port('egress'), await pki.workload('team-a', 'alice'), pki.rootPath);
-    const bob = proxyClient(gw.port('egress'), await pki.workload('team-b', 'bob'), pki.rootPath);
+    const alice = keptAliveClient(gw.port('egress'), await pki.workload('team-a', 'alice'), pki.rootPath);
+    const bob = keptAliveClient(gw.port('egress'), await pki.workload('team-b', 'bob'), pki.rootPath);
     try {
       const url = `http://127.0.0.1:${origin.port}/`;
       const a1 = (await get(alice, url)).body;

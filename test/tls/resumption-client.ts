@@ -20,7 +20,21 @@ export function connectOnce(
   port: number,
   client: WrittenLeaf,
   caPath: string,
-  options: { session?: Buffer; maxVersion?: 'TLSv1.2' | 'TLSv1.3'; waitMs?: number } = {},
+  options: {
+    session?: Buffer;
+    maxVersion?: 'TLSv1.2' | 'TLSv1.3';
+    waitMs?: number;
+    /**
+     * Resolve at the handshake, for callers that read only `reused`: a resumed TLS 1.3 session
+     * gets no new ticket here, so waiting for one would always run to `waitMs`.
+     */
+    untilHandshake?: boolean;
+    /**
+     * After the handshake, send this and resolve once it comes back (a tcp-mode listener whose
+     * upstream echoes): the gateway has then permitted and counted the connection.
+     */
+    untilEcho?: string;
+  } = {},
 ): Promise<ResumptionAttempt> {
   return new Promise((resolve) => {
     let session: Buffer | undefined;
@@ -49,11 +63,18 @@ export function connectOnce(
       secure = true;
       reused = socket.isSessionReused();
       // TLS 1.2 sends a ticket inside the handshake, and none when it resumed one.
-      if (session || (reused && socket.getProtocol() === 'TLSv1.2')) done(false);
+      if (options.untilEcho) socket.write(options.untilEcho);
+      else if (options.untilHandshake || session || (reused && socket.getProtocol() === 'TLSv1.2')) done(false);
     });
+    let echoed = '';
+    if (options.untilEcho)
+      socket.on('data', (chunk: Buffer) => {
+        echoed += chunk.toString();
+        if (echoed.includes(options.untilEcho as string)) done(false);
+      });
     socket.on('session', (ticket: Buffer) => {
       session ??= ticket;
-      if (secure) done(false);
+      if (secure && !options.untilEcho) done(false);
     });
     socket.on('error', () => done(true));
     socket.on('close', () => done(true));

@@ -1,54 +1,48 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
-import { startEchoServer } from '../../src/devtools/echo-server.ts';
+import { type ClusterGateway, startClusterGateway } from '../helpers/cluster-gateway.ts';
+import { type GatewayFixture, startFixtureTargets, startGatewayFixture } from '../helpers/gateway-fixture.ts';
 import { freePort } from '../helpers/loopback-ports.ts';
+import { pollUntil } from '../helpers/poll-until.ts';
 import { runCommand } from '../helpers/run-command.ts';
-import { startTcpEchoServer } from '../helpers/tcp-echo-server.ts';
-import { startTestGateway, type TestGateway, writeTestConfig } from '../helpers/test-gateway.ts';
+import { type TestGateway, writeTestConfig } from '../helpers/test-gateway.ts';
 import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
 import { connectOnce } from './resumption-client.ts';
 
-const repo = new URL('../..', import.meta.url).pathname;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** s_client printed its session summary ("New, …" or "Reused, …"), which is what the test reads. */
+const summarised = (stdout: string) => /^(New|Reused), TLSv1\.[23]/m.test(stdout);
+/** s_client wrote a session (with its ticket) to `path`. */
+const ticketIn = (path: string) =>
+  existsSync(path) && readFileSync(path, 'utf8').includes('END SSL SESSION PARAMETERS');
 
 describe('TLS session resumption with client-certificate identity', () => {
   let pki: TestPki;
   let gw: TestGateway;
-  let echo: Awaited<ReturnType<typeof startTcpEchoServer>>;
   let client: WrittenLeaf;
   let port: number;
-  let web: Server;
+  let fixture: GatewayFixture;
 
   before(async () => {
-    pki = await createTestPki();
-    echo = await startTcpEchoServer();
-    web = await startEchoServer('127.0.0.1', 0);
+    fixture = await startGatewayFixture(
+      ({ tcpEchoPort, echoPort }) => ({
+        listeners: [
+          { name: 'vs', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${tcpEchoPort}` },
+          { name: 'web', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${echoPort}` },
+        ],
+        rules: [{ name: 'bookinfo', from: { namespaces: ['bookinfo'] }, action: 'allow' }],
+      }),
+      { tcpEchoes: 1 },
+    );
+    ({ pki, gw } = fixture);
     client = await pki.workload('bookinfo', 'productpage');
-    gw = await startTestGateway(pki, {
-      listeners: [
-        { name: 'vs', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${echo.port}` },
-        {
-          name: 'web',
-          listen: '127.0.0.1:0',
-          mode: 'tcp',
-          upstream: `127.0.0.1:${(web.address() as AddressInfo).port}`,
-        },
-      ],
-      rules: [{ name: 'bookinfo', from: { namespaces: ['bookinfo'] }, action: 'allow' }],
-    });
     port = gw.port('vs');
   });
   after(async () => {
-    await gw.close();
-    echo.close();
-    web.close();
-    pki.cleanup();
+    await fixture?.close();
   });
 
   for (const maxVersion of ['TLSv1.3', 'TLSv1.2'] as const) {
@@ -57,7 +51,11 @@ describe('TLS session resumption with client-certificate identity', () => {
       assert.equal(first.reused, false, 'the first connection is a full handshake');
       assert.ok(first.session, 'the ticket arrives without any application data');
       for (let i = 0; i < 3; i++) {
-        const again = await connectOnce(port, client, pki.rootPath, { maxVersion, session: first.session });
+        const again = await connectOnce(port, client, pki.rootPath, {
+          maxVersion,
+          session: first.session,
+          untilHandshake: true,
+        });
         assert.equal(again.reused, true, `reconnect ${i + 1} resumes`);
       }
     });
@@ -68,15 +66,18 @@ describe('TLS session resumption with client-certificate identity', () => {
       const sess = join(pki.dir, `sess${version}.pem`);
       const base = ['s_client', '-connect', `127.0.0.1:${port}`, '-CAfile', pki.rootPath, version];
       const auth = ['-cert', client.certPath, '-key', client.keyPath, '-noservername'];
-      // -ign_eof + a short read: s_client stays until the tickets (sent after the handshake) arrive.
+      // -ign_eof + a short read: s_client stays until the tickets (sent after the handshake) arrive;
+      // it writes -sess_out when one does, and is ended then instead of at the timeout.
       const out = await runCommand('openssl', [...base, ...auth, '-sess_out', sess, '-ign_eof'], {
         input: 'x',
         timeoutMs: 4000,
+        until: ({ stdout }) => summarised(stdout) && ticketIn(sess),
       });
       assert.match(out.stdout, /^New, TLSv1\.[23]/m, out.stdout);
       const back = await runCommand('openssl', [...base, ...auth, '-sess_in', sess, '-ign_eof'], {
         input: 'y',
         timeoutMs: 4000,
+        until: ({ stdout }) => summarised(stdout),
       });
       assert.match(back.stdout, /^Reused, TLSv1\.[23]/m, `${version}: ${back.stdout}`);
     }
@@ -158,15 +159,14 @@ describe('TLS session resumption with client-certificate identity', () => {
 
 describe('TLS session resumption across an anchor rotation', () => {
   it('a session minted before the rotation does not resume into trust', async () => {
-    const pki = await createTestPki();
+    const targets = await startFixtureTargets({ httpEchoes: [], tcpEchoes: 1 });
+    const { pki } = targets;
     const other = await createTestPki();
-    const echo = await startTcpEchoServer();
     const anchors = join(pki.dir, 'rotating-anchors.pem');
     copyFileSync(pki.intermediatePath, anchors);
-    const gw = await startTestGateway(
-      pki,
+    const gw = await targets.startGateway(
       {
-        listeners: [{ name: 'vs', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${echo.port}` }],
+        listeners: [{ name: 'vs', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${targets.tcpEchoPort}` }],
         rules: [{ name: 'bookinfo', from: { namespaces: ['bookinfo'] }, action: 'allow' }],
         admin: { listen: '127.0.0.1:0', watch: false },
       },
@@ -177,7 +177,7 @@ describe('TLS session resumption across an anchor rotation', () => {
       const port = gw.port('vs');
       const first = await connectOnce(port, client, pki.rootPath);
       assert.ok(first.session);
-      const again = await connectOnce(port, client, pki.rootPath, { session: first.session });
+      const again = await connectOnce(port, client, pki.rootPath, { session: first.session, untilHandshake: true });
       assert.equal(again.reused, true, 'positive control: it resumes before the rotation');
 
       // Rotation that keeps the client trusted: full handshake (new id context), still accepted.
@@ -200,9 +200,7 @@ describe('TLS session resumption across an anchor rotation', () => {
         5000,
       );
     } finally {
-      await gw.close();
-      echo.close();
-      pki.cleanup();
+      await targets.close();
       other.cleanup();
     }
   });
@@ -210,16 +208,14 @@ describe('TLS session resumption across an anchor rotation', () => {
 
 describe('TLS session resumption with a root-only anchor', () => {
   it('re-verifies the resumed leaf through the intermediate remembered from the full handshake', async () => {
-    const pki = await createTestPki();
-    const echo = await startTcpEchoServer();
-    const gw = await startTestGateway(
-      pki,
-      {
-        listeners: [{ name: 'vs', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${echo.port}` }],
+    const fixture = await startGatewayFixture(
+      ({ tcpEchoPort }) => ({
+        listeners: [{ name: 'vs', listen: '127.0.0.1:0', mode: 'tcp', upstream: `127.0.0.1:${tcpEchoPort}` }],
         rules: [{ name: 'bookinfo', from: { namespaces: ['bookinfo'] }, action: 'allow' }],
-      },
-      { anchors: pki.rootPath },
+      }),
+      { httpEchoes: [], tcpEchoes: 1, anchors: (pki) => pki.rootPath },
     );
+    const { pki, gw } = fixture;
     try {
       const client = await pki.workload('bookinfo', 'productpage');
       const port = gw.port('vs');
@@ -234,46 +230,35 @@ describe('TLS session resumption with a root-only anchor', () => {
       const rejected = gw.records.filter((r) => r.action === 'identity-rejected');
       assert.deepEqual(rejected, [], 'no resumed connection was refused');
     } finally {
-      await gw.close();
-      echo.close();
-      pki.cleanup();
+      await fixture.close();
     }
   });
 });
 
 describe('TLS session resumption across workers', () => {
   it('serve --workers 2: a ticket from one worker resumes on the other', async () => {
-    const pki = await createTestPki();
-    const echo = await startTcpEchoServer();
-    const vsPort = await freePort();
-    const adminPort = await freePort();
+    // PKI and target from the fixture; the gateway is a child process (a cluster), not startTestGateway.
+    const targets = await startFixtureTargets({ httpEchoes: [], tcpEchoes: 1 });
+    const { pki } = targets;
+    const vsPort = await freePort(); // each worker listens itself: the port must be known up front
     const configPath = writeTestConfig(pki, {
-      listeners: [{ name: 'vs', listen: `127.0.0.1:${vsPort}`, mode: 'tcp', upstream: `127.0.0.1:${echo.port}` }],
+      listeners: [
+        { name: 'vs', listen: `127.0.0.1:${vsPort}`, mode: 'tcp', upstream: `127.0.0.1:${targets.tcpEchoPort}` },
+      ],
       rules: [{ name: 'bookinfo', from: { namespaces: ['bookinfo'] }, action: 'allow' }],
-      admin: { listen: `127.0.0.1:${adminPort}`, watch: false },
+      admin: { listen: '127.0.0.1:0', watch: false },
     });
-    let stderr = '';
-    const child: ChildProcess = spawn(
-      process.execPath,
-      [join(repo, 'bin/egress-gateway.js'), 'serve', '--config', configPath, '--workers', '2'],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    child.stderr?.on('data', (chunk) => {
-      stderr += chunk;
-    });
+    let cluster: ClusterGateway | undefined;
     try {
-      const deadline = Date.now() + 30_000;
-      while (!/2 workers serving/.test(stderr)) {
-        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`cluster did not start: ${stderr}`);
-        await sleep(100);
-      }
+      cluster = await startClusterGateway(configPath, 2);
+      const { adminPort } = cluster;
       const client = await pki.workload('bookinfo', 'productpage');
       const first = await connectOnce(vsPort, client, pki.rootPath);
       assert.equal(first.reused, false);
       assert.ok(first.session);
       const attempts = [];
       for (let i = 0; i < 6; i++)
-        attempts.push(await connectOnce(vsPort, client, pki.rootPath, { session: first.session }));
+        attempts.push(await connectOnce(vsPort, client, pki.rootPath, { session: first.session, untilEcho: 'x' }));
       assert.deepEqual(
         attempts.map((a) => a.reused),
         [true, true, true, true, true, true],
@@ -282,24 +267,24 @@ describe('TLS session resumption across workers', () => {
       // Both workers took connections, and only the first one was a full handshake: so the
       // worker that did not mint the ticket resumed it.
       type Stats = { workers: Array<{ result: { listeners: Record<string, { accepted: number }> } }> };
-      let perWorker: number[] = [];
-      const statsDeadline = Date.now() + 10_000;
-      while (Date.now() < statsDeadline) {
-        const stats = (await (await request(`http://127.0.0.1:${adminPort}/stats`)).body.json()) as Stats;
-        perWorker = stats.workers.map((w) => w.result.listeners.vs?.accepted ?? 0);
-        if (perWorker.reduce((x, y) => x + y, 0) >= 7) break;
-        await sleep(100);
-      }
+      const perWorker = await pollUntil(
+        async () => {
+          const stats = (await (await request(`http://127.0.0.1:${adminPort}/stats`)).body.json()) as Stats;
+          return stats.workers.map((w) => w.result.listeners.vs?.accepted ?? 0);
+        },
+        (counts) => counts.reduce((x, y) => x + y, 0) >= 7,
+        10_000,
+        'the workers to count all 7 connections',
+        100,
+      );
       assert.equal(perWorker.length, 2);
       assert.ok(
         perWorker.every((n) => n >= 1),
         `both workers took connections (${perWorker.join(' + ')}); only the first was a full handshake`,
       );
     } finally {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
-      echo.close();
-      pki.cleanup();
+      await cluster?.stop();
+      await targets.close();
       rmSync(dirname(configPath), { recursive: true, force: true });
     }
   });
