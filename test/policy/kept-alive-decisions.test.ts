@@ -151,12 +151,11 @@ describe('kept-alive absolute-form connections are decided on the current state'
     }
   });
 
-  it('closes a connection after limits.maxRequestsPerConnection and timeouts.connectionMaxAge', async () => {
+  it('closes a connection after limits.maxRequestsPerConnection', async () => {
     const gw = await targets.startGateway({
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
       rules: allowAll,
       limits: { maxRequestsPerConnection: 2 },
-      timeouts: { connectionMaxAge: '1500ms' },
       admin: { listen: '127.0.0.1:0', watch: false },
     });
     const client = keptAliveClient(gw.port('egress'), await pki.workload('bookinfo', 'details'), pki.rootPath);
@@ -173,6 +172,28 @@ describe('kept-alive absolute-form connections are decided on the current state'
       const ids = permitted(gw.records).map((r) => r.connectionId);
       assert.equal(ids[0], ids[1]);
       assert.notEqual(ids[2], ids[1], 'the third request came on a new connection');
+    } finally {
+      await client.close();
+      await gw.close();
+    }
+  });
+
+  it('closes a connection after timeouts.connectionMaxAge', async () => {
+    const gw = await targets.startGateway({
+      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
+      rules: allowAll,
+      // No request cap: only the age can close this connection.
+      limits: { maxRequestsPerConnection: 0 },
+      timeouts: { connectionMaxAge: '1500ms' },
+      admin: { listen: '127.0.0.1:0', watch: false },
+    });
+    const client = keptAliveClient(gw.port('egress'), await pki.workload('bookinfo', 'details'), pki.rootPath);
+    try {
+      const url = `http://127.0.0.1:${origin.port}/`;
+      const first = await get(client, url);
+      const second = await get(client, url);
+      assert.equal(first.status, 200);
+      assert.notEqual(second.connection, 'close', 'positive control: a young connection is kept');
       const aged = await pollUntil(
         () => get(client, url),
         (answer) => answer.connection === 'close',
@@ -181,6 +202,12 @@ describe('kept-alive absolute-form connections are decided on the current state'
         250,
       );
       assert.equal(aged?.connection, 'close', 'a connection older than connectionMaxAge is closed');
+      const ids = permitted(gw.records).map((r) => r.connectionId);
+      assert.ok(ids.length >= 3);
+      assert.equal(new Set(ids).size, 1, 'every request up to the close came on the one aged connection');
+      const after = await get(client, url);
+      assert.equal(after.status, 200);
+      assert.notEqual(permitted(gw.records).at(-1)?.connectionId, ids[0], 'the next request came on a new connection');
     } finally {
       await client.close();
       await gw.close();
