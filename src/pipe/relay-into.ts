@@ -57,8 +57,8 @@ export const relayStats = { reusedBuffers: 0, piped: 0 };
 
 /**
  * Forwards everything `from` reads to `to`, with `pipe()`'s semantics: `to.write()` returning
- * false pauses `from` until 'drain', the end of `from` ends `to`, and once `to` has closed `from`
- * is paused and nothing more is forwarded.
+ * false pauses `from` until 'drain', the end of `from` ends `to`, and once `to` has closed nothing
+ * more is forwarded.
  */
 export function relayInto(from: Duplex, to: Duplex): void {
   const found = from.destroyed ? undefined : userBufferSlots(from);
@@ -99,7 +99,7 @@ function forwarder(from: Duplex, to: Duplex) {
     if (!stopped) from.resume();
   };
   const onRead = (nread: number, buffer: Buffer): boolean => {
-    if (stopped) return false;
+    if (stopped) return true;
     relayed += nread;
     const chunk = buffer.subarray(0, nread);
     // A write behind another one (or corked, or before connect) waits in the stream, holding the chunk.
@@ -122,9 +122,13 @@ function forwarder(from: Duplex, to: Duplex) {
   return {
     onRead,
     nextBuffer: () => next,
+    // Like pipe() once its destination is gone: `from` goes on reading (what it reads is dropped)
+    // so it still sees its peer's end and closes; stopping its reads would leave it open until
+    // the linger gives up on it.
     stop: () => {
       stopped = true;
-      from.pause();
+      waitingForDrain = false;
+      from.resume();
     },
     stopped: () => stopped,
   };
