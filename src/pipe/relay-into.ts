@@ -133,8 +133,3 @@ function forwarder(from: Duplex, to: Duplex) {
     stopped: () => stopped,
   };
 }
-
-/** For tests: whether `socket` now reads into tunnel-owned buffers. */
-export function readsIntoOwnBuffers(socket: Socket | Duplex): boolean {
-  return slots !== undefined && (socket as unknown as SlotHolder)[slots.callback] !== null;
-}

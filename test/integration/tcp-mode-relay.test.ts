@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
-import type { Writable } from 'node:stream';
+import { PassThrough, type Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { relayStats } from '../../src/pipe/relay-into.ts';
+import { relayInto, relayStats } from '../../src/pipe/relay-into.ts';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 import { createTestPki, type TestPki, type WrittenLeaf } from '../helpers/test-pki.ts';
 import { openTlsClient } from '../helpers/tunnel-client.ts';
@@ -46,6 +46,12 @@ function receive(stream: Socket, stallMs: number): Promise<Buffer> {
     stream.once('end', () => resolve(Buffer.concat(chunks)));
     stream.once('close', () => resolve(Buffer.concat(chunks)));
   });
+}
+
+function receiveAll(stream: PassThrough): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  stream.on('data', (c: Buffer) => chunks.push(c));
+  return new Promise((resolve) => stream.once('end', () => resolve(Buffer.concat(chunks))));
 }
 
 /** Reads all the client sends; once the client has half-closed, answers with `download` and closes. */
@@ -121,4 +127,14 @@ describe('tcp mode relays through reused read buffers (issue 8 item 4)', () => {
       socket.destroy();
     });
   }
+
+  it('falls back to pipe() for a stream without Node socket read slots, with the same bytes and end', async () => {
+    const [from, to] = [new PassThrough(), new PassThrough()];
+    const pipedBefore = relayStats.piped;
+    relayInto(from, to);
+    const out = receiveAll(to);
+    from.end('no socket here');
+    assert.equal((await out).toString(), 'no socket here');
+    assert.equal(relayStats.piped - pipedBefore, 1);
+  });
 });
