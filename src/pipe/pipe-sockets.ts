@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { relayInto } from './relay-into.ts';
 
 export interface PipeResult {
   /** Bytes read from the client and written towards the upstream. */
@@ -67,7 +68,7 @@ function flushProgress(stream: Duplex): string {
 }
 
 /**
- * Relays bytes both ways until both sides have closed. Half-close is honoured: when one side
+ * Relays bytes both ways (`relayInto`: reused read buffers) until both sides have closed. Half-close is honoured: when one side
  * ends its writes, the other side's writes are ended and data still flows the other way. The
  * idle timer is the upstream socket's own timeout, which every byte in either direction resets.
  * Every path ends in both sockets closed: a side already gone when the pipe is attached, a reset,
@@ -117,8 +118,8 @@ export function pipeSockets(client: Duplex, upstream: Socket, options: PipeOptio
     if (idleMs > 0) upstream.setTimeout(idleMs);
     if (client.destroyed) abortBoth('client closed before the tunnel was attached');
     else {
-      client.pipe(upstream);
-      upstream.pipe(client);
+      relayInto(client, upstream);
+      relayInto(upstream, client);
     }
     whenClosed(client, () => {
       linger(upstream);
