@@ -110,7 +110,11 @@ function forwarder(from: Duplex, to: Duplex) {
       ok = to.write(chunk);
       if (!handleCopies && to.writableLength > 0) own = undefined; // the kernel took part: that write keeps it
     }
-    if (relayed >= OWN_BUFFER_AFTER_BYTES) own ??= Buffer.allocUnsafeSlow(ownSize);
+    // Only a TCP destination needs a buffer of its own (a TLS one has encrypted or copied the chunk),
+    // and only while reads come full: a short read means the source ran dry and the tunnel may now
+    // sit idle for hours, so the buffer goes and the next read lands in the shared scratch again.
+    if (handleCopies || nread < ownSize) own = undefined;
+    else if (relayed >= OWN_BUFFER_AFTER_BYTES) own ??= Buffer.allocUnsafeSlow(ownSize);
     next = own ?? scratch;
     if (!ok && !waitingForDrain) {
       waitingForDrain = true;
