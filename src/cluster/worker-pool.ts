@@ -68,11 +68,6 @@ export class WorkerPool {
   /** Forks every worker; resolves once all serve, rejects if one exits before. */
   async start(): Promise<void> {
     const online = this.#whenAllServe();
-    // Each worker accepts from the shared listening socket itself. Round-robin (Node's default)
-    // makes the primary accept every connection and pass its handle to a worker over IPC, so the
-    // primary's accept + send and each worker's receive cost CPU per connection on the same cores.
-    // NODE_CLUSTER_SCHED_POLICY (Node's own switch, 'rr' or 'none') still decides when it is set.
-    if (!process.env.NODE_CLUSTER_SCHED_POLICY) cluster.schedulingPolicy = cluster.SCHED_NONE;
     cluster.on('exit', (worker, code, signal) => this.#replace(worker, code, signal));
     for (let i = 0; i < this.#size; i++) this.#fork();
     try {
