@@ -100,7 +100,9 @@ export function pipeSockets(client: Duplex, upstream: Socket, options: PipeOptio
     // progress. (The socket's own inactivity timeout does not fire while a TLS write is pending.)
     const linger = (survivor: Duplex) => {
       if (survivor.destroyed) return;
-      survivor.end();
+      // pipe() has usually ended it already; end() on an ended stream builds (and drops) an
+      // ERR_STREAM_ALREADY_FINISHED with its stack trace, on every connection.
+      if (!survivor.writableEnded) survivor.end();
       let last = flushProgress(survivor);
       const check = () => {
         if (survivor.destroyed) return;

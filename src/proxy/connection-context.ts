@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import type { AuditPeerCertificate } from '../core/audit-event.ts';
 import type { AuditBase } from '../core/audit-records.ts';
 import type { PeerIdentity } from '../identity/verify-svid.ts';
 import { clientAddress } from '../listener/proxy-protocol-reader.ts';
+import type { CertificateFacts } from '../pki/certificate-facts.ts';
 import type { FaultPoint } from './error-boundary.ts';
 import type { GatewayState, ListenerSettings } from './gateway-state.ts';
 import type { IdentityLimiter, LimitVerdict } from './identity-limiter.ts';
@@ -50,6 +52,29 @@ export function sourceOf(raw: Socket): { ip: string; port: number } {
   return { ...clientAddress(raw) };
 }
 
+/**
+ * One audit view per certificate: the validated-path cache hands every connection of an SVID the
+ * same facts object, so its records share this one too, and a sink can keep what it derives from it.
+ */
+const auditCertificates = new WeakMap<CertificateFacts, AuditPeerCertificate>();
+
+function auditCertificate(leaf: CertificateFacts): AuditPeerCertificate {
+  let view = auditCertificates.get(leaf);
+  if (!view) {
+    view = Object.freeze({
+      serialNumber: leaf.serialNumber,
+      issuer: leaf.issuer,
+      subject: leaf.subject,
+      sha256: leaf.sha256,
+      notBefore: leaf.notBefore.toISOString(),
+      notAfter: leaf.notAfter.toISOString(),
+      alternativeNames: Object.freeze([...leaf.uris, ...leaf.dnsNames, ...leaf.ipAddresses]),
+    });
+    auditCertificates.set(leaf, view);
+  }
+  return view;
+}
+
 export function auditBaseFor(
   id: string,
   listener: ListenerSettings,
@@ -75,19 +100,7 @@ export function auditBaseFor(
           },
         }
       : {}),
-    ...(leaf
-      ? {
-          certificate: {
-            serialNumber: leaf.serialNumber,
-            issuer: leaf.issuer,
-            subject: leaf.subject,
-            sha256: leaf.sha256,
-            notBefore: leaf.notBefore.toISOString(),
-            notAfter: leaf.notAfter.toISOString(),
-            alternativeNames: [...leaf.uris, ...leaf.dnsNames, ...leaf.ipAddresses],
-          },
-        }
-      : {}),
+    ...(leaf ? { certificate: auditCertificate(leaf) } : {}),
     ...(tls
       ? {
           tls: {

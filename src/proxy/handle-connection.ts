@@ -33,9 +33,9 @@ interface Accepted {
 }
 
 /** The client's SVID, checked by our verifier and by OpenSSL; a GatewayError when either refuses. */
-function verifiedPeer(tls: TLSSocket, state: GatewayState): PeerIdentity {
+function verifiedPeer(tls: TLSSocket, state: GatewayState, receivedBytes: number): PeerIdentity {
   try {
-    const chain = presentedChain(tls);
+    const chain = presentedChain(tls, undefined, receivedBytes);
     const peer = verifyPeerSvid(chain, state.trustBundle);
     const opensslError = opensslVerifyError(tls);
     if (opensslError)
@@ -53,7 +53,8 @@ function identified(accepted: Accepted, tls: TLSSocket, handler: ModeHandler, ru
   const { id, listener, state, raw, source } = accepted;
   let peer: PeerIdentity;
   try {
-    peer = verifiedPeer(tls, state);
+    // Everything the client sent so far bounds its certificates' sizes (see presentedChain).
+    peer = verifiedPeer(tls, state, raw.bytesRead);
   } catch (error) {
     const refusal = error as GatewayError;
     auditIdentityRejected(auditBaseFor(id, listener, source, tls, undefined), refusal.code, refusal.message);

@@ -74,33 +74,45 @@ export function acceptTls(raw: Socket, context: SecureContext, timeoutMs: number
   });
 }
 
+/** The leaf fingerprint of each chain presentedChain walked, so remembering it needs no second walk. */
+const walkedLeaf = new WeakMap<TLSSocket, string>();
+
 /**
  * The chain the peer sent, leaf first, as DER. Node links each certificate to its issuer among
  * the sent ones; unlinked extras are dropped. DER buffers, not X509Certificate objects: those pin
  * OpenSSL's parsed copy in native memory V8 does not see until a GC, so an anonymous client's
- * 95 KB junk certificates piled up (issue 9). Sizes are read first from plain DER copies; only a
- * chain of certificates up to `maxCertificateBytes` is walked as X509Certificate objects, whose
- * linking (unlike getPeerCertificate's X509_check_issued) keeps a non-CA issuer for the identity
- * stage to name. On a resumed session OpenSSL kept only the leaf: the intermediates remembered
- * from the full handshake follow it (tls/resumed-chains.ts), to be verified again like new.
+ * 95 KB junk certificates piled up (issue 9). So no X509Certificate is made before every
+ * certificate is known to be at most `maxCertificateBytes`, and only then is the chain walked as
+ * X509Certificate objects, whose linking (unlike getPeerCertificate's X509_check_issued) keeps a
+ * non-CA issuer for the identity stage to name. On a resumed session OpenSSL kept only the leaf:
+ * the intermediates remembered from the full handshake follow it (tls/resumed-chains.ts), to be
+ * verified again like new.
+ *
+ * `receivedBytes` is what the client had sent when the handshake completed (the raw socket's
+ * bytesRead). No certificate is larger than the bytes that carried it, so when they fit the bound
+ * the sizes are known without reading them; otherwise they are read from getPeerCertificate(true)'s
+ * plain DER copies, which costs ~180 µs per handshake (three certificates turned into objects).
+ * This holds because the certificates arrive uncompressed: the server offers no RFC 8879
+ * certificate compression (Node's OpenSSL is built without it; its CertificateRequest carries no
+ * compress_certificate extension), so a client may not send a CompressedCertificate.
  */
-export function presentedChain(socket: TLSSocket, maxCertificateBytes = 16_384): Buffer[] {
+export function presentedChain(
+  socket: TLSSocket,
+  maxCertificateBytes = 16_384,
+  receivedBytes = Number.POSITIVE_INFINITY,
+): Buffer[] {
   if (socket.isSessionReused()) {
     const leaf = socket.getPeerX509Certificate();
     return leaf ? [leaf.raw, ...rememberedChain(leaf.fingerprint256)] : [];
   }
-  const sizes: Buffer[] = [];
-  const seenDetailed = new Set<string>();
-  let detailed: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
-  while (detailed?.raw && !seenDetailed.has(detailed.fingerprint256)) {
-    seenDetailed.add(detailed.fingerprint256);
-    sizes.push(detailed.raw);
-    detailed = detailed.issuerCertificate;
+  if (receivedBytes > maxCertificateBytes) {
+    const sizes = detailedChain(socket);
+    if (sizes.some((der) => der.length > maxCertificateBytes)) return sizes;
   }
-  if (sizes.some((der) => der.length > maxCertificateBytes)) return sizes;
   const chain: Buffer[] = [];
   const seen = new Set<string>();
   let current: X509Certificate | undefined = socket.getPeerX509Certificate();
+  if (current) walkedLeaf.set(socket, current.fingerprint256);
   while (current && !seen.has(current.fingerprint256)) {
     seen.add(current.fingerprint256);
     chain.push(current.raw);
@@ -109,14 +121,27 @@ export function presentedChain(socket: TLSSocket, maxCertificateBytes = 16_384):
   return chain;
 }
 
+/** Plain DER copies of the peer chain as getPeerCertificate(true) links it (no native memory pinned). */
+function detailedChain(socket: TLSSocket): Buffer[] {
+  const sizes: Buffer[] = [];
+  const seenDetailed = new Set<string>();
+  let detailed: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
+  while (detailed?.raw && !seenDetailed.has(detailed.fingerprint256)) {
+    seenDetailed.add(detailed.fingerprint256);
+    sizes.push(detailed.raw);
+    detailed = detailed.issuerCertificate;
+  }
+  return sizes;
+}
+
 /**
  * Called once the identity stage accepted `chain` (leaf first) on a full handshake, so that a
  * later resumption of this session can be verified on the same path again.
  */
 export function rememberVerifiedChain(socket: TLSSocket, chain: readonly Buffer[]): void {
   if (socket.isSessionReused()) return;
-  const leaf = socket.getPeerX509Certificate();
-  if (leaf) rememberChain(leaf.fingerprint256, chain.slice(1));
+  const leafFingerprint = walkedLeaf.get(socket) ?? socket.getPeerX509Certificate()?.fingerprint256;
+  if (leafFingerprint) rememberChain(leafFingerprint, chain.slice(1));
 }
 
 /**

@@ -107,6 +107,19 @@ describe('ECS format', () => {
     assert.equal(JSON.parse(line).event.reason, 'bad "request"\r\nInjected: yes');
   });
 
+  it('writes exactly JSON.stringify(toEcs(record)), also when a record reuses cached tls and observer members', () => {
+    const permitted = permittedRecord();
+    // The close record shares the certificate and session objects, as one connection's records do.
+    const closed = closedRecord({ certificate: permitted.certificate, tls: permitted.tls });
+    const otherSni = permittedRecord({
+      certificate: permitted.certificate,
+      tls: { ...permitted.tls, serverName: 'b' },
+    });
+    const records = [permitted, closed, otherSni, rejectedRecord(), identityRejectedRecord(), permitted];
+    for (const record of records) assert.equal(formatEcs(record), JSON.stringify(toEcs(record)));
+    assert.equal(JSON.parse(formatEcs(otherSni)).tls.client.server_name, 'b', 'the session facts are part of the key');
+  });
+
   it('extracts CN values from an RFC 4514 DN, keeping escaped commas inside the value', () => {
     assert.deepEqual(commonNames('O=SPIRE, CN=prod intermediate'), ['prod intermediate']);
     assert.deepEqual(commonNames('CN=Doe\\, John, O=Example'), ['Doe, John']);

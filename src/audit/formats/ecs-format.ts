@@ -40,16 +40,20 @@ export function commonNames(dn: string): string[] {
 function compact(object: Record<string, unknown>): Record<string, unknown> | undefined {
   let out: Record<string, unknown> | undefined;
   for (const key in object) {
-    let value = object[key];
-    if (value === undefined || (Array.isArray(value) && value.length === 0)) continue;
-    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
-      value = compact(value as Record<string, unknown>);
-      if (value === undefined) continue;
-    }
+    const value = compactValue(object[key]);
+    if (value === undefined) continue;
     out ??= {};
     out[key] = value;
   }
   return out;
+}
+
+/** One member's value as compact() keeps it; undefined: the member is left out. */
+function compactValue(value: unknown): unknown {
+  if (value === undefined || (Array.isArray(value) && value.length === 0)) return undefined;
+  if (value !== null && typeof value === 'object' && !Array.isArray(value))
+    return compact(value as Record<string, unknown>);
+  return value;
 }
 
 function message(record: AuditRecord): string {
@@ -164,46 +168,114 @@ function ecsRelated(record: AuditRecord, destinationDomain: string | undefined):
   };
 }
 
+/** A member already serialised (`"key":value`), or nothing when compact() would leave it out. */
+class Serialised {
+  constructor(readonly json: string | undefined) {}
+}
+
+type Fixed = (name: 'tls' | 'observer') => unknown;
+
+function serialise(key: string, value: unknown): Serialised {
+  const kept = compactValue(value);
+  return new Serialised(kept === undefined ? undefined : `${JSON.stringify(key)}:${JSON.stringify(kept)}`);
+}
+
+/**
+ * The document's top-level members, in order. `tls` and `observer` come from `fixed`: every
+ * record of a connection (and every connection of one SVID) carries the same certificate and
+ * session facts, so formatEcs serialises those once; toEcs builds them each time.
+ */
+function members(record: AuditRecord, fixed: Fixed): ReadonlyArray<readonly [string, unknown]> {
+  const destinationDomain =
+    record.destination?.domain && isIP(record.destination.domain) === 0 ? record.destination.domain : undefined;
+  const http = record.http;
+  return [
+    ['@timestamp', record.timestamp],
+    ['ecs', { version: ECS_VERSION }],
+    ['message', message(record)],
+    ['event', ecsEvent(record)],
+    ['error', record.code ? { code: record.code } : undefined],
+    ['source', ecsSource(record)],
+    ['destination', ecsDestination(record, destinationDomain)],
+    ['network', ecsNetwork(record)],
+    [
+      'http',
+      http && {
+        request: { method: http.method },
+        response: http.statusCode ? { status_code: http.statusCode } : undefined,
+      },
+    ],
+    ['url', http?.url && http.method !== 'CONNECT' ? { full: http.url } : undefined],
+    ['tls', fixed('tls')],
+    [
+      'orchestrator',
+      record.identity?.namespace ? { type: 'kubernetes', namespace: record.identity.namespace } : undefined,
+    ],
+    ['rule', record.rule && { name: record.rule.name }],
+    ['observer', fixed('observer')],
+    ['labels', { listener: record.listener, mode: record.mode, connection_id: record.connectionId }],
+    [
+      'egress_gateway',
+      {
+        prehandshake: record.refusals && { refused: record.refusals.total, ...record.refusals.byReason },
+        parent: record.parent && { address: record.parent.address, ip: record.parent.ip, port: record.parent.port },
+      },
+    ],
+    ['related', ecsRelated(record, destinationDomain)],
+  ];
+}
+
+const observerOf = (listener: string) => ({ ...OBSERVER, ingress: { zone: listener } });
+
 /**
  * Elastic Common Schema document for one record. Allow/deny is `event.type` (allowed/denied);
  * `event.outcome` says whether the gateway did what it decided (success), or an upstream or
  * handshake failure stopped it (failure). Every field is listed in docs/audit.md.
  */
 export function toEcs(record: AuditRecord): Record<string, unknown> {
-  const destinationDomain =
-    record.destination?.domain && isIP(record.destination.domain) === 0 ? record.destination.domain : undefined;
-  return compact({
-    '@timestamp': record.timestamp,
-    ecs: { version: ECS_VERSION },
-    message: message(record),
-    event: ecsEvent(record),
-    error: record.code ? { code: record.code } : undefined,
-    source: ecsSource(record),
-    destination: ecsDestination(record, destinationDomain),
-    network: ecsNetwork(record),
-    http: record.http
-      ? {
-          request: { method: record.http.method },
-          response: record.http.statusCode ? { status_code: record.http.statusCode } : undefined,
-        }
-      : undefined,
-    url: record.http?.url && record.http.method !== 'CONNECT' ? { full: record.http.url } : undefined,
-    tls: tlsOf(record),
-    orchestrator: record.identity?.namespace ? { type: 'kubernetes', namespace: record.identity.namespace } : undefined,
-    rule: record.rule ? { name: record.rule.name } : undefined,
-    observer: { ...OBSERVER, ingress: { zone: record.listener } },
-    labels: { listener: record.listener, mode: record.mode, connection_id: record.connectionId },
-    egress_gateway: {
-      prehandshake: record.refusals ? { refused: record.refusals.total, ...record.refusals.byReason } : undefined,
-      parent: record.parent
-        ? { address: record.parent.address, ip: record.parent.ip, port: record.parent.port }
-        : undefined,
-    },
-    related: ecsRelated(record, destinationDomain),
-  }) as Record<string, unknown>;
+  const fixed: Fixed = (name) => (name === 'tls' ? tlsOf(record) : observerOf(record.listener));
+  return compact(Object.fromEntries(members(record, fixed))) as Record<string, unknown>;
 }
 
-/** One JSON document on one line (JSON.stringify escapes every control character). */
+const CACHED_PER_KEY = 64;
+/** `tls` members by certificate object, then session facts: with a certificate, tlsOf reads nothing else. */
+const tlsMembers = new WeakMap<object, Map<string, Serialised>>();
+const observerMembers = new Map<string, Serialised>();
+
+function cached<K>(cache: Map<K, Serialised>, key: K, build: () => Serialised): Serialised {
+  let member = cache.get(key);
+  if (!member) {
+    member = build();
+    if (cache.size < CACHED_PER_KEY) cache.set(key, member);
+  }
+  return member;
+}
+
+function cachedTls(record: AuditRecord): Serialised {
+  const cert = record.certificate;
+  if (!cert) return serialise('tls', tlsOf(record));
+  let bySession = tlsMembers.get(cert);
+  if (!bySession) {
+    bySession = new Map();
+    tlsMembers.set(cert, bySession);
+  }
+  const key = `${record.tls?.version}\n${record.tls?.cipher}\n${record.tls?.serverName}`;
+  return cached(bySession, key, () => serialise('tls', tlsOf(record)));
+}
+
+/**
+ * One JSON document on one line (JSON.stringify escapes every control character): the same text
+ * as `JSON.stringify(toEcs(record))`, assembled member by member so the cached ones are reused.
+ */
 export function formatEcs(record: AuditRecord): string {
-  return JSON.stringify(toEcs(record));
+  const fixed: Fixed = (name) =>
+    name === 'tls'
+      ? cachedTls(record)
+      : cached(observerMembers, record.listener, () => serialise('observer', observerOf(record.listener)));
+  let out = '';
+  for (const [key, value] of members(record, fixed)) {
+    const json = value instanceof Serialised ? value.json : serialise(key, value).json;
+    if (json !== undefined) out += `${out === '' ? '{' : ','}${json}`;
+  }
+  return out === '' ? '{}' : `${out}}`;
 }
