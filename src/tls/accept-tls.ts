@@ -94,7 +94,8 @@ const walkedLeaf = new WeakMap<TLSSocket, string>();
  * plain DER copies, which costs ~180 µs per handshake (three certificates turned into objects).
  * This holds because the certificates arrive uncompressed: the server offers no RFC 8879
  * certificate compression (Node's OpenSSL is built without it; its CertificateRequest carries no
- * compress_certificate extension), so a client may not send a CompressedCertificate.
+ * compress_certificate extension, and the context sets SSL_OP_NO_RX_CERTIFICATE_COMPRESSION in
+ * case a later build has it), so a client may not send a CompressedCertificate.
  */
 export function presentedChain(
   socket: TLSSocket,

@@ -3,6 +3,13 @@ import { createSecureContext, type SecureContext } from 'node:tls';
 import { GatewayError } from '../core/errors.ts';
 import { processTicketKeys, sessionIdContextFor, type TicketKeyRing } from './ticket-keys.ts';
 
+/**
+ * OpenSSL 3.2+'s option (1 << 33; Node does not export it): never accept an RFC 8879
+ * CompressedCertificate. Node's OpenSSL is built without compression today, so this only keeps
+ * that true if a later build enables it. OpenSSL before 3.2 ignores the unknown bit.
+ */
+const SSL_OP_NO_RX_CERTIFICATE_COMPRESSION = 2 ** 33;
+
 export interface ServerTlsMaterial {
   /** The gateway's own SVID chain, leaf first. */
   readonly certPem: string;
@@ -39,7 +46,9 @@ export function createServerTlsContext(
       // No renegotiation: on a hand-built TLSSocket Node enforces neither its renegotiation
       // limit nor disableRenegotiation(), and a renegotiated handshake could swap the client
       // certificate after the identity stage judged it. Only the context option refuses it.
-      secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
+      // No certificate compression received either (tls/accept-tls.ts bounds certificate sizes by
+      // the bytes the client sent, which only holds for uncompressed certificates).
+      secureOptions: constants.SSL_OP_NO_RENEGOTIATION + SSL_OP_NO_RX_CERTIFICATE_COMPRESSION,
     } as Parameters<typeof createSecureContext>[0]);
   } catch (cause) {
     throw new GatewayError(

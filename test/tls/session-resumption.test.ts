@@ -15,9 +15,15 @@ import { connectOnce } from './resumption-client.ts';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** s_client printed its session summary ("New, …" or "Reused, …"), which is what the test reads. */
 const summarised = (stdout: string) => /^(New|Reused), TLSv1\.[23]/m.test(stdout);
-/** s_client wrote a session (with its ticket) to `path`. */
-const ticketIn = (path: string) =>
-  existsSync(path) && readFileSync(path, 'utf8').includes('END SSL SESSION PARAMETERS');
+/**
+ * The complete session (with its ticket) s_client has written to `path`, or undefined. s_client
+ * rewrites the file for each TLS 1.3 ticket, so the file may be cut short when s_client is ended:
+ * callers keep the text read here.
+ */
+const ticketIn = (path: string): string | undefined => {
+  const text = existsSync(path) ? readFileSync(path, 'utf8') : '';
+  return /-----BEGIN SSL SESSION PARAMETERS-----[\s\S]*-----END SSL SESSION PARAMETERS-----/.exec(text)?.[0];
+};
 
 describe('TLS session resumption with client-certificate identity', () => {
   let pki: TestPki;
@@ -68,13 +74,19 @@ describe('TLS session resumption with client-certificate identity', () => {
       const auth = ['-cert', client.certPath, '-key', client.keyPath, '-noservername'];
       // -ign_eof + a short read: s_client stays until the tickets (sent after the handshake) arrive;
       // it writes -sess_out when one does, and is ended then instead of at the timeout.
+      let session: string | undefined;
       const out = await runCommand('openssl', [...base, ...auth, '-sess_out', sess, '-ign_eof'], {
         input: 'x',
         timeoutMs: 4000,
-        until: ({ stdout }) => summarised(stdout) && ticketIn(sess),
+        until: ({ stdout }) => {
+          session = summarised(stdout) ? ticketIn(sess) : undefined;
+          return session !== undefined;
+        },
       });
       assert.match(out.stdout, /^New, TLSv1\.[23]/m, out.stdout);
-      const back = await runCommand('openssl', [...base, ...auth, '-sess_in', sess, '-ign_eof'], {
+      assert.ok(session, `s_client wrote a session with its ticket: ${out.stdout}`);
+      writeFileSync(`${sess}.in`, `${session}\n`);
+      const back = await runCommand('openssl', [...base, ...auth, '-sess_in', `${sess}.in`, '-ign_eof'], {
         input: 'y',
         timeoutMs: 4000,
         until: ({ stdout }) => summarised(stdout),
