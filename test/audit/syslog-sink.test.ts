@@ -181,7 +181,12 @@ describe('syslog sink against a real rsyslogd', () => {
     hub.start();
     const record = permittedRecord();
     hub.deliver(record);
-    await pollUntil(() => only(hub.stats()).retried, (n) => n >= 3, 10_000, 'three re-sends');
+    await pollUntil(
+      () => only(hub.stats()).retried,
+      (n) => n >= 3,
+      10_000,
+      'three re-sends',
+    );
     const during = only(hub.stats());
     assert.ok(during.retried >= 3, `re-sent after each refused session: ${JSON.stringify(during)}`);
     assert.equal(during.delivered, 0);
