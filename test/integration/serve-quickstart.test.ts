@@ -56,7 +56,8 @@ describe('serve with the shipped configuration', () => {
     await waitUntil(
       () => {
         if (gateway.exitCode !== null) throw new Error(`gateway exited: ${stderr}`);
-        return /admin API on/.test(stderr);
+        // The "Try it" lines come last, after the listeners and the admin API are up.
+        return /admin API on/.test(stderr) && /Try it/.test(stderr);
       },
       30_000,
       () => `the gateway to start: ${stderr}`,

@@ -1,7 +1,16 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pollUntil } from '../../helpers/poll-until.ts';
@@ -65,15 +74,32 @@ async function freeUdpPort(): Promise<number> {
   return port;
 }
 
-function probe(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
+/** Inodes of the sockets listening on 127.0.0.1:`port` (from /proc/net/tcp). */
+function listenerInodes(port: number): Set<string> {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const inodes = new Set<string>();
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    if (fields[1] === local && fields[3] === '0A' && fields[9]) inodes.add(fields[9]);
+  }
+  return inodes;
+}
+
+/** Whether process `pid` itself holds a socket listening on 127.0.0.1:`port`. */
+function listensOn(pid: number, port: number): boolean {
+  const inodes = listenerInodes(port);
+  if (inodes.size === 0) return false;
+  try {
+    return readdirSync(`/proc/${pid}/fd`).some((fd) => {
+      try {
+        return inodes.has(/^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1] ?? '');
+      } catch {
+        return false;
+      }
     });
-    socket.once('error', () => resolve(false));
-  });
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -87,69 +113,94 @@ export async function createRsyslogReceiver(options: RsyslogOptions): Promise<Rs
   mkdirSync(join(dir, 'work'));
   const outputPath = join(dir, 'received.jsonl');
   const pidPath = join(dir, 'rsyslogd.pid');
-  const tcpPort = options.tcp ? await freeTcpPort() : 0;
-  const tlsPort = options.tls ? await freeTcpPort() : 0;
+  let tcpPort = options.tcp ? await freeTcpPort() : 0;
+  let tlsPort = options.tls ? await freeTcpPort() : 0;
   const udpPort = options.udp ? await freeUdpPort() : 0;
-  const lines = [
-    `global(workDirectory="${dir}/work" maxMessageSize="64k"${
-      options.tls
-        ? ` defaultNetstreamDriverCAFile="${options.tls.ca}" defaultNetstreamDriverCertFile="${options.tls.cert}" defaultNetstreamDriverKeyFile="${options.tls.key}"`
-        : ''
-    })`,
-  ];
-  if (options.tcp || options.tls) lines.push('module(load="imtcp")');
-  if (options.tcp) lines.push(`input(type="imtcp" address="127.0.0.1" port="${tcpPort}" ruleset="audit")`);
-  if (options.tls) {
-    lines.push(
-      `input(type="imtcp" address="127.0.0.1" port="${tlsPort}" ruleset="audit" streamDriver.name="ossl" streamDriver.mode="1" streamDriver.authMode="${options.tls.authMode}")`,
-    );
-  }
-  if (options.udp)
-    lines.push('module(load="imudp")', `input(type="imudp" address="127.0.0.1" port="${udpPort}" ruleset="audit")`);
-  const fields = [
-    'pri:pri',
-    'version:protocol-version',
-    'hostname:hostname',
-    'app:app-name',
-    'procid:procid',
-    'msgid:msgid',
-    'sd:structured-data',
-    'msg:msg',
-    'input:inputname',
-  ];
-  lines.push(
-    'template(name="json" type="list" option.jsonf="on") {',
-    '  property(outname="timestamp" name="timestamp" dateFormat="rfc3339" format="jsonf")',
-    ...fields.map((f) => {
-      const [out, name] = f.split(':');
-      return `  property(outname="${out}" name="${name}" format="jsonf")`;
-    }),
-    '}',
-    'ruleset(name="audit") {',
-    `  action(type="omfile" file="${outputPath}" template="json")`,
-    '}',
-  );
   const confPath = join(dir, 'rsyslog.conf');
-  writeFileSync(confPath, `${lines.join('\n')}\n`);
+  const writeConf = () => {
+    const lines = [
+      `global(workDirectory="${dir}/work" maxMessageSize="64k"${
+        options.tls
+          ? ` defaultNetstreamDriverCAFile="${options.tls.ca}" defaultNetstreamDriverCertFile="${options.tls.cert}" defaultNetstreamDriverKeyFile="${options.tls.key}"`
+          : ''
+      })`,
+    ];
+    if (options.tcp || options.tls) lines.push('module(load="imtcp")');
+    if (options.tcp) lines.push(`input(type="imtcp" address="127.0.0.1" port="${tcpPort}" ruleset="audit")`);
+    if (options.tls) {
+      lines.push(
+        `input(type="imtcp" address="127.0.0.1" port="${tlsPort}" ruleset="audit" streamDriver.name="ossl" streamDriver.mode="1" streamDriver.authMode="${options.tls.authMode}")`,
+      );
+    }
+    if (options.udp)
+      lines.push('module(load="imudp")', `input(type="imudp" address="127.0.0.1" port="${udpPort}" ruleset="audit")`);
+    const fields = [
+      'pri:pri',
+      'version:protocol-version',
+      'hostname:hostname',
+      'app:app-name',
+      'procid:procid',
+      'msgid:msgid',
+      'sd:structured-data',
+      'msg:msg',
+      'input:inputname',
+    ];
+    lines.push(
+      'template(name="json" type="list" option.jsonf="on") {',
+      '  property(outname="timestamp" name="timestamp" dateFormat="rfc3339" format="jsonf")',
+      ...fields.map((f) => {
+        const [out, name] = f.split(':');
+        return `  property(outname="${out}" name="${name}" format="jsonf")`;
+      }),
+      '}',
+      'ruleset(name="audit") {',
+      `  action(type="omfile" file="${outputPath}" template="json")`,
+      '}',
+    );
+    writeFileSync(confPath, `${lines.join('\n')}\n`);
+  };
+  writeConf();
 
   let child: ChildProcess | undefined;
   let stderr = '';
-  const ports = [tcpPort, tlsPort].filter((p) => p !== 0);
+  let started = false;
 
-  async function start(): Promise<void> {
+  /** One start attempt: 'taken' when another process got a port between freeTcpPort and rsyslogd's bind. */
+  async function startOnce(): Promise<'ok' | 'taken'> {
     rmSync(pidPath, { force: true }); // a stale pid file makes rsyslogd refuse to start
     const proc = spawn(RSYSLOGD, ['-n', '-f', confPath, '-i', pidPath], { stdio: ['ignore', 'ignore', 'pipe'] });
     child = proc;
     proc.stderr?.on('data', (chunk) => {
       stderr += chunk;
     });
+    const ports = [tcpPort, tlsPort].filter((p) => p !== 0);
     const deadline = Date.now() + 10_000;
     for (;;) {
       if (proc.exitCode !== null) throw new Error(`rsyslogd exited with ${proc.exitCode}: ${stderr}`);
-      const ready = ports.length === 0 ? existsSync(pidPath) : (await Promise.all(ports.map(probe))).every(Boolean);
-      if (ready) return;
+      if (ports.length === 0 ? existsSync(pidPath) : ports.every((port) => listensOn(proc.pid as number, port)))
+        return 'ok';
+      // After 2 s, a port that has a listener but not rsyslogd's is a parallel test's.
+      const waited = Date.now() > deadline - 8_000;
+      if (waited && ports.some((port) => listenerInodes(port).size > 0 && !listensOn(proc.pid as number, port)))
+        return 'taken';
       if (Date.now() > deadline) throw new Error(`rsyslogd did not listen within 10 s: ${stderr}`);
       await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async function start(): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const result = await startOnce();
+      if (result === 'ok') {
+        started = true;
+        return;
+      }
+      await stop();
+      // Ports are only moved before the first start: after it, tests hold them.
+      if (started || attempt >= 3) throw new Error(`rsyslogd's port is taken by another process: ${stderr}`);
+      if (tcpPort) tcpPort = await freeTcpPort();
+      if (tlsPort) tlsPort = await freeTcpPort();
+      writeConf();
     }
   }
 
@@ -177,8 +228,12 @@ export async function createRsyslogReceiver(options: RsyslogOptions): Promise<Rs
 
   return {
     dir,
-    tcpPort,
-    tlsPort,
+    get tcpPort() {
+      return tcpPort;
+    },
+    get tlsPort() {
+      return tlsPort;
+    },
     udpPort,
     outputPath,
     log: () => stderr,
