@@ -151,14 +151,19 @@ describe('kept-alive absolute-form connections are decided on the current state'
     }
   });
 
-  it('closes a connection after limits.maxRequestsPerConnection', async () => {
+  /** A gateway allowing everything with these connection caps, and one kept-alive client of it. */
+  async function cappedGateway(caps: Record<string, unknown>) {
     const gw = await targets.startGateway({
       listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
       rules: allowAll,
-      limits: { maxRequestsPerConnection: 2 },
       admin: { listen: '127.0.0.1:0', watch: false },
+      ...caps,
     });
-    const client = keptAliveClient(gw.port('egress'), await pki.workload('bookinfo', 'details'), pki.rootPath);
+    return { gw, client: keptAliveClient(gw.port('egress'), await pki.workload('bookinfo', 'details'), pki.rootPath) };
+  }
+
+  it('closes a connection after limits.maxRequestsPerConnection', async () => {
+    const { gw, client } = await cappedGateway({ limits: { maxRequestsPerConnection: 2 } });
     try {
       const url = `http://127.0.0.1:${origin.port}/`;
       const first = await get(client, url);
@@ -179,15 +184,11 @@ describe('kept-alive absolute-form connections are decided on the current state'
   });
 
   it('closes a connection after timeouts.connectionMaxAge', async () => {
-    const gw = await targets.startGateway({
-      listeners: [{ name: 'egress', listen: '127.0.0.1:0', mode: 'connect' }],
-      rules: allowAll,
-      // No request cap: only the age can close this connection.
+    // No request cap: only the age can close this connection.
+    const { gw, client } = await cappedGateway({
       limits: { maxRequestsPerConnection: 0 },
       timeouts: { connectionMaxAge: '1500ms' },
-      admin: { listen: '127.0.0.1:0', watch: false },
     });
-    const client = keptAliveClient(gw.port('egress'), await pki.workload('bookinfo', 'details'), pki.rootPath);
     try {
       const url = `http://127.0.0.1:${origin.port}/`;
       const first = await get(client, url);
