@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 echo "node $(node --version)" >&2
 npm run build --silent
 run() { node --import tsx --test --test-timeout=180000 "$@"; }
-if [ "$#" -gt 0 ]; then exec node --import tsx --test --test-concurrency="${EGW_TEST_CONCURRENCY:-3}" --test-timeout=180000 "$@"; fi
+if [ "$#" -gt 0 ]; then run --test-concurrency="${EGW_TEST_CONCURRENCY:-3}" "$@"; exit; fi
 # Three files at a time on these 2-core machines: most files wait on sockets, child processes and
 # timeouts, not CPU (the suite took ~200 s at 2, ~140 s at 3). EGW_TEST_CONCURRENCY overrides.
 # The rsyslog sink suites run afterwards on their own: at three files at a time their plain-TCP

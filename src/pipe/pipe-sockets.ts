@@ -68,8 +68,9 @@ function flushProgress(stream: Duplex): string {
 }
 
 /**
- * Relays bytes both ways (`relayInto`: reused read buffers) until both sides have closed. Half-close is honoured: when one side
- * ends its writes, the other side's writes are ended and data still flows the other way. The
+ * Relays bytes both ways (`relayInto`: reused read buffers) until both sides have closed.
+ * Half-close is honoured: when one side ends its writes, the other side's writes are ended and
+ * data still flows the other way. The
  * idle timer is the upstream socket's own timeout, which every byte in either direction resets.
  * Every path ends in both sockets closed: a side already gone when the pipe is attached, a reset,
  * the idle timer, or the linger after the other side closed.

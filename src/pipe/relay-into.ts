@@ -47,7 +47,7 @@ function userBufferSlots(socket: Duplex): Slots | undefined {
 /** Every tunnel's first reads land here and are copied out (or encrypted at once): idle tunnels hold no buffer. */
 const scratch = Buffer.allocUnsafeSlow(64 * 1024);
 /** After this many bytes one way, that direction reads into a buffer of its own. */
-export const OWN_BUFFER_AFTER_BYTES = 256 * 1024;
+const OWN_BUFFER_AFTER_BYTES = 256 * 1024;
 /** OpenSSL hands over at most one record (16 KiB) per read; a TCP read fills up to 64 KiB. */
 const TLS_READ_BYTES = 16 * 1024;
 const TCP_READ_BYTES = 64 * 1024;

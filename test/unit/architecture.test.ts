@@ -1,23 +1,14 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, it } from 'node:test';
+import { sourceFiles } from '../helpers/source-files.ts';
 
 const SRC = new URL('../../src', import.meta.url).pathname;
 
 /** Data-path stages in pipeline order; a stage may import core, pki and earlier stages only. */
 const STAGES = ['listener', 'tls', 'identity', 'policy', 'upstream', 'pipe', 'proxy'];
 const LIBRARIES = ['core', 'pki'];
-
-function sourceFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
-    entry.isDirectory()
-      ? sourceFiles(join(dir, entry.name))
-      : entry.name.endsWith('.ts')
-        ? [join(dir, entry.name)]
-        : [],
-  );
-}
 
 function topFolder(file: string): string {
   const rel = relative(SRC, file);

@@ -1,20 +1,13 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { relative } from 'node:path';
 import { describe, it } from 'node:test';
 import ts from 'typescript';
+import { sourceFiles } from '../helpers/source-files.ts';
 
 const MAX_FILE_LINES = 300;
 const MAX_FUNCTION_LINES = 60;
 const srcDir = new URL('../../src/', import.meta.url).pathname;
-
-function sourceFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) return sourceFiles(path);
-    return entry.name.endsWith('.ts') ? [path] : [];
-  });
-}
 
 /** Every function-like node (declarations, methods, arrows, accessors) longer than the limit. */
 function longFunctions(fileName: string, text: string): string[] {

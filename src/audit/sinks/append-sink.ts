@@ -18,7 +18,7 @@ const MAX_WRITE_BYTES = 256 * 1024;
  * write is a thread-pool round trip and a syscall (~60 µs of CPU per connection for its two records
  * when each went alone); a gateway busy enough for that to matter sends several records per window.
  */
-export const WRITE_COALESCE_MS = 5;
+const WRITE_COALESCE_MS = 5;
 
 export type AppendTarget = { readonly kind: 'stdout' } | { readonly kind: 'file'; readonly path: string };
 
