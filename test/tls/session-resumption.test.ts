@@ -79,7 +79,8 @@ describe('TLS session resumption with client-certificate identity', () => {
         input: 'x',
         timeoutMs: 4000,
         until: ({ stdout }) => {
-          session = summarised(stdout) ? ticketIn(sess) : undefined;
+          // Kept once seen: a later check may catch the file mid-rewrite (the next ticket).
+          session ??= summarised(stdout) ? ticketIn(sess) : undefined;
           return session !== undefined;
         },
       });
