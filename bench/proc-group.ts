@@ -53,3 +53,12 @@ export function groupRssBytes(pgid: number): number {
   }
   return kib * 1024;
 }
+
+/**
+ * CPU seconds this process's reaped children used (cutime + cstime of /proc/self/stat): the load
+ * generator's share, for figures where it competes with the subject for the same cores.
+ */
+export function reapedChildrenCpuSeconds(): number {
+  const f = statFields(process.pid);
+  return (Number(f[13]) + Number(f[14])) / TICKS_PER_SECOND;
+}

@@ -31,6 +31,7 @@ import {
   tlsOpen,
   withCpu,
 } from './measure.ts';
+import { reapedChildrenCpuSeconds } from './proc-group.ts';
 import { type BenchResult, renderTable, type SubjectFigures, targetsOf, writeDocsTable } from './render-table.ts';
 import {
   nginxVersion,
@@ -197,23 +198,27 @@ async function workersThroughput(
   const two = await startGateway(pki, up, dir, { workers: 2 });
   try {
     await sTime(two.ports.web, 'new', 1, id);
-    const rates: Record<string, number[]> = { one: [], two: [] };
+    const runs: Record<'one' | 'two', Array<{ rate: number; cpuMs: number; clientMs: number }>> = { one: [], two: [] };
     for (let r = 0; r < Math.max(1, CFG.rounds - 1); r++) {
-      for (const [key, s] of r % 2 === 0
-        ? ([
-            ['one', one],
-            ['two', two],
-          ] as const)
-        : ([
-            ['two', two],
-            ['one', one],
-          ] as const)) {
-        rates[key]?.push(await newConnectionRate(s.ports.web, CFG.seconds, 4, id));
+      const order = r % 2 === 0 ? (['one', 'two'] as const) : (['two', 'one'] as const);
+      for (const key of order) {
+        const s = key === 'one' ? one : two;
+        const clientBefore = reapedChildrenCpuSeconds();
+        const { value: rate, cpu } = await withCpu(s.pgid, () => newConnectionRate(s.ports.web, CFG.seconds, 4, id));
+        const connections = rate * CFG.seconds;
+        const clientMs = ((reapedChildrenCpuSeconds() - clientBefore) * 1000) / connections;
+        runs[key].push({ rate, cpuMs: (cpu * 1000) / connections, clientMs });
       }
     }
-    const oneRate = median(rates.one as number[]);
-    const twoRate = median(rates.two as number[]);
-    return { oneWorkerPerS: oneRate, twoWorkersPerS: twoRate, ratio: twoRate / oneRate };
+    const med = (key: 'one' | 'two', f: 'rate' | 'cpuMs' | 'clientMs') => median(runs[key].map((x) => x[f]));
+    return {
+      oneWorkerPerS: med('one', 'rate'),
+      twoWorkersPerS: med('two', 'rate'),
+      ratio: med('two', 'rate') / med('one', 'rate'),
+      oneWorkerCpuMs: med('one', 'cpuMs'),
+      twoWorkersCpuMs: med('two', 'cpuMs'),
+      clientCpuMs: med('one', 'clientMs'),
+    };
   } finally {
     two.stop();
   }

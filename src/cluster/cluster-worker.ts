@@ -17,6 +17,7 @@ export async function runClusterWorker(configPath: string): Promise<Gateway> {
     configPath,
     ...(snapshot ? { configText: Buffer.from(snapshot, 'base64').toString('utf8') } : {}),
     adminListen: 'off',
+    reusePort: true,
     log,
   });
   // prom-client's AggregatorRegistry in the primary collects from these registries over IPC.

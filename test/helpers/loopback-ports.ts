@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { type AddressInfo, connect, createServer } from 'node:net';
 import { waitUntil } from './poll-until.ts';
 
@@ -54,4 +55,14 @@ export async function waitForPort(port: number, host = '127.0.0.1', timeoutMs = 
       socket.once('error', () => resolve(false));
     });
   await waitUntil(accepts, timeoutMs, `something to listen on ${host}:${port}`);
+}
+
+/** IPv4 TCP sockets in LISTEN on `port`, from /proc/net/tcp (column 4 is the state, 0A = LISTEN). */
+export function listeningSocketsOn(port: number): number {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  return readFileSync('/proc/net/tcp', 'utf8')
+    .split('\n')
+    .slice(1)
+    .map((line) => line.trim().split(/\s+/))
+    .filter((f) => f[1]?.endsWith(`:${hexPort}`) && f[3] === '0A').length;
 }

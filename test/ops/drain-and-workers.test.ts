@@ -8,7 +8,7 @@ import { type ClusterGateway, startClusterGateway } from '../helpers/cluster-gat
 import { curlViaGateway } from '../helpers/curl.ts';
 import { startFixtureTargets, startGatewayFixture } from '../helpers/gateway-fixture.ts';
 import { runHandshakes } from '../helpers/hostile-clients.ts';
-import { freePort, listenerPort } from '../helpers/loopback-ports.ts';
+import { freePort, listenerPort, listeningSocketsOn } from '../helpers/loopback-ports.ts';
 import { pollUntil, waitUntil } from '../helpers/poll-until.ts';
 import { writeTestConfig } from '../helpers/test-gateway.ts';
 import { createTestPki } from '../helpers/test-pki.ts';
@@ -138,6 +138,8 @@ describe('serve --workers', () => {
     try {
       cluster = await startClusterGateway(configPath, 2);
       const { child, adminPort, stderr } = cluster;
+      // Each worker binds the port itself (SO_REUSEPORT), so the primary passes no connection on.
+      assert.equal(listeningSocketsOn(egressPort), 2, 'one listening socket per worker');
       const client = await pki.workload('bookinfo', 'productpage');
       const url = `http://127.0.0.1:${targets.echoPort}/`;
       for (let i = 0; i < 6; i++) {
