@@ -34,6 +34,7 @@ import {
 import { reapedChildrenCpuSeconds } from './proc-group.ts';
 import { type BenchResult, renderTable, type SubjectFigures, targetsOf, writeDocsTable } from './render-table.ts';
 import {
+  buildDist,
   nginxVersion,
   type Subject,
   spawnGroup,
@@ -96,6 +97,8 @@ function versions(): Record<string, string> {
 }
 
 async function main(): Promise<void> {
+  buildDist(repo);
+  if (process.env.BENCH_COMPARE) buildDist(process.env.BENCH_COMPARE);
   const startedAt = new Date();
   const loadBefore = loadavg()[0] as number;
   const pki = await createTestPki();

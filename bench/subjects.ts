@@ -61,6 +61,17 @@ function killGroup(child: ChildProcess): void {
   }
 }
 
+/**
+ * Compiles `dir`'s src/ into dist/ (tsc). bin/egress-gateway.js runs src/ through tsx when dist/
+ * is older than src/, with source-mapped stack traces and a loader thread: not what ships, so a
+ * bench must never measure it.
+ */
+export function buildDist(dir: string): void {
+  const tsc = join(dir, 'node_modules/typescript/bin/tsc');
+  const run = spawnSync(process.execPath, [tsc, '-p', join(dir, 'tsconfig.build.json')], { stdio: 'inherit' });
+  if (run.status !== 0) throw new Error(`tsc in ${dir} failed (${run.status ?? run.signal})`);
+}
+
 export async function startGateway(
   pki: TestPki,
   up: Upstreams,

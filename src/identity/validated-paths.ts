@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { CertificateFacts } from '../pki/certificate-facts.ts';
 import type { PresentedCertificate } from './chain-limits.ts';
 import type { TrustBundle } from './trust-bundle.ts';
@@ -19,11 +19,9 @@ export interface Validated {
   readonly path: readonly CertificateFacts[];
 }
 
-/** The cache key: SHA-256 of every presented certificate, in order. Hashing DER costs microseconds. */
+/** The cache key: SHA-256 of every presented certificate, in order (one-shot `hash`: no Hash object per certificate). */
 export function chainKey(sent: readonly PresentedCertificate[]): string {
-  return sent
-    .map((cert) => (Buffer.isBuffer(cert) ? createHash('sha256').update(cert).digest('hex') : cert.fingerprint256))
-    .join('/');
+  return sent.map((cert) => (Buffer.isBuffer(cert) ? hash('sha256', cert, 'hex') : cert.fingerprint256)).join('/');
 }
 
 export function lookupValidated<T extends Validated>(bundle: TrustBundle, key: string): T | undefined {

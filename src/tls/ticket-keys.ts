@@ -22,6 +22,20 @@ interface TicketKeyHandle {
 }
 
 const ZERO = Buffer.alloc(16);
+/** Ticket IVs are cut from one random block: a randomBytes call per ticket cost more than the rest of the callback. */
+const IVS_PER_BLOCK = 256;
+let ivBlock = Buffer.alloc(0);
+let ivOffset = 0;
+
+/** 16 fresh random bytes, each used for one ticket only (OpenSSL copies them). */
+function nextIv(): Buffer {
+  if (ivOffset + 16 > ivBlock.length) {
+    ivBlock = randomBytes(16 * IVS_PER_BLOCK);
+    ivOffset = 0;
+  }
+  ivOffset += 16;
+  return ivBlock.subarray(ivOffset - 16, ivOffset);
+}
 
 /**
  * Session-ticket keys that rotate by the clock and are the same in every process holding the same
@@ -58,7 +72,7 @@ export class TicketKeyRing {
 
   #answer(name: Buffer, encrypt: boolean): TicketKeyAnswer {
     const [current, previous] = this.#current();
-    if (encrypt) return [1, current.hmac, current.aes, current.name, randomBytes(16)];
+    if (encrypt) return [1, current.hmac, current.aes, current.name, nextIv()];
     if (name.equals(current.name)) return [1, current.hmac, current.aes];
     if (name.equals(previous.name)) return [2, previous.hmac, previous.aes];
     // 0: not ours or too old; OpenSSL falls back to a full handshake.

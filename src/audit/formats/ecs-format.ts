@@ -265,17 +265,29 @@ function cachedTls(record: AuditRecord): Serialised {
 
 /**
  * One JSON document on one line (JSON.stringify escapes every control character): the same text
- * as `JSON.stringify(toEcs(record))`, assembled member by member so the cached ones are reused.
+ * as `JSON.stringify(toEcs(record))`. The cached members are spliced in as text; the members
+ * between them are compacted into one object and serialised with one JSON.stringify call per run,
+ * not one per member.
  */
 export function formatEcs(record: AuditRecord): string {
   const fixed: Fixed = (name) =>
     name === 'tls'
       ? cachedTls(record)
       : cached(observerMembers, record.listener, () => serialise('observer', observerOf(record.listener)));
-  let out = '';
+  const parts: string[] = [];
+  let run: Record<string, unknown> | undefined;
   for (const [key, value] of members(record, fixed)) {
-    const json = value instanceof Serialised ? value.json : serialise(key, value).json;
-    if (json !== undefined) out += `${out === '' ? '{' : ','}${json}`;
+    if (value instanceof Serialised) {
+      if (run) parts.push(JSON.stringify(run).slice(1, -1));
+      run = undefined;
+      if (value.json !== undefined) parts.push(value.json);
+      continue;
+    }
+    const kept = compactValue(value);
+    if (kept === undefined) continue;
+    run ??= {};
+    run[key] = kept;
   }
-  return out === '' ? '{}' : `${out}}`;
+  if (run) parts.push(JSON.stringify(run).slice(1, -1));
+  return `{${parts.join(',')}}`;
 }
