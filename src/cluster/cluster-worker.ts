@@ -17,9 +17,6 @@ export async function runClusterWorker(configPath: string): Promise<Gateway> {
     configPath,
     ...(snapshot ? { configText: Buffer.from(snapshot, 'base64').toString('utf8') } : {}),
     adminListen: 'off',
-    // Not SO_REUSEPORT yet: with it, about one `openssl s_time -new` run in 16 against two workers
-    // lost a connection right after its handshake (docs/benchmarks.md, optimisation 6).
-    reusePort: false,
     log,
   });
   // prom-client's AggregatorRegistry in the primary collects from these registries over IPC.
