@@ -1,5 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import { type ErrorCode, GatewayError } from '../core/errors.ts';
+import { SnatPortCursor } from './snat-ports.ts';
 
 export interface DialOptions {
   readonly ip: string;
@@ -25,13 +26,47 @@ export function upstreamErrorCode(errno: string | undefined): ErrorCode {
   }
 }
 
-/** Opens a TCP connection to exactly `ip:port` from `localAddress`. Rejects with EGW_UPSTREAM_* codes. */
-export function dialUpstream(options: DialOptions): Promise<Socket> {
+/** How many source ports one dial tries before the address counts as exhausted (failover). */
+const PORT_ATTEMPTS = 32;
+const ports = new SnatPortCursor();
+
+/**
+ * This port of the source address is not usable for this destination: a listener holds it
+ * (EADDRINUSE on bind) or the four-tuple is taken (EADDRNOTAVAIL on connect). EADDRNOTAVAIL on
+ * bind means the address itself left the host: no other port helps.
+ */
+function portTaken(error: unknown): boolean {
+  const cause = (error instanceof GatewayError ? error.cause : error) as NodeJS.ErrnoException | undefined;
+  if (cause?.code === 'EADDRINUSE') return true;
+  return cause?.code === 'EADDRNOTAVAIL' && cause.syscall === 'connect';
+}
+
+/**
+ * Opens a TCP connection to exactly `ip:port` from `localAddress`. Rejects with EGW_UPSTREAM_* codes.
+ * A SNAT dial picks its own source port (snat-ports.ts says why) and moves to the next port while
+ * the chosen one is taken; the last error after PORT_ATTEMPTS is the address's exhaustion.
+ */
+export async function dialUpstream(options: DialOptions): Promise<Socket> {
+  const { localAddress } = options;
+  if (!localAddress) return dialOnce(options, undefined);
+  const deadline = Date.now() + options.timeoutMs;
+  for (let attempt = 1; ; attempt += 1) {
+    const timeoutMs = Math.max(1, deadline - Date.now());
+    try {
+      return await dialOnce({ ...options, timeoutMs }, ports.next(localAddress));
+    } catch (error) {
+      if (attempt >= PORT_ATTEMPTS || !portTaken(error)) throw error;
+    }
+  }
+}
+
+function dialOnce(options: DialOptions, localPort: number | undefined): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = connect({
       host: options.ip,
       port: options.port,
       ...(options.localAddress ? { localAddress: options.localAddress } : {}),
+      ...(localPort ? { localPort } : {}),
       noDelay: true,
     });
     const timer = setTimeout(() => {

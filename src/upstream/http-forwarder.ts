@@ -4,7 +4,7 @@ import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import type * as Undici from 'undici';
 import { type ErrorCode, GatewayError } from '../core/errors.ts';
-import { upstreamErrorCode } from './dial-upstream.ts';
+import { dialUpstream, upstreamErrorCode } from './dial-upstream.ts';
 
 // undici (CommonJS) costs 0.1-0.3 s to load: it is required when the first upstream pool is made, not at start.
 const requireCjs = createRequire(import.meta.url);
@@ -40,6 +40,9 @@ export interface ForwardResponse {
 }
 
 function codeFor(error: unknown): ErrorCode {
+  // The SNAT connector's own dial error, as it is or as the cause of undici's.
+  const own = error instanceof GatewayError ? error : (error as { cause?: unknown }).cause;
+  if (own instanceof GatewayError) return own.code;
   const code = (error as NodeJS.ErrnoException).code ?? '';
   const causeCode = (error as { cause?: NodeJS.ErrnoException }).cause?.code ?? '';
   if (error instanceof lib().errors.ConnectTimeoutError || code === 'UND_ERR_CONNECT_TIMEOUT')
@@ -47,6 +50,19 @@ function codeFor(error: unknown): ErrorCode {
   if (error instanceof lib().errors.HeadersTimeoutError) return 'EGW_UPSTREAM_TIMEOUT';
   // undici reports socket failures either directly or as the cause of its own error.
   return upstreamErrorCode(code.startsWith('E') ? code : causeCode);
+}
+
+/** undici's connector for a SNAT address: the same dial as tunnels, with its error codes. */
+function snatConnector(localAddress: string, timeoutMs: number): Undici.buildConnector.connector {
+  return (options, callback) => {
+    // undici hands over an IPv6 literal without brackets; strip them anyway.
+    const ip = options.hostname.replace(/^\[(.*)\]$/, '$1');
+    const port = Number(options.port) || (options.protocol === 'https:' ? 443 : 80);
+    dialUpstream({ ip, port, localAddress, timeoutMs }).then(
+      (socket) => callback(null, socket),
+      (error: Error) => callback(error, null),
+    );
+  };
 }
 
 /** Where a request's upstream connection left from, filled in as undici writes the request head. */
@@ -125,9 +141,8 @@ export class HttpForwarder {
 
   #newAgent(localAddress: string | undefined, connectTimeoutMs: number): Undici.Agent {
     return new (lib().Agent)({
-      // undici's Client owns the source address (its connector overrides connect.localAddress).
-      ...(localAddress ? { localAddress } : {}),
-      connect: { timeout: connectTimeoutMs },
+      // From a SNAT address the gateway's own dial picks the source port (snat-ports.ts says why).
+      connect: localAddress ? snatConnector(localAddress, connectTimeoutMs) : { timeout: connectTimeoutMs },
       headersTimeout: this.#responseTimeoutMs,
       bodyTimeout: this.#responseTimeoutMs,
       keepAliveTimeout: 4_000,
