@@ -1,14 +1,14 @@
 /**
  * The floor for the benchmarks: the smallest Node mTLS relay doing the same transport work
  * (tls.createServer requiring a client certificate against the same anchor, piping to one
- * upstream from 127.0.0.2). No SPIFFE checks, no policy, no HTTP parsing, no audit.
- * Arguments: cert key ca upstreamPort...; listens once per upstream and prints the ports.
+ * upstream from a SNAT address). No SPIFFE checks, no policy, no HTTP parsing, no audit.
+ * Arguments: cert key ca snatAddress upstreamPort...; listens once per upstream and prints the ports.
  */
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { createServer } from 'node:tls';
 
-const [certPath, keyPath, caPath, ...upstreamPorts] = process.argv.slice(2);
+const [certPath, keyPath, caPath, localAddress, ...upstreamPorts] = process.argv.slice(2);
 const options = {
   cert: readFileSync(certPath as string),
   key: readFileSync(keyPath as string),
@@ -20,7 +20,7 @@ const ports = upstreamPorts.map(
   (upstreamPort) =>
     new Promise<number>((resolve) => {
       const server = createServer(options, (client) => {
-        const upstream = connect({ host: '127.0.0.1', port: Number(upstreamPort), localAddress: '127.0.0.2' });
+        const upstream = connect({ host: '127.0.0.1', port: Number(upstreamPort), localAddress });
         client.on('error', () => upstream.destroy());
         upstream.on('error', () => client.destroy());
         client.pipe(upstream).pipe(client);

@@ -36,6 +36,7 @@ import { type BenchResult, renderTable, type SubjectFigures, targetsOf, writeDoc
 import {
   buildDist,
   nginxVersion,
+  SNAT,
   type Subject,
   spawnGroup,
   startGateway,
@@ -112,7 +113,13 @@ async function main(): Promise<void> {
     subjects.push(await startGateway(pki, up, dir));
     // BENCH_COMPARE=/path/to/an/older/checkout: its gateway as one more subject (before/after).
     if (process.env.BENCH_COMPARE)
-      subjects.push(await startGateway(pki, up, dir, { repoDir: process.env.BENCH_COMPARE, name: 'gateway-before' }));
+      subjects.push(
+        await startGateway(pki, up, dir, {
+          repoDir: process.env.BENCH_COMPARE,
+          name: 'gateway-before',
+          snat: SNAT.gatewayBefore,
+        }),
+      );
     const nginx = await startNginx(pki, up, dir);
     if (nginx) subjects.push(nginx);
     subjects.push(await startNodeRelay(pki, up));
@@ -198,7 +205,7 @@ async function workersThroughput(
   dir: string,
   id: ClientIdentity,
 ): Promise<BenchResult['workers']> {
-  const two = await startGateway(pki, up, dir, { workers: 2 });
+  const two = await startGateway(pki, up, dir, { workers: 2, snat: SNAT.workers });
   try {
     await sTime(two.ports.web, 'new', 1, id);
     const runs: Record<'one' | 'two', Array<{ rate: number; cpuMs: number; clientMs: number }>> = { one: [], two: [] };

@@ -26,6 +26,17 @@ const repo = new URL('..', import.meta.url).pathname;
 /** The Node that runs the subjects: BENCH_NODE (e.g. a Node 24 from the npm registry) or this one. */
 export const subjectNode = process.env.BENCH_NODE ?? process.execPath;
 const NOFILE = 65_536;
+/**
+ * Each subject dials its upstreams from a source address of its own: tens of thousands of
+ * connections a run leave their ports in TIME_WAIT, and one subject must not starve the next.
+ */
+export const SNAT = {
+  gateway: '127.0.0.2',
+  gatewayBefore: '127.0.0.3',
+  nginx: '127.0.0.4',
+  relay: '127.0.0.5',
+  workers: '127.0.0.6',
+} as const;
 
 /** Spawns detached (own process group) with a raised descriptor limit: 10k tunnels need 20k+. */
 export function spawnGroup(command: string, args: readonly string[]): ChildProcess {
@@ -76,15 +87,16 @@ export async function startGateway(
   pki: TestPki,
   up: Upstreams,
   dir: string,
-  options: { workers?: number; name?: string; repoDir?: string } = {},
+  options: { workers?: number; name?: string; repoDir?: string; snat?: string } = {},
 ): Promise<Subject> {
   const [discard, echo, web, connectPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const snat = options.snat ?? SNAT.gateway;
   const tcp = (name: string, port: number, upstream: number) => ({
     name,
     listen: `127.0.0.1:${port}`,
     mode: 'tcp',
     upstream: `127.0.0.1:${upstream}`,
-    snat: '127.0.0.2',
+    snat,
     maxConnections: 30_000,
   });
   const workers = options.workers ?? 1;
@@ -99,7 +111,7 @@ export async function startGateway(
           name: 'egress',
           listen: `127.0.0.1:${connectPort}`,
           mode: 'connect',
-          snat: '127.0.0.2',
+          snat,
           maxConnections: 30_000,
         },
       ],
@@ -125,7 +137,8 @@ export async function startGateway(
 
 /** The 10-line Node relay (bench/baseline-relay.ts): the floor. */
 export async function startNodeRelay(pki: TestPki, up: Upstreams): Promise<Subject> {
-  const args = [join(repo, 'bench/baseline-relay.ts'), pki.gateway.certPath, pki.gateway.keyPath, pki.bundlePath];
+  const { certPath, keyPath } = pki.gateway;
+  const args = [join(repo, 'bench/baseline-relay.ts'), certPath, keyPath, pki.bundlePath, SNAT.relay];
   const child = spawnGroup(subjectNode, [
     '--import',
     'tsx',
@@ -166,7 +179,7 @@ export async function startNginx(pki: TestPki, up: Upstreams, dir: string): Prom
       ssl_protocols TLSv1.2 TLSv1.3;
       ssl_session_tickets on;
       proxy_pass 127.0.0.1:${upstream};
-      proxy_bind 127.0.0.2;
+      proxy_bind ${SNAT.nginx};
     }`;
   const conf = join(dir, 'nginx.conf');
   writeFileSync(
