@@ -58,7 +58,12 @@ async function main(): Promise<void> {
       if (result.code === 0) peers.push((JSON.parse(result.stdout) as { peer: string }).peer);
       else failures.push(result.stderr.trim());
     }
-    const timeWait = timeWaitPorts();
+    // The last tunnels' sockets may still be closing (FIN_WAIT): give them a moment to get there.
+    let timeWait = timeWaitPorts();
+    for (let wait = 0; wait < 30 && new Set(timeWait).size < RANGE.high - RANGE.low + 1; wait += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      timeWait = timeWaitPorts();
+    }
     const kernelDialAfter = await kernelPortDial(echoPort);
     // Absolute-form goes through undici's pool: its first upstream connection is a fresh dial too.
     const absolute = await curlViaGateway(gw.port('egress'), client, pki.rootPath, url, ['-f', ...CURL.slice(1)]);
