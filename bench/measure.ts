@@ -175,8 +175,11 @@ export async function connectSetups(port: number, count: number, target: string,
 
 /** New connections per wall second with `parallel` s_time -new clients at once. */
 export async function newConnectionRate(port: number, seconds: number, parallel: number, id: ClientIdentity) {
-  const runs = await Promise.all(Array.from({ length: parallel }, () => sTime(port, 'new', seconds, id)));
-  return runs.reduce((sum, run) => sum + run.connections, 0) / seconds;
+  // Every client finishes before a failure is reported, so a repeat measures nothing left over.
+  const settled = await Promise.allSettled(Array.from({ length: parallel }, () => sTime(port, 'new', seconds, id)));
+  const failed = settled.find((run) => run.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.reduce((sum, run) => sum + (run.status === 'fulfilled' ? run.value.connections : 0), 0) / seconds;
 }
 
 export function percentile(values: readonly number[], p: number): number {
