@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
-
-const repo = new URL('../..', import.meta.url).pathname;
+import { netnsSkipReason, runNetnsScenario } from '../helpers/netns-scenario.ts';
 
 interface Request {
   code: number;
@@ -21,31 +19,18 @@ interface Facts {
   reload: { ok: boolean; error?: string };
 }
 
-function missing(): string | undefined {
-  if (process.getuid?.() !== 0) return 'needs root for unshare -n (CI runs as root)';
-  if (spawnSync('ip', ['-V']).status !== 0) return 'needs iproute2 (ip)';
-  return undefined;
-}
-
 /**
  * The gateway runs in a network namespace of the test's own, whose loopback holds the echo
  * server's address and the two pool addresses (TEST-NET-1: nothing outside the namespace).
  */
 function runScenario(): Facts {
-  const setup = [
-    'set -e',
-    'ip link set lo up',
-    ...['192.0.2.1', '192.0.2.10', '192.0.2.11'].map((ip) => `ip addr add ${ip}/32 dev lo`),
-    'exec node --import tsx test/integration/snat-failover-scenario.ts',
-  ].join('\n');
-  const run = spawnSync('unshare', ['-n', 'bash', '-c', setup], { cwd: repo, encoding: 'utf8', timeout: 120_000 });
-  assert.equal(run.status, 0, `scenario failed (${run.status} ${run.signal}):\n${run.stderr}\n${run.stdout}`);
-  return JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '') as Facts;
+  const addresses = ['192.0.2.1', '192.0.2.10', '192.0.2.11'].map((ip) => `ip addr add ${ip}/32 dev lo`);
+  return runNetnsScenario<Facts>(addresses, 'test/integration/snat-failover-scenario.ts');
 }
 
 // Issue 12 item 5: an address removed from the host (EADDRNOTAVAIL on bind) fails over to the
 // next address of the pool, the failover is counted, and the record shows the address used.
-describe('SNAT pool failover when an address leaves the host', { skip: missing() }, () => {
+describe('SNAT pool failover when an address leaves the host', { skip: netnsSkipReason() }, () => {
   it('dials from the next address, counts the failover, and refuses a reload that cannot bind the gone one', () => {
     const facts = runScenario();
     // Positive control: before the removal the workload leaves from its own address, no failover.

@@ -1,17 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
+import { netnsSkipReason, runNetnsScenario } from '../helpers/netns-scenario.ts';
 
-const repo = new URL('../..', import.meta.url).pathname;
 const RANGE = '40000 40015';
 const PORTS = 16;
-
-function missing(): string | undefined {
-  if (process.getuid?.() !== 0) return 'needs root for unshare -n (CI runs as root)';
-  if (spawnSync('ip', ['-V']).status !== 0) return 'needs iproute2 (ip)';
-  if (spawnSync('ss', ['-V']).status !== 0) return 'needs iproute2 (ss)';
-  return undefined;
-}
 
 interface Facts {
   kernelDialBefore: string;
@@ -28,23 +20,18 @@ interface Facts {
 
 function runScenario(): Facts {
   const setup = [
-    'set -e',
-    'ip link set lo up',
     'ip addr add 192.0.2.1/32 dev lo',
     'ip addr add 192.0.2.10/32 dev lo',
     // The namespace's own ephemeral range (per network namespace): 16 ports fill in a second.
     `sysctl -qw net.ipv4.ip_local_port_range="${RANGE}"`,
-    'exec node --import tsx test/integration/snat-time-wait-scenario.ts',
-  ].join('\n');
-  const run = spawnSync('unshare', ['-n', 'bash', '-c', setup], { cwd: repo, encoding: 'utf8', timeout: 120_000 });
-  assert.equal(run.status, 0, `scenario failed (${run.status} ${run.signal}):\n${run.stderr}\n${run.stdout}`);
-  return JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '') as Facts;
+  ];
+  return runNetnsScenario<Facts>(setup, 'test/integration/snat-time-wait-scenario.ts');
 }
 
 // Found by the bench (issue 8): at ~650 new connections a second through one SNAT address, every
 // ephemeral port of the address was in TIME_WAIT within a minute; bind(address, 0) then failed
 // with EADDRINUSE for every dial and for the SNAT probe of a reload, whatever the destination.
-describe('SNAT dials when every ephemeral port of the address is in TIME_WAIT', { skip: missing() }, () => {
+describe('SNAT dials when every ephemeral port of the address is in TIME_WAIT', { skip: netnsSkipReason() }, () => {
   it('keeps dialling, and a reload still proves the address, where a kernel-chosen port fails', () => {
     const facts = runScenario();
     // Positive control: before the run a dial with a kernel-chosen port works.
