@@ -49,8 +49,6 @@ export interface StartOptions {
   readonly processMetrics?: boolean;
   /** Test-only fault injection for the per-connection error boundary (no CLI flag, no config key). */
   readonly faultProbe?: ProxyRuntime['faultProbe'];
-  /** Listeners bind with SO_REUSEPORT, each worker its own socket (`serve --workers N`). */
-  readonly reusePort?: boolean;
 }
 
 /**
@@ -85,7 +83,7 @@ export async function startGateway(options: StartOptions): Promise<Gateway> {
   const connections = new LiveConnections();
   const penalty = sourcePenalty(store);
   const listeners = [...listenerSettings(boot.config).values()].map((s) =>
-    listenerFor(s, store, runtime, { forwarder, connections, penalty }, options.reusePort === true),
+    listenerFor(s, store, runtime, { forwarder, connections, penalty }),
   );
   store.onSwap((next) => redecideOnSwap(next, { tunnels: runtime.tunnels, connections }, log));
   const reload = createReloader(store, options.configPath, {
@@ -163,7 +161,6 @@ function listenerFor(
   store: SnapshotStore,
   runtime: DrainableRuntime,
   shared: { forwarder: HttpForwarder; connections: LiveConnections; penalty: SourcePenalty },
-  reusePort: boolean,
 ): TcpListener {
   const current = () => store.current.state.listeners.get(settings.name) ?? settings;
   const handler =
@@ -186,7 +183,6 @@ function listenerFor(
       };
     },
     penalty: shared.penalty,
-    reusePort,
     proxyProtocol: () => {
       const from = current().proxyProtocolFrom;
       return from ? { trusts: (ip: string) => from.has(ip) } : undefined;

@@ -17,9 +17,6 @@ export async function runClusterWorker(configPath: string): Promise<Gateway> {
     configPath,
     ...(snapshot ? { configText: Buffer.from(snapshot, 'base64').toString('utf8') } : {}),
     adminListen: 'off',
-    // Each worker its own SO_REUSEPORT socket: the primary accepting and passing every connection
-    // over IPC cost more CPU per connection than a second worker saved (docs/benchmarks.md).
-    reusePort: true,
     log,
   });
   // prom-client's AggregatorRegistry in the primary collects from these registries over IPC.

@@ -29,19 +29,6 @@ export interface TcpListenerOptions {
   /** Sources with repeated failed handshakes, reset at accept; may be shared by every listener. */
   readonly penalty?: SourcePenalty;
   readonly onConnection: (socket: Socket) => void;
-  /**
-   * Bind this process's own socket with SO_REUSEPORT (cluster workers): the kernel spreads new
-   * connections over the workers, instead of the cluster primary accepting each one and passing it
-   * over IPC, which cost more CPU per connection than a second worker saved. Ignored for port 0
-   * (each worker would get a port of its own) and where Node lacks the option (before 22.12).
-   */
-  readonly reusePort?: boolean;
-}
-
-/** `listen({ reusePort })` exists from Node 22.12 and 23.1; older Nodes ignore it and the bind would clash. */
-export function nodeHasReusePort(version = process.versions.node): boolean {
-  const [major = 0, minor = 0] = version.split('.').map(Number);
-  return major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
 }
 
 /**
@@ -149,14 +136,7 @@ export class TcpListener {
         );
       };
       this.#server.once('error', onError);
-      const own = this.#options.reusePort === true && this.#options.port !== 0 && nodeHasReusePort();
-      // exclusive: a cluster worker binds the socket itself rather than through the primary.
-      const where = {
-        host: this.#options.host,
-        port: this.#options.port,
-        ...(own ? { exclusive: true, reusePort: true } : {}),
-      };
-      this.#server.listen(where, () => {
+      this.#server.listen({ host: this.#options.host, port: this.#options.port }, () => {
         this.#server.removeListener('error', onError);
         resolve();
       });
