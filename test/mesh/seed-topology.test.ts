@@ -224,12 +224,18 @@ describe('seed topology: sidecar → gateway (tcp mode) → tinyproxy → HTTPS 
     });
     try {
       const result = await curlThrough(denied.port, '/denied');
-      assert.equal(
-        result.code,
-        56,
-        `curl exit 56 is "Recv failure: Connection reset by peer"; got ${result.code}: ${result.stderr}`,
+      // The sidecar saw the gateway reset its TLS connection, and passed it on as a reset.
+      assert.ok(
+        denied.errors.some((e) => (e as NodeJS.ErrnoException).code === 'ECONNRESET'),
+        `the sidecar saw no reset from the gateway: ${denied.errors.map(String).join('; ')}`,
       );
-      assert.match(result.stderr, /Connection reset by peer/);
+      // curl reports the reset as exit 56 ("Recv failure: Connection reset by peer") once its
+      // request is out, or as exit 7 when the reset is already there when it checks its connect
+      // (seen on a fast machine: the gateway refuses the identity within a few milliseconds).
+      assert.ok(
+        (result.code === 56 && /Connection reset by peer/.test(result.stderr)) || result.code === 7,
+        `curl exit 56 or 7 (reset); got ${result.code}: ${result.stderr}`,
+      );
     } finally {
       await denied.close();
     }
