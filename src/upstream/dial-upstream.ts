@@ -28,7 +28,8 @@ export function upstreamErrorCode(errno: string | undefined): ErrorCode {
 
 /** How many source ports one dial tries before the address counts as exhausted (failover). */
 const PORT_ATTEMPTS = 32;
-const ports = new SnatPortCursor();
+/** Made at the first SNAT dial: reading the host's port range is no business of a CLI that only imports this. */
+let ports: SnatPortCursor | undefined;
 
 /**
  * This port of the source address is not usable for this destination: a listener holds it
@@ -49,6 +50,7 @@ function portTaken(error: unknown): boolean {
 export async function dialUpstream(options: DialOptions): Promise<Socket> {
   const { localAddress } = options;
   if (!localAddress) return dialOnce(options, undefined);
+  ports ??= new SnatPortCursor();
   const deadline = Date.now() + options.timeoutMs;
   for (let attempt = 1; ; attempt += 1) {
     const timeoutMs = Math.max(1, deadline - Date.now());
