@@ -52,16 +52,30 @@ const record: fc.Arbitrary<AuditRecord> = fc.record(
       ),
     ),
     certificate: maybe(certificate),
-    tls: maybe(fc.record({ version: maybe(fc.constantFrom('TLSv1.3', 'TLSv1.2', 'SSLv3')), cipher: maybe(text), serverName: maybe(text) })),
+    tls: maybe(
+      fc.record({
+        version: maybe(fc.constantFrom('TLSv1.3', 'TLSv1.2', 'SSLv3')),
+        cipher: maybe(text),
+        serverName: maybe(text),
+      }),
+    ),
     destination: maybe(
-      fc.record({ domain: maybe(fc.oneof(text, fc.constant('api.example.com'), ip)), ip: maybe(ip), port: maybe(port) }),
+      fc.record({
+        domain: maybe(fc.oneof(text, fc.constant('api.example.com'), ip)),
+        ip: maybe(ip),
+        port: maybe(port),
+      }),
     ),
     snat: maybe(fc.record({ ip, port: maybe(port) }, { requiredKeys: ['ip'] })),
     rule: maybe(fc.record({ name: text })),
     parent: maybe(fc.record({ address: text, ip: maybe(ip), port }, { requiredKeys: ['address', 'port'] })),
     http: maybe(
       fc.record(
-        { method: fc.constantFrom('CONNECT', 'GET', ''), url: maybe(text), statusCode: maybe(fc.constantFrom(0, 200, 403)) },
+        {
+          method: fc.constantFrom('CONNECT', 'GET', ''),
+          url: maybe(text),
+          statusCode: maybe(fc.constantFrom(0, 200, 403)),
+        },
         { requiredKeys: ['method'] },
       ),
     ),
