@@ -99,7 +99,8 @@ const record: fc.Arbitrary<AuditRecord> = fc.record(
 
 describe('ECS format (fuzz)', () => {
   it('writes exactly JSON.stringify(toEcs(record)) for every record', () => {
-    // Positive control: a record with every member present gives a document with all of them.
+    // Positive control: the generator does make records with a certificate, an HTTP request and
+    // refusals, and the line written for one carries the certificate's member.
     const full = fc.sample(record, { seed: 7, numRuns: 200 }).find((r) => r.certificate && r.http && r.refusals);
     assert.ok(full, 'the generator makes records with certificate, http and refusals');
     assert.ok(JSON.parse(formatEcs(full)).tls.client.hash.sha256 !== undefined);
