@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { type AddressInfo, connect, createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { waitUntil } from './poll-until.ts';
 
 /**
@@ -8,19 +8,44 @@ import { waitUntil } from './poll-until.ts';
  * nginx, haproxy, dnsmasq, a published container port), `serve --workers` (each worker listens
  * itself), or a port that must be known before anything listens on it (a receiver started late,
  * a port where nothing listens). Our own servers bind `:0`: in-process gateways report
- * `gateway.addresses`, child gateways log it (`listenerPort`, `adminPortOf`), Node servers `listen(0)`. The
- * window between close and the daemon's bind is small; the caller waits with `waitForPort` and
- * fails clearly if someone else took it.
+ * `gateway.addresses`, child gateways log it (`listenerPort`, `adminPortOf`), Node servers `listen(0)`.
+ *
+ * Why not ask the kernel with `:0` and close: it handed the same port to two calls in a row in
+ * fresh-clone CI (haproxy then bound two frontends to one port with SO_REUSEPORT and split the
+ * connections between them), and a later `:0` bind or an outgoing connection may take it before
+ * the daemon binds. So the port is drawn at random below the kernel's ephemeral range, where
+ * neither `:0` nor a client socket lands, never twice in one process, and checked by binding it.
+ * The caller still waits with `waitForPort` and fails clearly if another test process took it.
  */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const below = ephemeralLow();
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = FIXED_PORTS_FROM + Math.floor(Math.random() * (below - FIXED_PORTS_FROM));
+    if (handedOut.has(port) || !(await bindable(port, host))) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error(`no free port on ${host} in ${FIXED_PORTS_FROM}-${below - 1} after 100 tries`);
+}
+
+const FIXED_PORTS_FROM = 20_000;
+const handedOut = new Set<number>();
+
+/** The first port of `net.ipv4.ip_local_port_range` (32768 by default). */
+function ephemeralLow(): number {
+  const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+  if (!(low > FIXED_PORTS_FROM + 1000)) throw new Error(`ephemeral range starts at ${low}: no room below it`);
+  return low;
+}
+
+async function bindable(port: number, host: string): Promise<boolean> {
   const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, host, resolve);
+  const bound = await new Promise<boolean>((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen(port, host, () => resolve(true));
   });
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
+  if (bound) await new Promise((resolve) => server.close(resolve));
+  return bound;
 }
 
 /**
