@@ -9,7 +9,7 @@ import { freePort } from '../helpers/loopback-ports.ts';
 describe('freePort (test helper)', () => {
   it('hands out distinct, bindable ports below the ephemeral range, where :0 never lands', async () => {
     const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
-    const ports = [];
+    const ports: number[] = [];
     for (let i = 0; i < 200; i++) ports.push(await freePort());
     assert.equal(new Set(ports).size, ports.length);
     assert.ok(
