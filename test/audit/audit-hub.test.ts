@@ -7,7 +7,7 @@ import { auditConfigSchema } from '../../src/audit/audit-config-schema.ts';
 import { buildAuditHub } from '../../src/audit/build-audit-hub.ts';
 import { publishAudit } from '../../src/core/audit-event.ts';
 import { isGatewayError } from '../../src/core/errors.ts';
-import { freeTcpPort } from './helpers/rsyslog-receiver.ts';
+import { freePort } from '../helpers/loopback-ports.ts';
 import { permittedRecord } from './helpers/sample-records.ts';
 
 describe('audit hub', () => {
@@ -41,7 +41,7 @@ describe('audit hub', () => {
   });
 
   it('counts a record a formatter cannot encode as format_error instead of throwing into the publisher', async () => {
-    const port = await freeTcpPort();
+    const port = await freePort();
     const hub = buildAuditHub(
       auditConfigSchema.parse({ sinks: [{ type: 'syslog', address: `127.0.0.1:${port}`, transport: 'tcp' }] }),
       { log: () => {} },
@@ -79,7 +79,7 @@ describe('audit hub', () => {
   });
 
   it('returns from close within the timeout when a receiver is down, counting what it could not send', async () => {
-    const port = await freeTcpPort();
+    const port = await freePort();
     const hub = buildAuditHub(
       auditConfigSchema.parse({
         sinks: [{ type: 'syslog', address: `127.0.0.1:${port}`, transport: 'tcp', minBackoff: '50ms' }],

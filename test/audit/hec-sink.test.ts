@@ -6,9 +6,9 @@ import { auditConfigSchema } from '../../src/audit/audit-config-schema.ts';
 import type { AuditHub } from '../../src/audit/audit-hub.ts';
 import { buildAuditHub } from '../../src/audit/build-audit-hub.ts';
 import type { SinkStats } from '../../src/audit/sinks/audit-sink.ts';
+import { freePort } from '../helpers/loopback-ports.ts';
 import { pollUntil } from '../helpers/poll-until.ts';
 import { type HecReceiver, startHecReceiver } from './helpers/hec-receiver.ts';
-import { freeTcpPort } from './helpers/rsyslog-receiver.ts';
 import { permittedRecord, rejectedRecord } from './helpers/sample-records.ts';
 import { createSiemPki, type SiemPki } from './helpers/siem-pki.ts';
 
@@ -220,7 +220,7 @@ describe('HEC sink against a local HTTPS receiver', () => {
   });
 
   it('queues while the receiver is down at start-up and delivers once it listens', async () => {
-    const port = await freeTcpPort();
+    const port = await freePort();
     const logs: string[] = [];
     const hub = buildAuditHub(
       auditConfigSchema.parse({

@@ -1,3 +1,4 @@
+import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { waitUntil } from './poll-until.ts';
@@ -18,10 +19,19 @@ import { waitUntil } from './poll-until.ts';
  * The caller still waits with `waitForPort` and fails clearly if another test process took it.
  */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return drawPort(host, bindable);
+}
+
+/** The same for a UDP port (rsyslog's imudp); never one freePort handed out either. */
+export async function freeUdpPort(host = '127.0.0.1'): Promise<number> {
+  return drawPort(host, udpBindable);
+}
+
+async function drawPort(host: string, isFree: (port: number, host: string) => Promise<boolean>): Promise<number> {
   const below = ephemeralLow();
   for (let attempt = 0; attempt < 100; attempt++) {
     const port = FIXED_PORTS_FROM + Math.floor(Math.random() * (below - FIXED_PORTS_FROM));
-    if (handedOut.has(port) || !(await bindable(port, host))) continue;
+    if (handedOut.has(port) || !(await isFree(port, host))) continue;
     handedOut.add(port);
     return port;
   }
@@ -45,6 +55,16 @@ async function bindable(port: number, host: string): Promise<boolean> {
     server.listen(port, host, () => resolve(true));
   });
   if (bound) await new Promise((resolve) => server.close(resolve));
+  return bound;
+}
+
+async function udpBindable(port: number, host: string): Promise<boolean> {
+  const socket = createSocket('udp4');
+  const bound = await new Promise<boolean>((resolve) => {
+    socket.once('error', () => resolve(false));
+    socket.bind(port, host, () => resolve(true));
+  });
+  await new Promise<void>((resolve) => socket.close(() => resolve()));
   return bound;
 }
 

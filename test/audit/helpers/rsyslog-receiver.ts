@@ -1,5 +1,4 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createSocket } from 'node:dgram';
 import {
   existsSync,
   mkdirSync,
@@ -10,9 +9,9 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort, freeUdpPort } from '../../helpers/loopback-ports.ts';
 import { pollUntil } from '../../helpers/poll-until.ts';
 
 /** One message as rsyslog parsed it (RFC 5424 fields), written by the `json` template below. */
@@ -58,22 +57,6 @@ export interface RsyslogReceiver {
 
 const RSYSLOGD = ['/usr/sbin/rsyslogd', '/sbin/rsyslogd'].find((p) => existsSync(p)) ?? 'rsyslogd';
 
-export async function freeTcpPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-async function freeUdpPort(): Promise<number> {
-  const socket = createSocket('udp4');
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-  const { port } = socket.address();
-  await new Promise<void>((resolve) => socket.close(() => resolve()));
-  return port;
-}
-
 /** Inodes of the sockets listening on 127.0.0.1:`port` (from /proc/net/tcp). */
 function listenerInodes(port: number): Set<string> {
   const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
@@ -113,8 +96,8 @@ export async function createRsyslogReceiver(options: RsyslogOptions): Promise<Rs
   mkdirSync(join(dir, 'work'));
   const outputPath = join(dir, 'received.jsonl');
   const pidPath = join(dir, 'rsyslogd.pid');
-  let tcpPort = options.tcp ? await freeTcpPort() : 0;
-  let tlsPort = options.tls ? await freeTcpPort() : 0;
+  let tcpPort = options.tcp ? await freePort() : 0;
+  let tlsPort = options.tls ? await freePort() : 0;
   const udpPort = options.udp ? await freeUdpPort() : 0;
   const confPath = join(dir, 'rsyslog.conf');
   const writeConf = () => {
@@ -165,9 +148,10 @@ export async function createRsyslogReceiver(options: RsyslogOptions): Promise<Rs
   let stderr = '';
   let started = false;
 
-  /** One start attempt: 'taken' when another process got a port between freeTcpPort and rsyslogd's bind. */
+  /** One start attempt: 'taken' when another process got a port between freePort and rsyslogd's bind. */
   async function startOnce(): Promise<'ok' | 'taken'> {
     rmSync(pidPath, { force: true }); // a stale pid file makes rsyslogd refuse to start
+    stderr = ''; // this attempt's own messages decide whether it got its ports
     const proc = spawn(RSYSLOGD, ['-n', '-f', confPath, '-i', pidPath], { stdio: ['ignore', 'ignore', 'pipe'] });
     child = proc;
     proc.stderr?.on('data', (chunk) => {
@@ -177,6 +161,8 @@ export async function createRsyslogReceiver(options: RsyslogOptions): Promise<Rs
     const deadline = Date.now() + 10_000;
     for (;;) {
       if (proc.exitCode !== null) throw new Error(`rsyslogd exited with ${proc.exitCode}: ${stderr}`);
+      // rsyslogd carries on without an input whose port it could not bind: that is a taken port too.
+      if (/Could not create tcp listener/.test(stderr)) return 'taken';
       if (ports.length === 0 ? existsSync(pidPath) : ports.every((port) => listensOn(proc.pid as number, port)))
         return 'ok';
       // After 2 s, a port that has a listener but not rsyslogd's is a parallel test's.
@@ -198,8 +184,8 @@ export async function createRsyslogReceiver(options: RsyslogOptions): Promise<Rs
       await stop();
       // Ports are only moved before the first start: after it, tests hold them.
       if (started || attempt >= 3) throw new Error(`rsyslogd's port is taken by another process: ${stderr}`);
-      if (tcpPort) tcpPort = await freeTcpPort();
-      if (tlsPort) tlsPort = await freeTcpPort();
+      if (tcpPort) tcpPort = await freePort();
+      if (tlsPort) tlsPort = await freePort();
       writeConf();
     }
   }
