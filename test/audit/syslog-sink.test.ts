@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { auditConfigSchema } from '../../src/audit/audit-config-schema.ts';
 import type { AuditHub } from '../../src/audit/audit-hub.ts';
 import { buildAuditHub } from '../../src/audit/build-audit-hub.ts';
-import { freePort } from '../helpers/loopback-ports.ts';
+import { freeUdpPort } from '../helpers/loopback-ports.ts';
 import { pollUntil } from '../helpers/poll-until.ts';
 import { createRsyslogReceiver, type RsyslogReceiver } from './helpers/rsyslog-receiver.ts';
 import { closedRecord, permittedRecord, rejectedRecord } from './helpers/sample-records.ts';
@@ -142,7 +142,7 @@ describe('syslog sink against a real rsyslogd', () => {
   });
 
   it('reports ICMP port unreachable on UDP in the log and lastError, since UDP cannot say which datagram was lost', async () => {
-    const closedPort = await freePort(); // nothing listens there on UDP either
+    const closedPort = await freeUdpPort(); // nothing listens there on UDP
     const logs: string[] = [];
     const hub = hubFor({ type: 'syslog', address: `127.0.0.1:${closedPort}`, transport: 'udp' }, logs);
     hub.start();
